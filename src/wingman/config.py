@@ -1,0 +1,262 @@
+"""Typed settings for every Wingman process.
+
+Layers, later ones win: built-in defaults < ``wingman.toml`` < ``tuning.toml`` < ``WINGMAN_*``
+environment variables. The file paths come from ``WINGMAN_CONFIG`` (default
+``/etc/wingman/wingman.toml``) and ``WINGMAN_TUNING`` (default ``tuning.toml`` beside the main
+file). Nested keys are spelled with a double underscore in the environment:
+``WINGMAN_DATABASE__POOL_SIZE=20`` sets ``[database] pool_size``.
+
+Everything is decoded into one msgspec Struct tree that rejects unknown keys, so a typo or a wrong
+type stops the process at start-up with a message naming the key and where it came from.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+DEFAULT_CONFIG_PATH = Path("/etc/wingman/wingman.toml")
+ENV_PREFIX = "WINGMAN_"
+# Environment variables that select files rather than set values.
+_META_ENV = {"WINGMAN_CONFIG", "WINGMAN_TUNING"}
+
+Environment = Literal["development", "test", "production"]
+QueueName = Literal["ai", "default", "heavy"]
+QUEUE_NAMES: tuple[QueueName, ...] = ("ai", "default", "heavy")
+
+# Placeholder secrets used outside production; production refuses to start with them.
+INSECURE_SECRET = "insecure-development-secret-change-me"  # noqa: S105 - a known placeholder
+
+
+class SettingsError(Exception):
+    """Settings could not be loaded; the message names the key and its source."""
+
+
+class Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Base for settings sections: unknown keys are an error, never silently ignored."""
+
+
+class DatabaseSettings(Section):
+    url: str = "postgresql+psycopg://wingman@127.0.0.1:5432/wingman"
+    pool_size: int = msgspec.field(default=5)
+    max_overflow: int = 5
+    pool_timeout: int = 10
+    connect_timeout: float = 5.0
+    # Recycle connections so that a restarted PostgreSQL or a failover is picked up cleanly.
+    pool_recycle: int = 1800
+    statement_timeout_ms: int = 30_000
+    echo: bool = False
+
+
+class RedisSettings(Section):
+    queue_url: str = "redis://127.0.0.1:6379/0"
+    # Cache role; empty means "share the queue instance" (fine in development).
+    cache_url: str = ""
+    socket_timeout: float = 5.0
+
+    @property
+    def effective_cache_url(self) -> str:
+        return self.cache_url or self.queue_url
+
+
+class ServerSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    backlog: int = 1024
+    # Seconds Granian waits for in-flight requests on shutdown.
+    graceful_timeout: int = 20
+    cors_allow_origins: list[str] = msgspec.field(default_factory=list)
+
+
+class QueueSettings(Section):
+    concurrency: int = 10
+    # Seconds a job may run before SAQ aborts it.
+    timeout: int = 60
+    retries: int = 3
+    # A job whose worker stops sending heartbeats for this long is considered lost and retried.
+    heartbeat: int = 30
+    retry_delay: float = 1.0
+    retry_backoff: bool = True
+
+
+def _default_queues() -> dict[str, QueueSettings]:
+    return {
+        "ai": QueueSettings(concurrency=50, timeout=120, retries=3, heartbeat=30),
+        "default": QueueSettings(concurrency=10, timeout=60, retries=5, heartbeat=30),
+        "heavy": QueueSettings(concurrency=1, timeout=3600, retries=2, heartbeat=60),
+    }
+
+
+class WorkerSettings(Section):
+    queues: dict[str, QueueSettings] = msgspec.field(default_factory=_default_queues)
+    shutdown_grace: int = 30
+
+    def queue(self, name: str) -> QueueSettings:
+        return self.queues.get(name) or _default_queues()[name]
+
+
+class LogSettings(Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # "auto": console renderer on a terminal, JSON otherwise (and always JSON in production).
+    format: Literal["auto", "console", "json"] = "auto"
+    sql: bool = False
+
+
+class SecuritySettings(Section):
+    secret_key: str = INSECURE_SECRET
+
+
+class Settings(Section):
+    env: Environment = "development"
+    database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
+    redis: RedisSettings = msgspec.field(default_factory=RedisSettings)
+    server: ServerSettings = msgspec.field(default_factory=ServerSettings)
+    worker: WorkerSettings = msgspec.field(default_factory=WorkerSettings)
+    log: LogSettings = msgspec.field(default_factory=LogSettings)
+    security: SecuritySettings = msgspec.field(default_factory=SecuritySettings)
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+
+def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path}: not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise SettingsError(f"{path}: cannot be read: {exc.strerror}") from exc
+
+
+def _env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
+    """``WINGMAN_A__B=v`` becomes ``{"a": {"b": "v"}}``; values stay strings for lax decoding."""
+    layer: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name in _META_ENV:
+            continue
+        path = name[len(ENV_PREFIX) :].lower().split("__")
+        node = layer
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise SettingsError(f"environment variable {name} conflicts with another variable")
+            node = child
+        node[path[-1]] = _env_value(value)
+    return layer
+
+
+def _env_value(raw: str) -> Any:
+    # Lists and tables come as JSON literals: WINGMAN_SERVER__CORS_ALLOW_ORIGINS='["a"]'.
+    stripped = raw.strip()
+    if stripped[:1] in "[{":
+        try:
+            return msgspec.json.decode(stripped)
+        except msgspec.DecodeError:
+            return raw
+    return raw
+
+
+def config_paths(environ: Mapping[str, str]) -> tuple[Path, Path]:
+    main = Path(environ.get("WINGMAN_CONFIG", str(DEFAULT_CONFIG_PATH)))
+    tuning = Path(environ.get("WINGMAN_TUNING", str(main.with_name("tuning.toml"))))
+    return main, tuning
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from files and environment, or raise :class:`SettingsError`."""
+    environ = os.environ if environ is None else environ
+    main_path, tuning_path = config_paths(environ)
+    layers: list[tuple[str, dict[str, Any]]] = []
+    for path in (main_path, tuning_path):
+        if path.is_file():
+            layers.append((str(path), _read_toml(path)))
+        elif "WINGMAN_CONFIG" in environ and path == main_path:
+            raise SettingsError(f"{path}: WINGMAN_CONFIG points at a file that does not exist")
+    layers.append(("environment", _env_layer(environ)))
+
+    # Decode each layer on its own first so an error names the source that caused it.
+    for source, data in layers:
+        _decode(data, source, strict=source != "environment")
+    # Start from the defaults so that a partial table (one queue, say) keeps the other defaults.
+    merged: dict[str, Any] = msgspec.to_builtins(Settings())
+    for _, data in layers:
+        merged = _deep_merge(merged, data)
+    settings = _decode(merged, "settings", strict=False)
+    validate(settings)
+    return settings
+
+
+def _decode(data: dict[str, Any], source: str, *, strict: bool) -> Settings:
+    try:
+        return msgspec.convert(data, Settings, strict=strict)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(f"{source}: {_explain(exc)}") from None
+
+
+def _explain(exc: msgspec.ValidationError) -> str:
+    """Turn msgspec's ``... - at `$.database.pool_size``` into ``database.pool_size: ...``."""
+    message = str(exc)
+    what, _, where = message.partition(" - at `$")
+    # msgspec writes dict keys as `[...]`; show them as `*`.
+    prefix = (
+        where.rstrip("`")
+        .replace("[...]", ".*")
+        .replace("[", ".")
+        .replace("]", "")
+        .replace("'", "")
+        .replace('"', "")
+    )
+    prefix = prefix.lstrip(".")
+    if what.startswith("Object contains unknown field `"):
+        field = what.removeprefix("Object contains unknown field `").rstrip("`")
+        return f"{prefix + '.' if prefix else ''}{field}: unknown key"
+    return f"{prefix}: {what}" if prefix else what
+
+
+def validate(settings: Settings) -> None:
+    """Cross-field rules that types alone cannot express."""
+    problems: list[str] = []
+    db = settings.database
+    if db.pool_size < 1:
+        problems.append("database.pool_size: must be at least 1")
+    if db.max_overflow < 0:
+        problems.append("database.max_overflow: must not be negative")
+    if not db.url.startswith("postgresql+psycopg://"):
+        problems.append("database.url: must use the psycopg driver (postgresql+psycopg://...)")
+    if not 0 < settings.server.port < 65536:
+        problems.append("server.port: must be between 1 and 65535")
+    if settings.server.workers < 1:
+        problems.append("server.workers: must be at least 1")
+    for name, queue in settings.worker.queues.items():
+        if name not in QUEUE_NAMES:
+            problems.append(
+                f"worker.queues.{name}: unknown queue (known: {', '.join(QUEUE_NAMES)})"
+            )
+        if queue.concurrency < 1:
+            problems.append(f"worker.queues.{name}.concurrency: must be at least 1")
+    if settings.is_production and (
+        settings.security.secret_key == INSECURE_SECRET or len(settings.security.secret_key) < 32
+    ):
+        problems.append(
+            "security.secret_key: production needs a generated secret of at least 32 characters"
+        )
+    if problems:
+        raise SettingsError("; ".join(problems))

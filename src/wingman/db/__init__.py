@@ -1,0 +1,1 @@
+"""Database schema (SQLAlchemy models) and the Alembic migrations that build it."""

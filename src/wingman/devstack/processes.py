@@ -1,0 +1,124 @@
+"""Small process helpers: free ports, pid files, stopping process groups, the service user."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import pwd
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+# PostgreSQL refuses to run as root; when we are root the servers run as this system user.
+SERVICE_USER = "wingman"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on right now (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.2) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=timeout):
+        return True
+    return False
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
+    """Poll ``predicate()`` until it is true or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie still answers kill(0); treat it as gone.
+    with contextlib.suppress(OSError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    return True
+
+
+def read_pid(pidfile: Path) -> int | None:
+    """The live pid recorded in ``pidfile``, or None if absent or stale."""
+    try:
+        pid = int(pidfile.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if pid_alive(pid) else None
+
+
+def stop_process_group(pid: int, timeout: float) -> bool:
+    """SIGTERM the group led by ``pid``; SIGKILL it if it is still there after ``timeout``.
+
+    Returns True when it stopped on SIGTERM (a clean, graceful stop).
+    """
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    if wait_for(lambda: not pid_alive(pid), timeout):
+        return True
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    wait_for(lambda: not pid_alive(pid), 5)
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class RunAs:
+    """Who the private servers run as: ourselves, or the service user when we are root."""
+
+    uid: int | None = None
+    gid: int | None = None
+    name: str | None = None
+
+    @property
+    def extra_groups(self) -> list[int] | None:
+        # Dropping to the service user must also drop root's supplementary groups.
+        return None if self.uid is None else []
+
+    def own(self, path: Path) -> None:
+        if self.uid is not None and self.gid is not None:
+            os.chown(path, self.uid, self.gid)
+
+
+@functools.cache
+def service_identity() -> RunAs:
+    """Run as ourselves unless we are root; then as the ``wingman`` system user (created once)."""
+    if os.geteuid() != 0:
+        return RunAs()
+    try:
+        entry = pwd.getpwnam(SERVICE_USER)
+    except KeyError:
+        subprocess.run(
+            [
+                "useradd",
+                "--system",
+                "--user-group",
+                "--no-create-home",
+                "--home-dir",
+                "/nonexistent",
+                "--shell",
+                "/usr/sbin/nologin",
+                SERVICE_USER,
+            ],
+            check=True,
+            capture_output=True,
+        )
+        entry = pwd.getpwnam(SERVICE_USER)
+    return RunAs(uid=entry.pw_uid, gid=entry.pw_gid, name=SERVICE_USER)

@@ -1,0 +1,118 @@
+"""A private Redis server for one role (queue or cache), run from the host's binary."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from wingman.devstack.binaries import find_redis
+from wingman.devstack.processes import (
+    RunAs,
+    port_open,
+    read_pid,
+    service_identity,
+    stop_process_group,
+    wait_for,
+)
+from wingman.devstack.templates import render, write_private
+
+RedisRole = Literal["queue", "cache"]
+
+
+class RedisError(RuntimeError):
+    """Redis could not be started; carries its log tail."""
+
+
+@dataclass
+class RedisServer:
+    """``root/<role>/`` holds the rendered config, data (AOF for the queue role), log and pid."""
+
+    root: Path
+    role: RedisRole
+    port: int
+    password: str
+    maxmemory: str = "256mb"
+    binary: str = field(default_factory=find_redis)
+    run_as: RunAs = field(default_factory=service_identity)
+
+    @property
+    def dir(self) -> Path:
+        return self.root / self.role
+
+    @property
+    def conf_file(self) -> Path:
+        return self.dir / "redis.conf"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.dir / "redis.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.dir / "redis.log"
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/{db}"
+
+    def pid(self) -> int | None:
+        return read_pid(self.pid_file)
+
+    def running(self) -> bool:
+        return self.pid() is not None
+
+    def write_config(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.run_as.own(self.dir)
+        text = render(
+            f"redis/{self.role}.conf.tmpl",
+            {
+                "bind": "127.0.0.1",
+                "port": self.port,
+                "password": self.password,
+                "dir": self.dir,
+                "pidfile": self.pid_file,
+                "logfile": self.log_file,
+                "daemonize": "yes",
+                "maxmemory": self.maxmemory,
+            },
+        )
+        write_private(self.conf_file, text)
+        self.run_as.own(self.conf_file)
+
+    def start(self, timeout: float = 30) -> bool:
+        """Start (daemonized) and wait until the port answers; False if it already ran."""
+        if self.running():
+            return False
+        self.write_config()
+        result = subprocess.run(
+            [self.binary, str(self.conf_file)],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=self.dir,
+            start_new_session=True,
+            user=self.run_as.uid,
+            group=self.run_as.gid,
+            extra_groups=self.run_as.extra_groups,
+        )
+        if result.returncode != 0 or not wait_for(
+            lambda: self.running() and port_open(self.port), timeout
+        ):
+            tail = ""
+            if self.log_file.is_file():
+                tail = "\n".join(self.log_file.read_text(errors="replace").splitlines()[-10:])
+            raise RedisError(
+                f"redis ({self.role}) did not start on port {self.port}: "
+                f"{result.stderr.strip() or result.stdout.strip()}\n{tail}".strip()
+            )
+        return True
+
+    def stop(self, timeout: float = 30) -> bool:
+        """SIGTERM: Redis flushes its AOF and exits."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        stop_process_group(pid, timeout)
+        return True

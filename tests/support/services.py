@@ -1,0 +1,78 @@
+"""Private PostgreSQL and Redis for the test session, started with the dev stack's own classes."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+
+from wingman.config import DatabaseSettings, RedisSettings, SecuritySettings, Settings
+from wingman.devstack.postgres import PostgresCluster
+from wingman.devstack.processes import free_port
+from wingman.devstack.redis import RedisServer
+
+
+@dataclass
+class PrivateServices:
+    root: Path
+    postgres: PostgresCluster
+    redis_queue: RedisServer
+    redis_cache: RedisServer
+
+    @classmethod
+    def start(cls) -> PrivateServices:
+        # Not under pytest's tmp dir: that is private to root, and the servers may run as the
+        # unprivileged service user, who must be able to reach their folders.
+        root = Path(tempfile.mkdtemp(prefix="wingman-test-"))
+        root.chmod(0o755)
+        password = secrets.token_urlsafe(16)
+        postgres = PostgresCluster(root / "postgres", free_port(), password)
+        postgres.init()
+        postgres.write_config({"max_connections": 200, "shared_buffers": "64MB"})
+        queue = RedisServer(root / "redis", "queue", free_port(), password)
+        cache = RedisServer(root / "redis", "cache", free_port(), password)
+        services = cls(root, postgres, queue, cache)
+        try:
+            postgres.start()
+            queue.start()
+            cache.start()
+        except Exception:
+            services.stop()
+            raise
+        return services
+
+    def stop(self) -> None:
+        for server in (self.redis_queue, self.redis_cache):
+            server.stop()
+        self.postgres.stop(mode="fast")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def settings(self, database: str, **overrides: object) -> Settings:
+        base = Settings(
+            env="test",
+            database=DatabaseSettings(url=self.postgres.url(database), pool_size=5, max_overflow=5),
+            redis=RedisSettings(queue_url=self.redis_queue.url(), cache_url=self.redis_cache.url()),
+            security=SecuritySettings(secret_key=secrets.token_urlsafe(48)),
+        )
+        return _replace(base, **overrides) if overrides else base
+
+
+def _replace(settings: Settings, **overrides: object) -> Settings:
+    return msgspec.structs.replace(settings, **overrides)
+
+
+def child_env(settings: Settings, folder: Path) -> dict[str, str]:
+    """Environment for a child process that must see exactly ``settings`` (written to a file)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    config = folder / "wingman.toml"
+    config.write_bytes(msgspec.toml.encode(settings))
+    config.chmod(0o600)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WINGMAN_")}
+    env["WINGMAN_CONFIG"] = str(config)
+    env["WINGMAN_TUNING"] = str(folder / "tuning.toml")
+    return env

@@ -1,0 +1,5 @@
+"""``python -m wingman`` is the ``wingman`` command."""
+
+from wingman.cli import main
+
+main()

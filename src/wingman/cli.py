@@ -1,0 +1,75 @@
+"""``wingman``: the entry points the service units run (web server and queue workers)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import click
+
+from wingman.config import QUEUE_NAMES, Settings, SettingsError, load_settings
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        raise click.ClickException(f"invalid settings: {exc}") from None
+
+
+@click.group()
+@click.version_option(package_name="wingman")
+def main() -> None:
+    """Run Wingman's processes. Admin tasks live in `wingmanctl`."""
+
+
+@main.command()
+@click.option("--host", help="Address to bind (default: server.host).")
+@click.option("--port", type=int, help="Port to bind (default: server.port).")
+@click.option("--workers", type=int, help="Granian worker processes (default: server.workers).")
+def serve(host: str | None, port: int | None, workers: int | None) -> None:
+    """Serve the API with Granian (ASGI, uvloop) until SIGTERM or Ctrl-C."""
+    from granian import Granian
+    from granian.constants import Interfaces, Loops
+
+    from wingman.server.logging import configure_logging, granian_log_config
+
+    settings = _settings()
+    configure_logging(settings, process="web")
+    server = Granian(
+        "wingman.app:create_app",
+        factory=True,
+        interface=Interfaces.ASGI,
+        address=host or settings.server.host,
+        port=port or settings.server.port,
+        workers=workers or settings.server.workers,
+        loop=Loops.uvloop,
+        backlog=settings.server.backlog,
+        log_dictconfig=granian_log_config(),
+        log_access=False,
+        workers_kill_timeout=settings.server.graceful_timeout,
+        # A worker process that dies is replaced, so one crash does not shrink capacity.
+        respawn_failed_workers=True,
+    )
+    server.serve()
+
+
+@main.command()
+@click.option(
+    "--queue", "queue_name", type=click.Choice(QUEUE_NAMES), required=True, help="Queue to work."
+)
+def worker(queue_name: str) -> None:
+    """Run an SAQ worker for one queue until SIGTERM or Ctrl-C (jobs finish or are requeued)."""
+    from wingman.server.logging import configure_logging
+    from wingman.worker import create_worker
+
+    settings = _settings()
+    configure_logging(settings, process=f"worker-{queue_name}")
+    worker = create_worker(settings, queue_name)  # type: ignore[arg-type]
+    try:
+        import uvloop
+
+        uvloop.run(worker.start())
+    except ImportError:  # pragma: no cover - uvloop ships with granian[uvloop]
+        asyncio.run(worker.start())
+    sys.exit(0)

@@ -1,0 +1,36 @@
+"""``GET /health/live`` and ``GET /health/ready``."""
+
+from __future__ import annotations
+
+from litestar import Controller, Response, get
+from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from wingman.domain.health.checks import Readiness, readiness
+
+
+class HealthController(Controller):
+    path = "/health"
+    tags = ("ops",)
+
+    @get("/live", summary="The process is up", cache=False)
+    async def live(self) -> dict[str, str]:
+        return {"status": "ok"}
+
+    @get(
+        "/ready",
+        summary="PostgreSQL, both Redis roles and the schema are ready",
+        description="200 when every check passes, 503 naming the checks that failed.",
+        cache=False,
+    )
+    async def ready(
+        self, state: State, db_engine: NamedDependency[AsyncEngine]
+    ) -> Response[Readiness]:
+        result = await readiness(
+            db_engine, state.redis.queue, state.redis.cache, state.migration_head
+        )
+        return Response(
+            result, status_code=HTTP_200_OK if result.ok else HTTP_503_SERVICE_UNAVAILABLE
+        )

@@ -1,0 +1,1 @@
+"""Wiring shared by the web and worker processes: database, Redis, logging, errors."""

@@ -1,0 +1,70 @@
+"""The SQLAlchemy engine and session configuration (advanced-alchemy, psycopg 3)."""
+
+from __future__ import annotations
+
+from advanced_alchemy.extensions.litestar import (
+    AsyncSessionConfig,
+    EngineConfig,
+    SQLAlchemyAsyncConfig,
+)
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from wingman.config import DatabaseSettings
+
+SESSION_DEPENDENCY_KEY = "db_session"
+
+
+def engine_config(db: DatabaseSettings, application_name: str) -> EngineConfig:
+    return EngineConfig(
+        pool_size=db.pool_size,
+        max_overflow=db.max_overflow,
+        pool_timeout=db.pool_timeout,
+        pool_recycle=db.pool_recycle,
+        # A connection killed by a PostgreSQL restart is noticed and replaced before use, so the
+        # pool recovers without restarting the process.
+        pool_pre_ping=True,
+        echo=db.echo,
+        connect_args={
+            "connect_timeout": max(1, int(db.connect_timeout)),
+            "application_name": application_name,
+            "options": f"-c statement_timeout={db.statement_timeout_ms}",
+        },
+    )
+
+
+def alchemy_config(
+    db: DatabaseSettings, application_name: str = "wingman-web"
+) -> SQLAlchemyAsyncConfig:
+    """Config for advanced-alchemy's Litestar plugin: one session per request, commit on 2xx."""
+    return SQLAlchemyAsyncConfig(
+        connection_string=db.url,
+        engine_config=engine_config(db, application_name),
+        session_config=AsyncSessionConfig(expire_on_commit=False),
+        session_dependency_key=SESSION_DEPENDENCY_KEY,
+        before_send_handler="autocommit",
+        create_all=False,
+    )
+
+
+def create_engine(db: DatabaseSettings, application_name: str) -> AsyncEngine:
+    """An engine for processes outside Litestar (workers, CLI), configured like the web's."""
+    config = engine_config(db, application_name)
+    return create_async_engine(
+        db.url,
+        pool_size=db.pool_size,
+        max_overflow=db.max_overflow,
+        pool_timeout=db.pool_timeout,
+        pool_recycle=db.pool_recycle,
+        pool_pre_ping=True,
+        echo=db.echo,
+        connect_args=config.connect_args,
+    )
+
+
+def session_maker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)

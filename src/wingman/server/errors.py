@@ -1,0 +1,111 @@
+"""RFC 9457 problem details for every error the API returns.
+
+Each problem carries a stable ``type`` (``urn:wingman:problem:<slug>``) that clients can switch
+on; validation problems list the offending fields. Unexpected exceptions are logged with their
+traceback and answered with a plain 500 that reveals nothing about the internals.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+import structlog
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.plugins.problem_details import (
+    ProblemDetailsConfig,
+    ProblemDetailsException,
+    ProblemDetailsPlugin,
+)
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+log = structlog.get_logger(__name__)
+
+PROBLEM_TYPE_PREFIX = "urn:wingman:problem:"
+
+# Status codes whose problem type is more specific than the status phrase.
+_TYPE_BY_STATUS = {
+    400: "bad-request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    409: "conflict",
+    413: "payload-too-large",
+    415: "unsupported-media-type",
+    422: "validation-failed",
+    429: "rate-limited",
+    500: "internal-error",
+    503: "unavailable",
+}
+
+
+def problem_type(slug: str) -> str:
+    return PROBLEM_TYPE_PREFIX + slug
+
+
+class Problem(ProblemDetailsException):
+    """Raise this from domain code: ``Problem(404, "session-not-found", "No such session.")``."""
+
+    def __init__(
+        self,
+        status_code: int,
+        slug: str,
+        detail: str,
+        *,
+        extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(
+            detail=detail,
+            status_code=status_code,
+            type_=problem_type(slug),
+            title=HTTPStatus(status_code).phrase,
+            extra=extra,
+            headers=headers,
+        )
+
+
+def _from_http_exception(exc: HTTPException) -> ProblemDetailsException:
+    status = exc.status_code
+    slug = _TYPE_BY_STATUS.get(status) or HTTPStatus(status).phrase.lower().replace(" ", "-")
+    extra: dict[str, Any] | None = None
+    detail = exc.detail
+    if isinstance(exc, ValidationException) or status == 400:
+        # Litestar's validation errors are a list of {message, key, source}; name the fields.
+        errors = exc.extra if isinstance(exc.extra, list) else []
+        if errors:
+            slug = "validation-failed"
+            extra = {"errors": errors}
+    elif isinstance(exc.extra, dict):
+        extra = exc.extra
+    return ProblemDetailsException(
+        detail=detail,
+        status_code=status,
+        type_=problem_type(slug),
+        title=HTTPStatus(status).phrase,
+        extra=extra,
+        headers=exc.headers,
+    )
+
+
+def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.exception("unhandled_error", path=request.url.path, method=request.method)
+    return ProblemDetailsException(
+        detail="Something went wrong on our side; it has been logged.",
+        status_code=HTTP_500_INTERNAL_SERVER_ERROR,
+        type_=problem_type("internal-error"),
+        title=HTTPStatus.INTERNAL_SERVER_ERROR.phrase,
+    ).to_response(request)
+
+
+def problem_details_plugin() -> ProblemDetailsPlugin:
+    return ProblemDetailsPlugin(
+        ProblemDetailsConfig(
+            exception_to_problem_detail_map={HTTPException: _from_http_exception},
+        )
+    )
+
+
+EXCEPTION_HANDLERS = {Exception: _unexpected}

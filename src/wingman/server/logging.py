@@ -1,0 +1,107 @@
+"""structlog for every Wingman process, with the standard library's loggers routed through it.
+
+JSON lines in production (and whenever stderr is not a terminal, unless told otherwise), a readable
+console renderer on a terminal. Library loggers (saq, granian, sqlalchemy, httpx, alembic) go
+through the same processors so that every line of a process has one shape.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+import sys
+from typing import Any
+
+import structlog
+
+from wingman.config import Settings
+
+_LIBRARY_LEVELS = {
+    "saq": "INFO",
+    "granian": "INFO",
+    "httpx": "WARNING",
+    "httpcore": "WARNING",
+    "alembic": "INFO",
+    "sqlalchemy.engine": "WARNING",
+    "asyncio": "WARNING",
+}
+
+
+def _use_json(settings: Settings) -> bool:
+    if settings.log.format != "auto":
+        return settings.log.format == "json"
+    return settings.is_production or not sys.stderr.isatty()
+
+
+def configure_logging(settings: Settings, process: str) -> None:
+    """Configure structlog and stdlib logging for this process (idempotent)."""
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+    ]
+    renderer: Any
+    if _use_json(settings):
+        renderer = structlog.processors.JSONRenderer()
+        shared.append(structlog.processors.format_exc_info)
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+
+    structlog.configure(
+        processors=[
+            *shared,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[settings.log.level]
+        ),
+        cache_logger_on_first_use=True,
+    )
+    levels = dict(_LIBRARY_LEVELS)
+    if settings.log.sql:
+        levels["sqlalchemy.engine"] = "INFO"
+    logging.config.dictConfig(
+        {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "formatters": {
+                "structlog": {
+                    "()": structlog.stdlib.ProcessorFormatter,
+                    "processors": [
+                        structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                        renderer,
+                    ],
+                    "foreign_pre_chain": shared,
+                }
+            },
+            "handlers": {
+                "stderr": {
+                    "class": "logging.StreamHandler",
+                    "formatter": "structlog",
+                    "stream": "ext://sys.stderr",
+                }
+            },
+            "root": {"handlers": ["stderr"], "level": settings.log.level},
+            "loggers": {
+                name: {"level": level, "handlers": [], "propagate": True}
+                for name, level in levels.items()
+            },
+        }
+    )
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(process=process)
+
+
+def granian_log_config() -> dict[str, Any]:
+    """Granian's own loggers propagate to the root handler configured above."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "loggers": {
+            "_granian": {"level": "INFO", "handlers": [], "propagate": True},
+            "granian.access": {"level": "INFO", "handlers": [], "propagate": True},
+        },
+    }

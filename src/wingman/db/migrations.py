@@ -26,8 +26,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, create_engine, pool
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-import wingman
 from wingman.db.models import metadata
+from wingman.resources import shipped_dir
 
 __all__ = [
     "alembic_config",
@@ -39,8 +39,6 @@ __all__ = [
     "upgrade_to_head",
 ]
 
-# Installed wheels carry the scripts here (pyproject force-includes migrations/ at this path).
-PACKAGED_DIR_NAME = "_migrations"
 # File names like 2026_11_23_0001_initial_schema.py; "%%" because ini options interpolate "%".
 FILE_TEMPLATE = "%%(year)d_%%(month).2d_%%(day).2d_%%(rev)s_%%(slug)s"
 
@@ -51,13 +49,7 @@ def script_location() -> Path:
     An installed wheel carries it as ``wingman/_migrations``; a source tree has it at
     ``<repo>/migrations``. Raises ``FileNotFoundError`` when neither exists.
     """
-    package_dir = Path(wingman.__file__).resolve().parent
-    candidates = (package_dir / PACKAGED_DIR_NAME, package_dir.parent.parent / "migrations")
-    for candidate in candidates:
-        if (candidate / "env.py").is_file():
-            return candidate
-    searched = ", ".join(str(candidate) for candidate in candidates)
-    raise FileNotFoundError(f"no Alembic migrations found (looked in {searched})")
+    return shipped_dir("migrations")
 
 
 def alembic_config(database_url: str) -> Config:

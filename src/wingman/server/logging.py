@@ -22,6 +22,7 @@ _LIBRARY_LEVELS = {
     "httpx": "WARNING",
     "httpcore": "WARNING",
     "alembic": "INFO",
+    "alembic.runtime.plugins": "WARNING",
     "sqlalchemy.engine": "WARNING",
     "asyncio": "WARNING",
 }

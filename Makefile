@@ -1,0 +1,42 @@
+# Wingman: the two commands a newcomer needs are `make run` and `make test`.
+VENV ?= .venv
+BIN := $(VENV)/bin
+DATA ?= var
+
+.PHONY: run test bootstrap lint typecheck format check down status build clean
+
+## Set up (venv, dependencies, PostgreSQL/Redis binaries) and run the whole stack until Ctrl-C.
+run: bootstrap
+	$(BIN)/wingmanctl dev run --data-dir $(DATA)
+
+## Set up, then run the whole test suite (tests start their own PostgreSQL and Redis).
+test: bootstrap
+	$(BIN)/pytest
+
+bootstrap:
+	@scripts/bootstrap
+
+lint: bootstrap
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: bootstrap
+	$(BIN)/mypy
+
+format: bootstrap
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+check: lint typecheck test
+
+status:
+	$(BIN)/wingmanctl dev status --data-dir $(DATA)
+
+down:
+	$(BIN)/wingmanctl dev down --data-dir $(DATA)
+
+build: bootstrap
+	$(BIN)/python -m build --outdir dist .
+
+clean:
+	rm -rf dist build .pytest_cache .mypy_cache .ruff_cache

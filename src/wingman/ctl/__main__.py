@@ -1,0 +1,5 @@
+"""``python -m wingman.ctl`` is the ``wingmanctl`` command."""
+
+from wingman.ctl.main import main
+
+main()

@@ -1,0 +1,297 @@
+"""The whole development stack under one folder: PostgreSQL, two Redis roles, web and workers.
+
+``var/`` (or the folder given) holds::
+
+    devstack.json   ports and generated passwords/secrets (owner-only), made on the first ``up``
+    wingman.toml    the settings every process reads (WINGMAN_CONFIG points here), owner-only
+    postgres/       the cluster (data/ and postgresql.log)
+    redis/          queue/ and cache/ (config, AOF, log, pid)
+    run/            pid files of web and workers
+    log/            web and worker logs
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import msgspec
+
+from wingman.config import QUEUE_NAMES
+from wingman.db.migrations import upgrade_to_head
+from wingman.devstack.binaries import find_postgres, find_redis
+from wingman.devstack.postgres import PostgresCluster
+from wingman.devstack.processes import (
+    free_port,
+    pid_alive,
+    port_open,
+    stop_process_group,
+    wait_for,
+)
+from wingman.devstack.redis import RedisServer
+from wingman.devstack.templates import write_private
+
+Report = Callable[[str], None]
+DATABASE = "wingman"
+DEFAULT_WEB_PORT = 8000
+
+
+class DevStackError(RuntimeError):
+    """The stack could not be brought up; the message says which part and why."""
+
+
+class DevState(msgspec.Struct, forbid_unknown_fields=True):
+    """What stays fixed between runs of one data folder."""
+
+    postgres_port: int
+    postgres_password: str
+    redis_queue_port: int
+    redis_cache_port: int
+    redis_password: str
+    web_port: int
+    secret_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentStatus:
+    name: str
+    running: bool
+    pid: int | None
+    detail: str
+
+
+def _pick_web_port(preferred: int | None) -> int:
+    if preferred is not None:
+        return preferred
+    return DEFAULT_WEB_PORT if not port_open(DEFAULT_WEB_PORT) else free_port()
+
+
+class DevStack:
+    def __init__(self, root: Path, *, web_port: int | None = None) -> None:
+        self.root = root.resolve()
+        self._requested_web_port = web_port
+        self.state_file = self.root / "devstack.json"
+        self.settings_file = self.root / "wingman.toml"
+        self.run_dir = self.root / "run"
+        self.log_dir = self.root / "log"
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def load_state(self) -> DevState | None:
+        if not self.state_file.is_file():
+            return None
+        return msgspec.json.decode(self.state_file.read_bytes(), type=DevState)
+
+    def state(self) -> DevState:
+        """The saved state, or a new one (free ports, fresh secrets) saved on first use."""
+        existing = self.load_state()
+        if existing is not None:
+            if self._requested_web_port and self._requested_web_port != existing.web_port:
+                existing = msgspec.structs.replace(existing, web_port=self._requested_web_port)
+                self._save(existing)
+            return existing
+        state = DevState(
+            postgres_port=free_port(),
+            postgres_password=secrets.token_urlsafe(24),
+            redis_queue_port=free_port(),
+            redis_cache_port=free_port(),
+            redis_password=secrets.token_urlsafe(24),
+            web_port=_pick_web_port(self._requested_web_port),
+            secret_key=secrets.token_urlsafe(48),
+        )
+        self._save(state)
+        return state
+
+    def _save(self, state: DevState) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        write_private(self.state_file, msgspec.json.format(msgspec.json.encode(state)).decode())
+        write_private(self.settings_file, self._settings_toml(state))
+
+    def _settings_toml(self, state: DevState) -> str:
+        settings = {
+            "env": "development",
+            "database": {"url": self.postgres(state).url(DATABASE)},
+            "redis": {
+                "queue_url": self.redis("queue", state).url(),
+                "cache_url": self.redis("cache", state).url(),
+            },
+            "server": {"port": state.web_port},
+            "security": {"secret_key": state.secret_key},
+        }
+        header = (
+            "# Written by `wingmanctl dev up` for this data folder; holds secrets (owner-only).\n"
+        )
+        return header + msgspec.toml.encode(settings).decode()
+
+    # -- components ----------------------------------------------------------------------------
+
+    def postgres(self, state: DevState | None = None) -> PostgresCluster:
+        state = state or self.state()
+        return PostgresCluster(self.root / "postgres", state.postgres_port, state.postgres_password)
+
+    def redis(self, role: str, state: DevState | None = None) -> RedisServer:
+        state = state or self.state()
+        port = state.redis_queue_port if role == "queue" else state.redis_cache_port
+        return RedisServer(self.root / "redis", role, port, state.redis_password)  # type: ignore[arg-type]
+
+    def app_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["WINGMAN_CONFIG"] = str(self.settings_file)
+        env.setdefault("WINGMAN_TUNING", str(self.root / "tuning.toml"))
+        return env
+
+    def _app_commands(self) -> dict[str, list[str]]:
+        python = sys.executable
+        commands = {"web": [python, "-m", "wingman", "serve"]}
+        for queue in QUEUE_NAMES:
+            commands[f"worker-{queue}"] = [python, "-m", "wingman", "worker", "--queue", queue]
+        return commands
+
+    def _app_pid(self, name: str) -> int | None:
+        pidfile = self.run_dir / f"{name}.pid"
+        try:
+            pid = int(pidfile.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        if not pid_alive(pid):
+            return None
+        # Guard against a recycled pid: the process must still be one of ours.
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return None
+        return pid if b"wingman" in cmdline else None
+
+    # -- commands ------------------------------------------------------------------------------
+
+    def up(self, report: Report = print, ready_timeout: float = 60) -> str:
+        """Start whatever is not running yet and return the web base URL. Safe to repeat."""
+        # Fail before starting anything when a binary is missing.
+        find_postgres()
+        find_redis()
+        state = self.state()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+
+        pg = self.postgres(state)
+        if pg.init():
+            report(f"postgres: initialised a new cluster in {pg.data_dir}")
+        pg.write_config()
+        report(f"postgres: {'started' if pg.start() else 'already running'} on 127.0.0.1:{pg.port}")
+        if pg.ensure_database(DATABASE):
+            report(f"postgres: created database {DATABASE}")
+
+        for role in ("queue", "cache"):
+            server = self.redis(role, state)
+            verb = "started" if server.start() else "already running"
+            report(f"redis-{role}: {verb} on 127.0.0.1:{server.port}")
+
+        upgrade_to_head(pg.url(DATABASE))
+        report("migrations: database is at head")
+
+        for name, command in self._app_commands().items():
+            if self._app_pid(name):
+                report(f"{name}: already running")
+                continue
+            if name == "web" and port_open(state.web_port):
+                raise DevStackError(
+                    f"web: port {state.web_port} is taken by another program; "
+                    f"choose another with `wingmanctl dev up --port N`"
+                )
+            pid = self._spawn(name, command)
+            report(f"{name}: started (pid {pid}, log {self.log_dir / (name + '.log')})")
+
+        base_url = f"http://127.0.0.1:{state.web_port}"
+        if not self._wait_ready(base_url, ready_timeout):
+            raise DevStackError(
+                f"web did not become ready at {base_url}/health/ready within "
+                f"{ready_timeout:.0f} s; see {self.log_dir / 'web.log'}"
+            )
+        return base_url
+
+    def _spawn(self, name: str, command: list[str]) -> int:
+        log = (self.log_dir / f"{name}.log").open("ab")
+        proc = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.app_env(),
+            cwd=self.root,
+            # Own process group: `down` stops the whole group, and Ctrl-C in the terminal that ran
+            # `dev run` reaches only the supervisor, which then stops everything in order.
+            start_new_session=True,
+        )
+        log.close()
+        (self.run_dir / f"{name}.pid").write_text(f"{proc.pid}\n")
+        return proc.pid
+
+    def _wait_ready(self, base_url: str, timeout: float) -> bool:
+        def ready() -> bool:
+            if self._app_pid("web") is None:
+                return False
+            try:
+                return httpx.get(f"{base_url}/health/ready", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if ready():
+                return True
+            if self._app_pid("web") is None:
+                return False
+            time.sleep(0.25)
+        return False
+
+    def down(self, report: Report = print, timeout: float = 30) -> None:
+        """Stop what this folder started: web and workers first, then Redis, then PostgreSQL."""
+        state = self.load_state()
+        if state is None:
+            report(f"nothing to stop: {self.root} holds no dev stack")
+            return
+        for name in self._app_commands():
+            pid = self._app_pid(name)
+            if pid is None:
+                continue
+            clean = stop_process_group(pid, timeout)
+            (self.run_dir / f"{name}.pid").unlink(missing_ok=True)
+            report(f"{name}: stopped{'' if clean else ' (killed after the grace period)'}")
+        for role in ("queue", "cache"):
+            if self.redis(role, state).stop():
+                report(f"redis-{role}: stopped")
+        if self.postgres(state).stop():
+            report("postgres: stopped (fast shutdown)")
+
+    def status(self) -> list[ComponentStatus]:
+        state = self.load_state()
+        if state is None:
+            return []
+        pg = self.postgres(state)
+        rows = [ComponentStatus("postgres", pg.running(), pg.pid(), f"127.0.0.1:{pg.port}")]
+        for role in ("queue", "cache"):
+            server = self.redis(role, state)
+            rows.append(
+                ComponentStatus(
+                    f"redis-{role}", server.running(), server.pid(), f"127.0.0.1:{server.port}"
+                )
+            )
+        for name in self._app_commands():
+            pid = self._app_pid(name)
+            detail = (
+                f"http://127.0.0.1:{state.web_port}"
+                if name == "web"
+                else str(self.log_dir / f"{name}.log")
+            )
+            rows.append(ComponentStatus(name, pid is not None, pid, detail))
+        return rows
+
+    def wait_stopped(self, timeout: float = 30) -> bool:
+        return wait_for(lambda: not any(row.running for row in self.status()), timeout)

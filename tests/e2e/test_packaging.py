@@ -1,0 +1,47 @@
+"""The wheel and sdist build, and the wheel installs into a fresh venv and finds its files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run(*args: str | Path, env: dict[str, str] | None = None) -> str:
+    result = subprocess.run(
+        [str(a) for a in args], capture_output=True, text=True, timeout=300, check=False, env=env
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def test_wheel_installs_in_a_fresh_venv(tmp_path: Path) -> None:
+    dist = tmp_path / "dist"
+    run(sys.executable, "-m", "build", "--outdir", dist, REPO)
+    wheel = next(dist.glob("wingman-*.whl"))
+    assert next(dist.glob("wingman-*.tar.gz"))
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "wingman/_migrations/env.py" in names
+    assert "wingman/_appliance/redis/queue.conf.tmpl" in names
+
+    venv = tmp_path / "venv"
+    run(sys.executable, "-m", "venv", venv)
+    # Offline: the locked dependencies are already in the installer's cache after bootstrap.
+    run(
+        sys.executable, "-m", "uv", "pip", "install", "--offline", "--quiet",
+        "--python", venv / "bin" / "python", "-c", REPO / "requirements.lock", wheel,
+    )  # fmt: skip
+    probe = (
+        "from wingman.db.migrations import head_revision, script_location\n"
+        "from wingman.resources import shipped_dir\n"
+        "print(head_revision(), script_location().name, shipped_dir('appliance').name)\n"
+    )
+    out = run(venv / "bin" / "python", "-c", probe, env={"PATH": "/usr/bin:/bin"})
+    assert out.split()[1:] == ["_migrations", "_appliance"]
+    assert "Usage: wingmanctl" in run(venv / "bin" / "wingmanctl", "--help")

@@ -43,7 +43,7 @@ class Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 class DatabaseSettings(Section):
     url: str = "postgresql+psycopg://wingman@127.0.0.1:5432/wingman"
-    pool_size: int = msgspec.field(default=5)
+    pool_size: int = 5
     max_overflow: int = 5
     pool_timeout: int = 10
     connect_timeout: float = 5.0

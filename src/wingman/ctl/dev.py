@@ -96,10 +96,10 @@ def run(data_dir: Path, port: int | None) -> None:
             "Press Ctrl-C to stop everything.\n"
         )
         while not stop.wait(1.0):
-            if not all(row.running for row in stack.status()):
-                down = [row.name for row in stack.status() if not row.running]
+            stopped = [row.name for row in stack.status() if not row.running]
+            if stopped:
                 click.echo(
-                    f"warning: stopped unexpectedly: {', '.join(down)} (see {stack.log_dir})",
+                    f"warning: stopped unexpectedly: {', '.join(stopped)} (see {stack.log_dir})",
                     err=True,
                 )
                 stop.wait(10.0)

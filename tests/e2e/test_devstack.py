@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.cli import run_cli
 from wingman.devstack.processes import free_port, pid_alive, port_open, wait_for
 from wingman.devstack.stack import DevStack
 
@@ -143,14 +144,7 @@ def test_down_leaves_nothing_behind(base_url: str, stack_dir: Path) -> None:
 def test_missing_binaries_fail_with_install_hint(tmp_path: Path) -> None:
     # A PATH without redis-server (python is called by absolute path).
     env = {"PATH": str(tmp_path), "HOME": str(tmp_path)}
-    result = subprocess.run(
-        [*CTL, "dev", "up", "--data-dir", str(tmp_path / "var")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_cli("wingman.ctl", "dev", "up", "--data-dir", str(tmp_path / "var"), env=env)
     assert result.returncode == 2
     assert "redis-server not found" in result.stderr
     assert "apt-get install" in result.stderr

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import msgspec
 
+from tests.support.cli import bad_settings_env, run_cli
 from tests.support.services import child_env
 from wingman.config import DatabaseSettings, Settings
 from wingman.db.migrations import head_revision
@@ -16,14 +16,7 @@ from wingman.devstack.processes import free_port
 
 
 def ctl(settings: Settings, folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "wingman.ctl", "migrate", *args],
-        env=child_env(settings, folder),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_cli("wingman.ctl", "migrate", *args, env=child_env(settings, folder))
 
 
 def with_database(settings: Settings, url: str) -> Settings:
@@ -59,16 +52,8 @@ def test_unreachable_database_is_a_clear_error(settings: Settings, tmp_path: Pat
 
 
 def test_serve_refuses_bad_settings_naming_the_key(tmp_path: Path) -> None:
-    config = tmp_path / "wingman.toml"
-    config.write_text('[server]\nport = "http"\n')
-    result = subprocess.run(
-        [sys.executable, "-m", "wingman", "serve"],
-        env={"WINGMAN_CONFIG": str(config), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    env = bad_settings_env(tmp_path, '[server]\nport = "http"\n')
+    result = run_cli("wingman", "serve", env=env)
     assert result.returncode == 1
     assert "server.port" in result.stderr
     assert "Traceback" not in result.stderr

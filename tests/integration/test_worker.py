@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cli import bad_settings_env, run_cli
 from tests.support.services import child_env
 from wingman.config import Settings
 from wingman.worker import create_queue, enqueue, job_options
@@ -82,16 +83,8 @@ def test_worker_stops_cleanly_on_sigterm(worker_process: subprocess.Popen[bytes]
 
 
 def test_bad_settings_stop_the_worker_with_a_clear_message(tmp_path: Path) -> None:
-    config = tmp_path / "wingman.toml"
-    config.write_text("[worker]\nshutdown_grace = 'soon'\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "wingman", "worker", "--queue", "ai"],
-        env={"WINGMAN_CONFIG": str(config), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    env = bad_settings_env(tmp_path, "[worker]\nshutdown_grace = 'soon'\n")
+    result = run_cli("wingman", "worker", "--queue", "ai", env=env)
     assert result.returncode == 1
     assert "worker.shutdown_grace" in result.stderr
     assert "Traceback" not in result.stderr

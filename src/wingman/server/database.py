@@ -11,7 +11,6 @@ from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
-    create_async_engine,
 )
 
 from wingman.config import DatabaseSettings
@@ -52,18 +51,8 @@ def alchemy_config(
 
 
 def create_engine(db: DatabaseSettings, application_name: str) -> AsyncEngine:
-    """An engine for processes outside Litestar (workers, CLI), configured like the web's."""
-    config = engine_config(db, application_name)
-    return create_async_engine(
-        db.url,
-        pool_size=db.pool_size,
-        max_overflow=db.max_overflow,
-        pool_timeout=db.pool_timeout,
-        pool_recycle=db.pool_recycle,
-        pool_pre_ping=True,
-        echo=db.echo,
-        connect_args=config.connect_args,
-    )
+    """An engine for workers and the CLI, configured exactly like the web's."""
+    return alchemy_config(db, application_name).get_engine()
 
 
 def session_maker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -18,13 +18,17 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 
 from wingman import __version__
-from wingman.config import Settings, load_settings
+from wingman.config import QUEUE_NAMES, Settings, load_settings
 from wingman.db.migrations import head_revision
+from wingman.domain.accounts.controllers import AuthController, MeController
 from wingman.domain.health.controllers import HealthController
+from wingman.server.auth import LastSeenTracker, UserStatusCache, create_jwt_auth
 from wingman.server.database import alchemy_config
 from wingman.server.errors import EXCEPTION_HANDLERS, problem_details_plugin
 from wingman.server.logging import configure_logging
+from wingman.server.ratelimit import RateLimiter
 from wingman.server.redis import RedisClients
+from wingman.worker import create_queue
 
 API_PREFIX = "/api/v1"
 
@@ -41,17 +45,43 @@ def create_app(settings: Settings | None = None) -> Litestar:
         finally:
             await app.state.redis.close()
 
-    api = Router(path=API_PREFIX, route_handlers=[])
+    @asynccontextmanager
+    async def queues_lifespan(app: Litestar) -> AsyncIterator[None]:
+        # Producers: handlers enqueue jobs after their transaction commits. The rate limiter
+        # shares the queue-role Redis pool (opened by redis_lifespan, which runs first).
+        app.state.queues = {name: create_queue(settings, name) for name in QUEUE_NAMES}
+        app.state.rate_limiter = RateLimiter.on_redis(
+            app.state.redis.queue, settings.redis.queue_url
+        )
+        try:
+            yield
+        finally:
+            for queue in app.state.queues.values():
+                await queue.disconnect()
+
+    jwt_auth = create_jwt_auth(settings)
+    alchemy = alchemy_config(settings.database)
+    api = Router(path=API_PREFIX, route_handlers=[AuthController, MeController])
 
     return Litestar(
         route_handlers=[HealthController, api],
         plugins=[
-            SQLAlchemyPlugin(config=alchemy_config(settings.database)),
+            SQLAlchemyPlugin(config=alchemy),
             problem_details_plugin(),
         ],
-        lifespan=[redis_lifespan],
+        lifespan=[redis_lifespan, queues_lifespan],
+        on_app_init=[jwt_auth.on_app_init],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        state=State({"settings": settings, "migration_head": head_revision()}),
+        state=State(
+            {
+                "settings": settings,
+                "migration_head": head_revision(),
+                "user_status": UserStatusCache(settings.auth.status_cache_seconds),
+                "last_seen": LastSeenTracker(),
+                # The plugin's config: code outside handlers (the auth middleware) gets its engine.
+                "alchemy": alchemy,
+            }
+        ),
         cors_config=(
             CORSConfig(allow_origins=settings.server.cors_allow_origins)
             if settings.server.cors_allow_origins

@@ -31,6 +31,8 @@ QUEUE_NAMES: tuple[QueueName, ...] = ("ai", "default", "heavy")
 
 # Placeholder secrets used outside production; production refuses to start with them.
 INSECURE_SECRET = "insecure-development-secret-change-me"  # noqa: S105 - a known placeholder
+INSECURE_JWT_KEY = "insecure-development-jwt-key-change-me"
+INSECURE_OTP_HASH_KEY = "insecure-development-otp-key-change-me"
 
 
 class SettingsError(Exception):
@@ -83,6 +85,9 @@ class QueueSettings(Section):
     heartbeat: int = 30
     retry_delay: float = 1.0
     retry_backoff: bool = True
+    # Worker processes the service manager runs for this queue (instances of
+    # wingman-worker@<queue>); set by `wingmanctl tune` from the host's cores and memory.
+    processes: int = 1
 
 
 def _default_queues() -> dict[str, QueueSettings]:
@@ -110,6 +115,64 @@ class LogSettings(Section):
 
 class SecuritySettings(Section):
     secret_key: str = INSECURE_SECRET
+    # Signs access tokens (HS256). Production refuses the placeholder.
+    jwt_key: str = INSECURE_JWT_KEY
+    # Keys the HMAC-SHA256 of one-time codes, destinations and refresh tokens, so a database dump
+    # alone cannot be brute-forced. Changing it invalidates pending codes and refresh tokens.
+    otp_hash_key: str = INSECURE_OTP_HASH_KEY
+
+
+class AuthSettings(Section):
+    access_token_minutes: int = 15
+    refresh_token_days: int = 30
+    # Per-process cache of user status: a disabled user's live access tokens stop working within
+    # this many seconds, without a database query per request.
+    status_cache_seconds: int = 30
+    issuer: str = "wingman"
+
+
+class OtpSettings(Section):
+    code_ttl_seconds: int = 600
+    max_attempts: int = 5
+    # Requests per minute, counted separately per destination and per client IP.
+    requests_per_minute: int = 5
+
+
+class SmtpSettings(Section):
+    host: str = ""
+    port: int = 587
+    # "starttls" upgrades a plain connection; "tls" is implicit TLS (port 465); "none" is plain.
+    tls: Literal["starttls", "tls", "none"] = "starttls"
+    username: str = ""
+    password: str = ""
+    sender: str = "Wingman <no-reply@localhost>"
+    subject: str = "Your Wingman sign-in code"
+    timeout: float = 10.0
+
+
+class WebhookSettings(Section):
+    url: str = ""
+    # Signs each request body (HMAC-SHA256) so the gateway can tell it came from this server.
+    secret: str = ""
+    timeout: float = 10.0
+
+
+class DeliverySettings(Section):
+    """Which backend carries one-time codes, per channel."""
+
+    email: Literal["log", "smtp", "webhook"] = "log"
+    sms: Literal["log", "webhook"] = "log"
+    smtp: SmtpSettings = msgspec.field(default_factory=SmtpSettings)
+    webhook: WebhookSettings = msgspec.field(default_factory=WebhookSettings)
+
+
+class BackupSettings(Section):
+    """Where ``wingmanctl backup`` writes its archives and how many it keeps."""
+
+    # The appliance's folder; a development stack uses ``<data dir>/backups`` unless this is set.
+    dir: str = "/var/lib/wingman/backups"
+    # Newest archives kept; older ones are deleted after each successful backup.
+    keep: int = 7
 
 
 class Settings(Section):
@@ -120,6 +183,10 @@ class Settings(Section):
     worker: WorkerSettings = msgspec.field(default_factory=WorkerSettings)
     log: LogSettings = msgspec.field(default_factory=LogSettings)
     security: SecuritySettings = msgspec.field(default_factory=SecuritySettings)
+    auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
+    otp: OtpSettings = msgspec.field(default_factory=OtpSettings)
+    delivery: DeliverySettings = msgspec.field(default_factory=DeliverySettings)
+    backup: BackupSettings = msgspec.field(default_factory=BackupSettings)
 
     @property
     def is_production(self) -> bool:
@@ -252,11 +319,59 @@ def validate(settings: Settings) -> None:
             )
         if queue.concurrency < 1:
             problems.append(f"worker.queues.{name}.concurrency: must be at least 1")
+        if queue.processes < 1:
+            problems.append(f"worker.queues.{name}.processes: must be at least 1")
     if settings.is_production and (
         settings.security.secret_key == INSECURE_SECRET or len(settings.security.secret_key) < 32
     ):
         problems.append(
             "security.secret_key: production needs a generated secret of at least 32 characters"
         )
+    problems.extend(_account_problems(settings))
+    if settings.backup.keep < 1:
+        problems.append("backup.keep: must be at least 1")
     if problems:
         raise SettingsError("; ".join(problems))
+
+
+def _account_problems(settings: Settings) -> list[str]:
+    """Secrets, token lifetimes and code delivery (the accounts area)."""
+    problems: list[str] = []
+    security, delivery = settings.security, settings.delivery
+    if settings.is_production:
+        for key, value, placeholder in (
+            ("jwt_key", security.jwt_key, INSECURE_JWT_KEY),
+            ("otp_hash_key", security.otp_hash_key, INSECURE_OTP_HASH_KEY),
+        ):
+            if value == placeholder or len(value) < 32:
+                problems.append(
+                    f"security.{key}: production needs a generated secret of at least 32 characters"
+                )
+        # The log backend writes codes into the log: fine on a laptop, never on a real host.
+        for channel in ("email", "sms"):
+            if getattr(delivery, channel) == "log":
+                problems.append(f"delivery.{channel}: the log backend is refused in production")
+    if not 1 <= settings.auth.access_token_minutes <= 60:
+        problems.append("auth.access_token_minutes: must be between 1 and 60")
+    if settings.auth.refresh_token_days < 1:
+        problems.append("auth.refresh_token_days: must be at least 1")
+    if not 0 <= settings.auth.status_cache_seconds <= 60:
+        problems.append("auth.status_cache_seconds: must be between 0 and 60")
+    if settings.otp.max_attempts < 1 or settings.otp.code_ttl_seconds < 30:
+        problems.append("otp: max_attempts must be at least 1 and code_ttl_seconds at least 30")
+    if settings.otp.requests_per_minute < 1:
+        problems.append("otp.requests_per_minute: must be at least 1")
+    problems.extend(_delivery_problems(delivery))
+    return problems
+
+
+def _delivery_problems(delivery: DeliverySettings) -> list[str]:
+    problems: list[str] = []
+    if "webhook" in (delivery.email, delivery.sms):
+        if not delivery.webhook.url.startswith(("http://", "https://")):
+            problems.append("delivery.webhook.url: an http(s) URL is needed by the webhook backend")
+        if len(delivery.webhook.secret) < 16:
+            problems.append("delivery.webhook.secret: at least 16 characters are needed to sign")
+    if delivery.email == "smtp" and not delivery.smtp.host:
+        problems.append("delivery.smtp.host: needed by the smtp backend")
+    return problems

@@ -19,6 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from wingman.config import QUEUE_NAMES, QueueName, Settings
+from wingman.domain.accounts.jobs import deliver_otp
 from wingman.server.database import create_engine, session_maker
 
 log = structlog.get_logger(__name__)
@@ -76,7 +77,7 @@ async def ping(ctx: WorkerContext, *, echo: str = "") -> dict[str, Any]:
 # Which functions each queue's workers run. Areas add their jobs here.
 QUEUE_FUNCTIONS: dict[QueueName, list[JobFunction]] = {
     "ai": [ping],
-    "default": [ping],
+    "default": [ping, deliver_otp],
     "heavy": [ping],
 }
 

@@ -88,7 +88,18 @@ def test_production_refuses_the_insecure_default_secret(tmp_path: Path) -> None:
     (tmp_path / "wingman.toml").write_text('env = "production"\n')
     with pytest.raises(SettingsError, match=r"security\.secret_key"):
         load_settings(_env(tmp_path))
-    env = _env(tmp_path, WINGMAN_SECURITY__SECRET_KEY="s" * 40)
+    env = _env(
+        tmp_path,
+        WINGMAN_SECURITY__SECRET_KEY="s" * 40,
+        # The accounts area's secrets and a non-log code delivery are required too.
+        WINGMAN_SECURITY__JWT_KEY="j" * 40,
+        WINGMAN_SECURITY__OTP_HASH_KEY="o" * 40,
+        WINGMAN_DELIVERY__EMAIL="smtp",
+        WINGMAN_DELIVERY__SMTP__HOST="mail.example.org",
+        WINGMAN_DELIVERY__SMS="webhook",
+        WINGMAN_DELIVERY__WEBHOOK__URL="https://sms.example.org/send",
+        WINGMAN_DELIVERY__WEBHOOK__SECRET="w" * 32,
+    )
     assert load_settings(env).security.secret_key != INSECURE_SECRET
 
 

@@ -261,6 +261,9 @@ class User(TimestampedBase):
         EnumString(UserStatus), default=UserStatus.ACTIVE, server_default=UserStatus.ACTIVE.value
     )
     last_seen_at: Mapped[datetime | None]
+    # BCP 47 tag ("en", "pt-BR") and IANA zone ("Europe/Berlin"); NULL means "not chosen".
+    locale: Mapped[str | None] = mapped_column(String(35))
+    timezone: Mapped[str | None] = mapped_column(String(64))
 
     settings: Mapped[UserSettings | None] = relationship(
         back_populates="user", lazy="raise", cascade="all, delete-orphan", passive_deletes=True
@@ -313,6 +316,10 @@ class OtpRequest(TimestampedBase):
     consumed_at: Mapped[datetime | None]
     # Text form of an IPv4/IPv6 address (45 characters covers IPv4-mapped IPv6).
     requester_ip: Mapped[str | None] = mapped_column(String(45))
+    # The normalised destination, kept only while the code is pending: verify needs it to find
+    # or create the account. Cleared when the code is used, or when a newer request for the same
+    # destination finds this one expired.
+    destination: Mapped[str | None] = mapped_column(String(320))
 
 
 class RefreshToken(TimestampedBase):

@@ -57,6 +57,9 @@ class DevState(msgspec.Struct, forbid_unknown_fields=True):
     redis_password: str
     web_port: int
     secret_key: str
+    # Added with the accounts area; empty in a folder made before it, then generated once.
+    jwt_key: str = ""
+    otp_hash_key: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +96,13 @@ class DevStack:
         """The saved state, or a new one (free ports, fresh secrets) saved on first use."""
         existing = self.load_state()
         if existing is not None:
+            if not existing.jwt_key or not existing.otp_hash_key:
+                existing = msgspec.structs.replace(
+                    existing,
+                    jwt_key=existing.jwt_key or secrets.token_urlsafe(48),
+                    otp_hash_key=existing.otp_hash_key or secrets.token_urlsafe(48),
+                )
+                self._save(existing)
             if self._requested_web_port and self._requested_web_port != existing.web_port:
                 existing = msgspec.structs.replace(existing, web_port=self._requested_web_port)
                 self._save(existing)
@@ -105,6 +115,8 @@ class DevStack:
             redis_password=secrets.token_urlsafe(24),
             web_port=_pick_web_port(self._requested_web_port),
             secret_key=secrets.token_urlsafe(48),
+            jwt_key=secrets.token_urlsafe(48),
+            otp_hash_key=secrets.token_urlsafe(48),
         )
         self._save(state)
         return state
@@ -123,7 +135,11 @@ class DevStack:
                 "cache_url": self.redis("cache", state).url(),
             },
             "server": {"port": state.web_port},
-            "security": {"secret_key": state.secret_key},
+            "security": {
+                "secret_key": state.secret_key,
+                "jwt_key": state.jwt_key,
+                "otp_hash_key": state.otp_hash_key,
+            },
         }
         header = (
             "# Written by `wingmanctl dev up` for this data folder; holds secrets (owner-only).\n"

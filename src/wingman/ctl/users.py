@@ -1,0 +1,218 @@
+"""``wingmanctl users``: create the first admin, list accounts, change tier, disable, enable.
+
+Every change is written to ``audit_log`` with the actor ``wingmanctl:<login name>``. A disabled
+user's access tokens stop working within ``auth.status_cache_seconds``; their refresh tokens are
+refused at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+from sqlalchemy import func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from wingman.config import Settings, SettingsError, load_settings
+from wingman.ctl.output import EXIT_DOWN, EXIT_USAGE, emit, emit_object, json_option, progress
+
+T = TypeVar("T")
+USER_COLUMNS = ["id", "email", "phone", "tier", "role", "status", "created_at", "last_seen_at"]
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        raise click.ClickException(f"invalid settings: {exc}") from None
+
+
+def _run(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run ``work`` in one transaction on a short-lived engine, committing when it returns."""
+    from wingman.server.database import create_engine, session_maker
+
+    async def main() -> T:
+        engine = create_engine(_settings().database, application_name="wingmanctl")
+        try:
+            async with session_maker(engine)() as session, session.begin():
+                return await work(session)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(main())
+    except OSError as exc:
+        click.echo(f"error: cannot reach the database: {exc}", err=True)
+        raise SystemExit(EXIT_DOWN) from None
+
+
+def _actor() -> str:
+    try:
+        return f"wingmanctl:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "wingmanctl"
+
+
+def _row(user: Any) -> dict[str, Any]:
+    return {
+        "id": str(user.id),
+        "email": user.email,
+        "phone": user.phone,
+        "tier": str(user.tier),
+        "role": str(user.role),
+        "status": str(user.status),
+        "created_at": user.created_at.isoformat(),
+        "last_seen_at": user.last_seen_at.isoformat() if user.last_seen_at else None,
+    }
+
+
+async def _audit(session: AsyncSession, action: str, target: str, **details: Any) -> None:
+    from wingman.db.models import AuditLogEntry
+
+    session.add(AuditLogEntry(actor=_actor(), action=action, target=target, details=details))
+
+
+async def _find(session: AsyncSession, who: str) -> Any:
+    """A user by id, email (any case) or E.164 phone; exit with a usage error if none."""
+    from wingman.db.models import User
+
+    condition = or_(func.lower(User.email) == who.lower(), User.phone == who)
+    try:
+        from uuid import UUID
+
+        condition = or_(condition, User.id == UUID(who))
+    except ValueError:
+        pass
+    user = await session.scalar(select(User).where(condition))
+    if user is None:
+        click.echo(f"error: no user matches {who!r}", err=True)
+        raise SystemExit(EXIT_USAGE)
+    return user
+
+
+@click.group()
+def users() -> None:
+    """Manage user accounts (every change is audited)."""
+
+
+@users.command("create-admin")
+@click.option("--email", help="Email address of the admin.")
+@click.option("--phone", help="Phone number in international form (+...).")
+@json_option
+def create_admin(email: str | None, phone: str | None, as_json: bool) -> None:
+    """Create an admin who signs in with a code sent to this address (or promote the account)."""
+    from wingman.db.models import OtpChannel, UserRole, UserStatus
+    from wingman.domain.accounts.destinations import InvalidDestination, normalise
+    from wingman.domain.accounts.services import UserService
+
+    if (email is None) == (phone is None):
+        click.echo("error: give exactly one of --email or --phone", err=True)
+        raise SystemExit(EXIT_USAGE)
+    channel = OtpChannel.EMAIL if email is not None else OtpChannel.SMS
+    try:
+        destination = normalise(channel, email or phone or "")
+    except InvalidDestination as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(EXIT_USAGE) from None
+
+    async def work(session: AsyncSession) -> tuple[dict[str, Any], bool]:
+        service = UserService(session=session)
+        user, created = await service.find_or_create(channel, destination, role=UserRole.ADMIN)
+        if not created:
+            user.role = UserRole.ADMIN
+            user.status = UserStatus.ACTIVE
+        await session.flush()
+        await _audit(
+            session, "users.create_admin", str(user.id), created=created, channel=channel.value
+        )
+        return _row(user), created
+
+    row, created = _run(work)
+    progress("created a new admin account" if created else "promoted the existing account to admin")
+    emit_object(row, as_json=as_json)
+
+
+@users.command("list")
+@click.option("--search", help="Part of an email or phone number.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@click.option("--after", help="Show users after this id (the last id of the previous page).")
+@json_option
+def list_users(search: str | None, limit: int, after: str | None, as_json: bool) -> None:
+    """List accounts, oldest first, a page at a time (keyset pagination by id)."""
+    from uuid import UUID
+
+    from wingman.db.models import User
+
+    async def work(session: AsyncSession) -> list[dict[str, Any]]:
+        query = select(User).order_by(User.id).limit(limit)
+        if search:
+            pattern = f"%{search.lower()}%"
+            query = query.where(or_(func.lower(User.email).like(pattern), User.phone.like(pattern)))
+        if after:
+            query = query.where(User.id > UUID(after))
+        return [_row(user) for user in await session.scalars(query)]
+
+    emit(_run(work), USER_COLUMNS, as_json=as_json)
+
+
+def _change(who: str, action: str, apply: Callable[[Any], dict[str, Any]], as_json: bool) -> None:
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        user = await _find(session, who)
+        details = apply(user)
+        await session.flush()
+        await _audit(session, action, str(user.id), **details)
+        return _row(user)
+
+    emit_object(_run(work), as_json=as_json)
+
+
+@users.command("set-tier")
+@click.argument("who")
+@click.argument("tier", type=click.Choice(["free", "premium"]))
+@json_option
+def set_tier(who: str, tier: str, as_json: bool) -> None:
+    """Set WHO's tier (WHO is an id, email or phone). Takes effect at their next token refresh."""
+    from wingman.db.models import UserTier
+
+    def apply(user: Any) -> dict[str, Any]:
+        before = str(user.tier)
+        user.tier = UserTier(tier)
+        return {"from": before, "to": tier}
+
+    _change(who, "users.set_tier", apply, as_json)
+
+
+@users.command()
+@click.argument("who")
+@json_option
+def disable(who: str, as_json: bool) -> None:
+    """Lock WHO out: no sign-in, no refresh; live access tokens stop within a minute."""
+    from wingman.db.models import UserStatus
+
+    def apply(user: Any) -> dict[str, Any]:
+        before = str(user.status)
+        user.status = UserStatus.DISABLED
+        return {"from": before}
+
+    _change(who, "users.disable", apply, as_json)
+
+
+@users.command()
+@click.argument("who")
+@json_option
+def enable(who: str, as_json: bool) -> None:
+    """Let a disabled WHO sign in again."""
+    from wingman.db.models import UserStatus
+
+    def apply(user: Any) -> dict[str, Any]:
+        if user.status is UserStatus.DELETED:
+            click.echo("error: a deleted account cannot be enabled", err=True)
+            raise SystemExit(EXIT_USAGE)
+        before = str(user.status)
+        user.status = UserStatus.ACTIVE
+        return {"from": before}
+
+    _change(who, "users.enable", apply, as_json)

@@ -1,0 +1,246 @@
+"""Routes: ``/api/v1/auth/*`` (public) and ``/api/v1/me`` (signed in)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import structlog
+from litestar import Controller, Request, get, patch, post, put
+from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
+from litestar.params import JSONBody
+from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from wingman.config import Settings
+from wingman.db.models import OtpChannel, User, UserSettings, UserStatus
+from wingman.domain.accounts.delivery import OtpMessage
+from wingman.domain.accounts.destinations import InvalidDestination, normalise
+from wingman.domain.accounts.schemas import (
+    MePatch,
+    OtpRequestIn,
+    OtpRequestOut,
+    OtpVerifyIn,
+    RefreshIn,
+    SettingsIn,
+    SettingsOut,
+    TokensOut,
+    UserOut,
+)
+from wingman.domain.accounts.services import (
+    OtpService,
+    RefreshTokenService,
+    SettingsService,
+    UserService,
+    check_time_zone,
+    schedule_delivery,
+)
+from wingman.server.auth import AuthUser, issue_access_token, provide_current_user
+from wingman.server.errors import Problem
+from wingman.server.ratelimit import RateLimiter, RateRule
+
+log = structlog.get_logger(__name__)
+
+
+def client_ip(request: Request[Any, Any, Any]) -> str:
+    """The peer address from the ASGI scope (a trusted-proxy header setting can come later)."""
+    return request.client.host if request.client else "unknown"
+
+
+def user_out(user: User) -> UserOut:
+    return UserOut(
+        id=user.id,
+        email=user.email,
+        phone=user.phone,
+        display_name=user.display_name,
+        locale=user.locale,
+        timezone=user.timezone,
+        tier=user.tier,
+        role=user.role,
+        status=user.status,
+        created_at=user.created_at,
+        last_seen_at=user.last_seen_at,
+    )
+
+
+def settings_out(row: UserSettings) -> SettingsOut:
+    return SettingsOut(
+        default_tone_id=row.default_tone_id, reply_length=row.reply_length, language=row.language
+    )
+
+
+def tokens_for(settings: Settings, user: User, refresh_token: str) -> TokensOut:
+    """The sign-in answer: a new access token for ``user`` and the given refresh token."""
+    access = issue_access_token(settings, user.id, user.tier, user.role)
+    return TokensOut(
+        access_token=access,
+        expires_in=settings.auth.access_token_minutes * 60,
+        refresh_token=refresh_token,
+        refresh_expires_in=settings.auth.refresh_token_days * 86_400,
+        user=user_out(user),
+    )
+
+
+class AuthController(Controller):
+    path = "/auth"
+    tags = ("auth",)
+
+    @post(
+        "/otp/request",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Send a one-time sign-in code",
+        description=(
+            "Always 202 with a request id, whether or not an account exists for the destination."
+            " At most `otp.requests_per_minute` per destination and per client IP (429 with"
+            " Retry-After beyond that)."
+        ),
+    )
+    async def request_code(
+        self,
+        data: JSONBody[OtpRequestIn],
+        request: Request[Any, Any, Any],
+        state: State,
+        db_session: NamedDependency[AsyncSession],
+    ) -> OtpRequestOut:
+        settings: Settings = state.settings
+        limiter: RateLimiter = state.rate_limiter
+        per_minute = settings.otp.requests_per_minute
+        ip = client_ip(request)
+        await limiter.enforce((RateRule.per_minute("otp:ip", per_minute), ip))
+        channel = OtpChannel(data.channel)
+        try:
+            destination = normalise(channel, data.destination)
+        except InvalidDestination as exc:
+            raise Problem(
+                400,
+                "validation-failed",
+                "The destination is not valid for its channel.",
+                extra={"errors": [{"key": "destination", "message": str(exc), "source": "body"}]},
+            ) from None
+        otp = OtpService(db_session, settings)
+        await limiter.enforce(
+            (
+                RateRule.per_minute("otp:destination", per_minute),
+                otp.destination_hash(channel, destination),
+            )
+        )
+        issued = await otp.issue(channel, destination, ip)
+        await schedule_delivery(
+            state.redis.queue,
+            state.queues["default"],
+            settings,
+            OtpMessage(
+                request_id=str(issued.request_id),
+                channel=channel.value,
+                destination=destination,
+                code=issued.code,
+            ),
+        )
+        log.info("otp_requested", request_id=str(issued.request_id), channel=channel.value)
+        return OtpRequestOut(request_id=issued.request_id, expires_in=settings.otp.code_ttl_seconds)
+
+    @post(
+        "/otp/verify",
+        status_code=HTTP_200_OK,
+        summary="Exchange a one-time code for tokens",
+        description="Creates the account on its first successful verify (tier free, role user).",
+    )
+    async def verify_code(
+        self,
+        data: JSONBody[OtpVerifyIn],
+        request: Request[Any, Any, Any],
+        state: State,
+        db_session: NamedDependency[AsyncSession],
+    ) -> TokensOut:
+        settings: Settings = state.settings
+        verified = await OtpService(db_session, settings).verify(data.request_id, data.code)
+        users = UserService(session=db_session)
+        user, created = await users.find_or_create(verified.channel, verified.destination)
+        if user.status is not UserStatus.ACTIVE:
+            await db_session.commit()  # the code stays spent
+            raise Problem(403, "account-disabled", "This account is disabled or deleted.")
+        refresh, _ = await RefreshTokenService(db_session, settings).create(
+            user.id, request.headers.get("user-agent")
+        )
+        await db_session.commit()
+        log.info("user_signed_in", user_id=str(user.id), created=created)
+        return tokens_for(settings, user, refresh)
+
+    @post(
+        "/refresh",
+        status_code=HTTP_200_OK,
+        summary="Rotate a refresh token and get a new access token",
+    )
+    async def refresh(
+        self,
+        data: JSONBody[RefreshIn],
+        request: Request[Any, Any, Any],
+        state: State,
+        db_session: NamedDependency[AsyncSession],
+    ) -> TokensOut:
+        settings: Settings = state.settings
+        issued = await RefreshTokenService(db_session, settings).rotate(
+            data.refresh_token, request.headers.get("user-agent")
+        )
+        return tokens_for(settings, issued.user, issued.token)
+
+    @post(
+        "/logout",
+        status_code=HTTP_204_NO_CONTENT,
+        summary="Revoke the refresh token and every token rotated from the same sign-in",
+    )
+    async def logout(
+        self, data: JSONBody[RefreshIn], state: State, db_session: NamedDependency[AsyncSession]
+    ) -> None:
+        await RefreshTokenService(db_session, state.settings).logout(data.refresh_token)
+
+
+class MeController(Controller):
+    path = "/me"
+    tags = ("me",)
+    # Litestar reads this class attribute as the controller's dependency map.
+    dependencies = {"current_user": Provide(provide_current_user, sync_to_thread=False)}  # noqa: RUF012
+
+    @get("", summary="The signed-in user")
+    async def get_me(
+        self, current_user: NamedDependency[AuthUser], db_session: NamedDependency[AsyncSession]
+    ) -> UserOut:
+        return user_out(await UserService(session=db_session).get(current_user.id))
+
+    @patch("", summary="Change display name, locale or time zone")
+    async def patch_me(
+        self,
+        data: JSONBody[MePatch],
+        current_user: NamedDependency[AuthUser],
+        db_session: NamedDependency[AsyncSession],
+    ) -> UserOut:
+        changes = {
+            name: getattr(data, name)
+            for name in ("display_name", "locale", "timezone")
+            if getattr(data, name) is not msgspec.UNSET
+        }
+        if isinstance(changes.get("display_name"), str):
+            changes["display_name"] = changes["display_name"].strip() or None
+        if isinstance(changes.get("timezone"), str):
+            check_time_zone(changes["timezone"])
+        users = UserService(session=db_session)
+        if not changes:
+            return user_out(await users.get(current_user.id))
+        user = await users.update(changes, item_id=current_user.id)
+        return user_out(user)
+
+    @get("/settings", summary="Reply preferences")
+    async def get_settings(
+        self, current_user: NamedDependency[AuthUser], db_session: NamedDependency[AsyncSession]
+    ) -> SettingsOut:
+        return settings_out(await SettingsService(db_session).get(current_user.id))
+
+    @put("/settings", summary="Replace the reply preferences")
+    async def put_settings(
+        self,
+        data: JSONBody[SettingsIn],
+        current_user: NamedDependency[AuthUser],
+        db_session: NamedDependency[AsyncSession],
+    ) -> SettingsOut:
+        return settings_out(await SettingsService(db_session).replace(current_user.id, data))

@@ -1,0 +1,210 @@
+"""Access tokens and the signed-in caller.
+
+- Access tokens are HS256 JWTs made and checked by Litestar's :class:`JWTAuth`: claims ``sub``
+  (user id), ``tier``, ``role``, ``iss``, ``iat``, ``exp`` (15 minutes by default). ``tier`` and
+  ``role`` are top-level claims so clients can read them without knowing Litestar's layout.
+- Every authenticated request runs :func:`retrieve_user`, which trusts the token's claims but asks
+  :class:`UserStatusCache` whether the account is still active. The cache is per process with a
+  short TTL (``auth.status_cache_seconds``, at most 60): a disabled or deleted user is locked out
+  within that time, and an active user costs one ``SELECT`` per process per TTL, not one per
+  request.
+- :class:`LastSeenTracker` writes ``users.last_seen_at`` at most once a minute per user across all
+  processes: a per-process memory gate, then ``SET NX EX 60`` in Redis, then the ``UPDATE``.
+
+Routes under ``/health``, ``/api/docs`` and ``/api/v1/auth/`` are public; every other route needs
+``Authorization: Bearer <access token>``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import jwt
+import msgspec
+import structlog
+from litestar import Request
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException
+from litestar.security.jwt import JWTAuth, Token
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from wingman.config import Settings
+from wingman.db.models import User, UserRole, UserStatus, UserTier
+from wingman.server.errors import Problem
+
+log = structlog.get_logger(__name__)
+
+ALGORITHM = "HS256"
+# Regular expressions matched against the path: these routes need no token.
+PUBLIC_PATHS = ["^/health", "^/api/docs", "^/api/v1/auth/"]
+LAST_SEEN_INTERVAL = 60.0
+
+
+class AuthUser(msgspec.Struct, frozen=True):
+    """The caller as the access token describes them (``request.user``)."""
+
+    id: UUID
+    tier: UserTier
+    role: UserRole
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is UserRole.ADMIN
+
+
+class AccessToken(Token):
+    """Litestar's token with ``extras`` written as top-level claims (decoding already reads them
+    back into ``extras``)."""
+
+    def encode(self, secret: str, algorithm: str) -> str:
+        claims = {k: v for k, v in asdict(self).items() if v is not None and k != "extras"}
+        claims.update(self.extras)
+        return jwt.encode(payload=claims, key=secret, algorithm=algorithm)
+
+
+def issue_access_token(settings: Settings, user_id: UUID, tier: str, role: str) -> str:
+    """A signed access token for the user, valid ``auth.access_token_minutes``."""
+    now = datetime.now(UTC)
+    token = AccessToken(
+        sub=str(user_id),
+        exp=now + timedelta(minutes=settings.auth.access_token_minutes),
+        iat=now,
+        iss=settings.auth.issuer,
+        extras={"tier": str(tier), "role": str(role)},
+    )
+    return token.encode(settings.security.jwt_key, ALGORITHM)
+
+
+class UserStatusCache:
+    """Per-process TTL cache of "is this account active?", bounded in size.
+
+    A miss loads the status with one indexed ``SELECT``. Entries live ``ttl`` seconds, so the
+    longest a disabled account keeps working is that TTL (plus one request in flight).
+    """
+
+    def __init__(self, ttl: float, max_entries: int = 100_000) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._entries: dict[UUID, tuple[bool, float]] = {}
+
+    async def is_active(
+        self, user_id: UUID, load: Callable[[UUID], Awaitable[UserStatus | None]]
+    ) -> bool:
+        now = time.monotonic()
+        cached = self._entries.get(user_id)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        status = await load(user_id)
+        active = status is UserStatus.ACTIVE
+        if self.ttl > 0:
+            self._remember(user_id, active, now)
+        return active
+
+    def forget(self, user_id: UUID) -> None:
+        self._entries.pop(user_id, None)
+
+    def _remember(self, user_id: UUID, active: bool, now: float) -> None:
+        if len(self._entries) >= self.max_entries:
+            self._entries = {k: v for k, v in self._entries.items() if v[1] > now}
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+        self._entries[user_id] = (active, now + self.ttl)
+
+
+async def load_user_status(engine: AsyncEngine, user_id: UUID) -> UserStatus | None:
+    async with engine.connect() as connection:
+        status: UserStatus | None = await connection.scalar(
+            select(User.status).where(User.id == user_id)
+        )
+    return status
+
+
+class LastSeenTracker:
+    """Updates ``last_seen_at`` at most once per :data:`LAST_SEEN_INTERVAL` per user."""
+
+    def __init__(self, max_entries: int = 100_000) -> None:
+        self.max_entries = max_entries
+        self._touched: dict[UUID, float] = {}
+
+    async def touch(self, user_id: UUID, redis: Redis, engine: AsyncEngine) -> bool:
+        """Record activity; True when this call wrote the row."""
+        now = time.monotonic()
+        if self._touched.get(user_id, 0.0) > now:
+            return False
+        if len(self._touched) >= self.max_entries:
+            self._touched = {k: v for k, v in self._touched.items() if v > now}
+        self._touched[user_id] = now + LAST_SEEN_INTERVAL
+        # Another process may have written it within the minute: Redis decides for all of them.
+        won = await redis.set(
+            f"wingman:last-seen:{user_id}", b"1", nx=True, ex=int(LAST_SEEN_INTERVAL)
+        )
+        if not won:
+            return False
+        async with engine.begin() as connection:
+            await connection.execute(
+                update(User).where(User.id == user_id).values(last_seen_at=datetime.now(UTC))
+            )
+        return True
+
+
+def _claims_user(token: Token) -> AuthUser:
+    try:
+        return AuthUser(
+            id=UUID(token.sub),
+            tier=UserTier(str(token.extras.get("tier"))),
+            role=UserRole(str(token.extras.get("role"))),
+        )
+    except ValueError:
+        raise NotAuthorizedException("Invalid token") from None
+
+
+async def retrieve_user(token: Token, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthUser:
+    """JWTAuth's user handler: claims, then the cached status check, then last-seen."""
+    user = _claims_user(token)
+    state = connection.app.state
+    # The plugin's engine (its state key is made unique per app, so ask the config for it).
+    engine: AsyncEngine = state.alchemy.get_engine()
+
+    async def load(user_id: UUID) -> UserStatus | None:
+        return await load_user_status(engine, user_id)
+
+    if not await state.user_status.is_active(user.id, load):
+        raise Problem(401, "account-disabled", "This account is disabled or deleted.")
+    try:
+        await state.last_seen.touch(user.id, state.redis.cache, engine)
+    except (RedisError, SQLAlchemyError, OSError) as exc:
+        # Bookkeeping only: a Redis or database hiccup must not fail the caller's request.
+        log.warning("last_seen_update_failed", user_id=str(user.id), error=type(exc).__name__)
+    return user
+
+
+def create_jwt_auth(settings: Settings) -> JWTAuth[AuthUser, Token]:
+    """Litestar's JWT auth for the API; the middleware skips :data:`PUBLIC_PATHS`."""
+    return JWTAuth[AuthUser, Token](
+        retrieve_user_handler=retrieve_user,
+        token_secret=settings.security.jwt_key,
+        algorithm=ALGORITHM,
+        token_cls=AccessToken,
+        default_token_expiration=timedelta(minutes=settings.auth.access_token_minutes),
+        accepted_issuers=[settings.auth.issuer],
+        require_claims=["exp", "iat", "sub"],
+        exclude=PUBLIC_PATHS,
+        description="Access token from POST /api/v1/auth/otp/verify or /api/v1/auth/refresh.",
+    )
+
+
+def provide_current_user(request: Request[Any, Any, Any]) -> AuthUser:
+    """Dependency ``current_user``: the authenticated caller of this request."""
+    user = request.user
+    if not isinstance(user, AuthUser):
+        raise NotAuthorizedException("Authentication required")
+    return user

@@ -27,6 +27,11 @@ DEV_POSTGRES_VALUES: dict[str, object] = {
     "max_wal_size": "1GB",
     "random_page_cost": 1.1,
     "effective_io_concurrency": 200,
+    # PostgreSQL's own defaults.
+    "max_worker_processes": 8,
+    "max_parallel_workers": 8,
+    "max_parallel_workers_per_gather": 2,
+    "max_parallel_maintenance_workers": 2,
 }
 
 
@@ -47,6 +52,11 @@ class PostgresCluster:
     @property
     def data_dir(self) -> Path:
         return self.root / "data"
+
+    @property
+    def dropin(self) -> Path:
+        """The Wingman settings file that postgresql.conf includes."""
+        return self.data_dir / "wingman.conf"
 
     @property
     def log_file(self) -> Path:
@@ -122,9 +132,8 @@ class PostgresCluster:
                 **(values or {}),
             },
         )
-        dropin = self.data_dir / "wingman.conf"
-        dropin.write_text(rendered)
-        self.run_as.own(dropin)
+        self.dropin.write_text(rendered)
+        self.run_as.own(self.dropin)
         main_conf = self.data_dir / "postgresql.conf"
         include = "include_if_exists = 'wingman.conf'"
         if include not in main_conf.read_text():

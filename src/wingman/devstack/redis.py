@@ -85,7 +85,9 @@ class RedisServer:
         """Start (daemonized) and wait until the port answers; False if it already ran."""
         if self.running():
             return False
-        self.write_config()
+        # Rendered once; afterwards `wingmanctl tune --apply` owns the file (its maxmemory).
+        if not self.conf_file.is_file():
+            self.write_config()
         result = subprocess.run(
             [self.binary, str(self.conf_file)],
             capture_output=True,

@@ -199,7 +199,9 @@ class DevStack:
         pg = self.postgres(state)
         if pg.init():
             report(f"postgres: initialised a new cluster in {pg.data_dir}")
-        pg.write_config()
+        if not pg.dropin.is_file():
+            # Rendered once with small development values; `wingmanctl tune --apply` owns it after.
+            pg.write_config()
         report(f"postgres: {'started' if pg.start() else 'already running'} on 127.0.0.1:{pg.port}")
         if pg.ensure_database(DATABASE):
             report(f"postgres: created database {DATABASE}")

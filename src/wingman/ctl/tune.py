@@ -1,0 +1,306 @@
+"""``wingmanctl tune``: the tuning plan for this host, shown with reasons, applied on request."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+import msgspec
+import psycopg
+import redis
+
+from wingman.config import DEFAULT_CONFIG_PATH, Settings, SettingsError, load_settings
+from wingman.ctl.output import EXIT_DOWN, EXIT_USAGE, emit, progress
+from wingman.ctl.tune_targets import (
+    ActivationError,
+    ApplianceLayout,
+    DevLayout,
+    Endpoints,
+    FileChange,
+    FolderLayout,
+    Layout,
+    write_changes,
+)
+from wingman.devstack.postgres import PostgresError
+from wingman.devstack.redis import RedisError
+from wingman.tuning import DiskKind, HostFacts, TuningPlan, markdown_table, plan_for, plan_rows
+
+ROW_COLUMNS = ["setting", "value", "reason"]
+# cgroup v2 and v1 files that cap a container below the host's size.
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+CGROUP_V1_QUOTA = Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
+CGROUP_V1_PERIOD = Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
+CGROUP_MEMORY_MAX = Path("/sys/fs/cgroup/memory.max")
+CGROUP_V1_MEMORY = Path("/sys/fs/cgroup/memory/memory.limit_in_bytes")
+# Block devices that say nothing about the disk the data lives on.
+_VIRTUAL_DEVICES = ("loop", "ram", "zram", "sr", "fd", "nbd")
+
+
+@dataclass(frozen=True, slots=True)
+class Detected:
+    """Host facts and, for each, where it came from (shown as the reason of the host rows)."""
+
+    facts: HostFacts
+    sources: dict[str, str]
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def detect_cores() -> tuple[int, str]:
+    """CPUs this process may use: the affinity mask, capped by a cgroup CPU quota."""
+    cores = len(os.sched_getaffinity(0))
+    source = "CPUs in this process's affinity mask"
+    quota = period = None
+    cpu_max = _read(CGROUP_CPU_MAX)
+    if cpu_max and not cpu_max.startswith("max"):
+        quota_text, _, period_text = cpu_max.partition(" ")
+        quota, period = int(quota_text), int(period_text or 100_000)
+    else:
+        v1_quota, v1_period = _read(CGROUP_V1_QUOTA), _read(CGROUP_V1_PERIOD)
+        if v1_quota and v1_period and int(v1_quota) > 0:
+            quota, period = int(v1_quota), int(v1_period)
+    if quota and period and math.ceil(quota / period) < cores:
+        return max(1, math.ceil(quota / period)), "cgroup CPU quota"
+    return cores, source
+
+
+def detect_ram_mb() -> tuple[int, str]:
+    """MemTotal from /proc/meminfo, capped by a cgroup memory limit."""
+    meminfo = _read(Path("/proc/meminfo")) or ""
+    total_kb = next(
+        (int(line.split()[1]) for line in meminfo.splitlines() if line.startswith("MemTotal:")), 0
+    )
+    ram_mb, source = total_kb // 1024, "MemTotal in /proc/meminfo"
+    for path in (CGROUP_MEMORY_MAX, CGROUP_V1_MEMORY):
+        limit = _read(path)
+        if limit and limit.isdigit() and 0 < int(limit) // (1024 * 1024) < ram_mb:
+            return int(limit) // (1024 * 1024), f"cgroup memory limit ({path})"
+    return ram_mb, source
+
+
+def _rotational(device_dir: Path) -> bool | None:
+    value = _read(device_dir / "queue" / "rotational")
+    if value is None and (device_dir / "partition").exists():
+        value = _read(device_dir.resolve().parent / "queue" / "rotational")
+    return None if value is None else value == "1"
+
+
+def detect_disk(path: Path) -> tuple[DiskKind, str]:
+    """SSD or HDD: the rotational flag of the device holding ``path``, else of the host's disks."""
+    probe = path if path.exists() else Path("/")
+    dev = probe.stat().st_dev
+    device_dir = Path(f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}")
+    flag = _rotational(device_dir) if device_dir.exists() else None
+    if flag is not None:
+        return ("hdd" if flag else "ssd"), f"rotational flag of the device holding {probe}"
+    flags = [
+        _read(block / "queue" / "rotational")
+        for block in sorted(Path("/sys/block").glob("*"))
+        if not block.name.startswith(_VIRTUAL_DEVICES)
+    ]
+    known = [f for f in flags if f is not None]
+    if known and all(f == "1" for f in known):
+        return "hdd", "every disk in /sys/block is rotational"
+    if known:
+        return "ssd", "a non-rotational disk in /sys/block"
+    return "ssd", "no disk information; SSD assumed"
+
+
+def detect_host(
+    cores: int | None, ram_gb: float | None, disk: str | None, data_path: Path
+) -> Detected:
+    """Host facts: each given value wins, the others are detected."""
+    sources: dict[str, str] = {}
+    if cores is None:
+        cores, sources["cores"] = detect_cores()
+    else:
+        sources["cores"] = "given (--cores)"
+    if ram_gb is None:
+        ram_mb, sources["ram"] = detect_ram_mb()
+    else:
+        ram_mb, sources["ram"] = int(ram_gb * 1024), "given (--ram)"
+    if disk is None:
+        kind, sources["disk"] = detect_disk(data_path)
+    else:
+        kind, sources["disk"] = ("hdd" if disk == "hdd" else "ssd"), "given (--disk)"
+    return Detected(HostFacts(cores=cores, ram_mb=ram_mb, disk=kind), sources)
+
+
+def _rows(plan: TuningPlan, sources: dict[str, str]) -> list[dict[str, Any]]:
+    rows = []
+    for row in plan_rows(plan):
+        reason = row.reason
+        if row.setting.startswith("host."):
+            reason = sources.get(row.setting.removeprefix("host."), reason)
+        rows.append({"setting": row.setting, "value": row.value, "reason": reason})
+    return rows
+
+
+def _layout(data_dir: Path | None, target_dir: Path | None) -> Layout:
+    if target_dir is not None:
+        return FolderLayout(target_dir, Endpoints.from_settings(_settings()))
+    if data_dir is not None:
+        from wingman.devstack.stack import DevStack
+
+        if DevStack(data_dir).load_state() is None:
+            click.echo(f"error: no dev stack in {data_dir} (run `wingmanctl dev up`)", err=True)
+            raise SystemExit(EXIT_USAGE)
+        return DevLayout(data_dir)
+    # The appliance is recognised by its settings file, as the other wingmanctl commands do.
+    if not DEFAULT_CONFIG_PATH.is_file():
+        click.echo(
+            f"error: no appliance here ({DEFAULT_CONFIG_PATH} does not exist); use --data-dir "
+            "for a dev stack or --target-dir to write the files into a folder",
+            err=True,
+        )
+        raise SystemExit(EXIT_USAGE)
+    from wingman.devstack.binaries import MissingBinaryError, find_postgres
+
+    try:
+        major = find_postgres().major
+    except MissingBinaryError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(EXIT_DOWN) from None
+    return ApplianceLayout(_settings(), major)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        raise click.ClickException(f"invalid settings: {exc}") from None
+
+
+@click.command()
+@click.option(
+    "--cores", type=click.IntRange(1, 1024), help="CPU cores to plan for (default: detected)."
+)
+@click.option(
+    "--ram",
+    "ram_gb",
+    type=click.FloatRange(1.5, 65536),
+    help="RAM in GiB to plan for (default: detected, capped by a cgroup limit).",
+)
+@click.option(
+    "--disk",
+    type=click.Choice(["ssd", "hdd"]),
+    help="Disk kind to plan for (default: detected from /sys/block/*/queue/rotational).",
+)
+@click.option(
+    "--apply",
+    is_flag=True,
+    help="Write the rendered configs, show their diff against what is in force, and reload or "
+    "restart only the services whose settings changed.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Apply to the `wingmanctl dev` stack in this folder instead of the appliance.",
+)
+@click.option(
+    "--target-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Apply by writing the appliance's files into this folder; no service is touched.",
+)
+@click.option(
+    "--markdown",
+    is_flag=True,
+    help="Print the plan for the reference hosts (2/4 … 32/64 cores/GB) as in docs/tuning.md.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def tune(  # noqa: PLR0917 - one parameter per click option
+    cores: int | None,
+    ram_gb: float | None,
+    disk: str | None,
+    apply: bool,
+    data_dir: Path | None,
+    target_dir: Path | None,
+    markdown: bool,
+    as_json: bool,
+) -> None:
+    """Compute the tuning plan for this host (or the one given) and show each value with why.
+
+    Covers PostgreSQL memory, WAL, planner and parallel settings, Redis maxmemory and policy per
+    role, Granian workers, the database pool per process and SAQ processes and concurrency per
+    queue. With --apply the PostgreSQL drop-in, both Redis configs and tuning.toml are written
+    (to the appliance's paths, a dev stack with --data-dir, or a folder with --target-dir), each
+    file's diff against what is there is shown, and only what needs it is reloaded or restarted.
+
+    \b
+    Exit status:
+      0   plan shown (and applied with --apply)
+      2   a service could not be reloaded or restarted (the files are written)
+      64  bad usage: --data-dir without a dev stack, --apply with no appliance here
+    """
+    if markdown:
+        click.echo(markdown_table(), nl=False)
+        return
+    if (data_dir is not None or target_dir is not None) and not apply:
+        click.echo("error: --data-dir and --target-dir choose where --apply writes", err=True)
+        raise SystemExit(EXIT_USAGE)
+    if data_dir is not None and target_dir is not None:
+        click.echo("error: give --data-dir or --target-dir, not both", err=True)
+        raise SystemExit(EXIT_USAGE)
+    probe = data_dir or Path("/var/lib/postgresql")
+    detected = detect_host(cores, ram_gb, disk, probe)
+    plan = plan_for(detected.facts)
+    rows = _rows(plan, detected.sources)
+    if not apply:
+        emit(rows, ROW_COLUMNS, as_json=as_json, title="Tuning plan")
+        return
+
+    layout = _layout(data_dir, target_dir)
+    changes = write_changes(layout.render(plan))
+    actions: list[str] = []
+    failure = None
+    try:
+        layout.activate(plan, changes, actions.append)
+    except (
+        ActivationError,
+        OSError,
+        psycopg.Error,
+        redis.RedisError,
+        PostgresError,
+        RedisError,
+    ) as exc:
+        failure = str(exc)
+    _report_apply(rows, changes, actions, failure, as_json=as_json)
+    if failure:
+        raise SystemExit(EXIT_DOWN)
+
+
+def _report_apply(
+    rows: list[dict[str, Any]],
+    changes: list[FileChange],
+    actions: list[str],
+    failure: str | None,
+    *,
+    as_json: bool,
+) -> None:
+    files = [
+        {"path": str(c.file.path), "kind": c.file.kind, "changed": c.changed, "diff": c.diff()}
+        for c in changes
+    ]
+    if as_json:
+        report = {"plan": rows, "files": files, "actions": actions, "error": failure}
+        click.echo(msgspec.json.encode(report).decode())
+        return
+    emit(rows, ROW_COLUMNS, as_json=False, title="Tuning plan")
+    for file in files:
+        if file["changed"]:
+            click.echo(file["diff"])
+        else:
+            click.echo(f"{file['path']}: unchanged")
+    for action in actions:
+        progress(action)
+    if failure:
+        click.echo(f"error: {failure}", err=True)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import click
 
+from wingman.ctl.backup import backup, restore
 from wingman.ctl.dev import dev
+from wingman.ctl.doctor import doctor
+from wingman.ctl.logs import logs
 from wingman.ctl.migrate import migrate
+from wingman.ctl.status import status
 from wingman.ctl.tune import tune
 from wingman.ctl.users import users
 
@@ -13,10 +17,15 @@ from wingman.ctl.users import users
 @click.group()
 @click.version_option(package_name="wingman")
 def main() -> None:
-    """Administer Wingman: tuning, users, migrations and the dev stack."""
+    """Administer Wingman: status, tuning, users, backups, migrations and the dev stack."""
 
 
 main.add_command(dev)
 main.add_command(migrate)
 main.add_command(tune)
 main.add_command(users)
+main.add_command(status)
+main.add_command(backup)
+main.add_command(restore)
+main.add_command(doctor)
+main.add_command(logs)

@@ -49,3 +49,30 @@ def emit_object(data: dict[str, Any], *, as_json: bool) -> None:
 def progress(message: str) -> None:
     """A step of a long operation, on stderr so that ``--json`` output stays clean."""
     click.echo(f"• {message}", err=True)
+
+
+def emit_report(
+    payload: dict[str, Any],
+    rows: Sequence[dict[str, Any]],
+    columns: Sequence[str],
+    *,
+    as_json: bool,
+    footer: str = "",
+) -> None:
+    """A report: ``payload`` (which holds the rows) as JSON, or the rows as a table and a footer.
+
+    The table never wraps a cell, even when stdout is not a terminal, so each row stays one line
+    that scripts and tests can match against the JSON.
+    """
+    if as_json:
+        sys.stdout.write(msgspec.json.encode(payload).decode() + "\n")
+        return
+    console = Console() if sys.stdout.isatty() else Console(width=400)
+    table = Table(show_lines=False)
+    for column in columns:
+        table.add_column(column.replace("_", " "), no_wrap=True, overflow="fold")
+    for row in rows:
+        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+    console.print(table)
+    if footer:
+        console.print(footer)

@@ -21,6 +21,12 @@ from wingman import __version__
 from wingman.config import QUEUE_NAMES, Settings, load_settings
 from wingman.db.migrations import head_revision
 from wingman.domain.accounts.controllers import AuthController, MeController
+from wingman.domain.catalog.cache import CatalogCache, invalidation_listener
+from wingman.domain.catalog.controllers import (
+    AdminConfigController,
+    AdminToneController,
+    CatalogController,
+)
 from wingman.domain.health.controllers import HealthController
 from wingman.server.auth import LastSeenTracker, UserStatusCache, create_jwt_auth
 from wingman.server.database import alchemy_config
@@ -59,9 +65,24 @@ def create_app(settings: Settings | None = None) -> Litestar:
             for queue in app.state.queues.values():
                 await queue.disconnect()
 
+    @asynccontextmanager
+    async def catalog_lifespan(app: Litestar) -> AsyncIterator[None]:
+        # Drops this process's tones/config cache when any process announces a change.
+        async with invalidation_listener(app.state.redis.queue, app.state.catalog):
+            yield
+
     jwt_auth = create_jwt_auth(settings)
     alchemy = alchemy_config(settings.database)
-    api = Router(path=API_PREFIX, route_handlers=[AuthController, MeController])
+    api = Router(
+        path=API_PREFIX,
+        route_handlers=[
+            AuthController,
+            MeController,
+            CatalogController,
+            AdminToneController,
+            AdminConfigController,
+        ],
+    )
 
     return Litestar(
         route_handlers=[HealthController, api],
@@ -69,7 +90,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             SQLAlchemyPlugin(config=alchemy),
             problem_details_plugin(),
         ],
-        lifespan=[redis_lifespan, queues_lifespan],
+        lifespan=[redis_lifespan, queues_lifespan, catalog_lifespan],
         on_app_init=[jwt_auth.on_app_init],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         state=State(
@@ -80,6 +101,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 "last_seen": LastSeenTracker(),
                 # The plugin's config: code outside handlers (the auth middleware) gets its engine.
                 "alchemy": alchemy,
+                "catalog": CatalogCache(),
             }
         ),
         cors_config=(

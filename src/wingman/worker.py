@@ -20,7 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from wingman.config import QUEUE_NAMES, QueueName, Settings
 from wingman.domain.accounts.jobs import deliver_otp
+from wingman.domain.catalog.cache import (
+    CatalogCache,
+    start_invalidation_listener,
+    stop_invalidation_listener,
+)
 from wingman.server.database import create_engine, session_maker
+from wingman.server.redis import RedisClients
 
 log = structlog.get_logger(__name__)
 
@@ -34,6 +40,10 @@ class WorkerContext(Context, total=False):
     queue_name: QueueName
     db_engine: AsyncEngine
     db_sessions: async_sessionmaker[AsyncSession]
+    # Tones and config, dropped when any process announces a change (domain/catalog/cache.py).
+    catalog: CatalogCache
+    redis: RedisClients
+    catalog_listener: asyncio.Task[None]
 
 
 def create_queue(settings: Settings, name: QueueName) -> Queue:
@@ -118,12 +128,21 @@ def create_worker(settings: Settings, name: QueueName) -> QueueWorker:
         ctx["queue_name"] = name
         ctx["db_engine"] = engine
         ctx["db_sessions"] = session_maker(engine)
+        ctx["redis"] = RedisClients.from_settings(settings.redis, process=f"worker-{name}")
+        ctx["catalog"] = CatalogCache()
+        ctx["catalog_listener"] = start_invalidation_listener(ctx["redis"].queue, ctx["catalog"])
         log.info("worker_started", queue=name, concurrency=settings.worker.queue(name).concurrency)
 
     async def shutdown(ctx: WorkerContext) -> None:
         engine = ctx.get("db_engine")
         if engine is not None:
             await engine.dispose()
+        listener = ctx.get("catalog_listener")
+        if listener is not None:
+            await stop_invalidation_listener(listener)
+        redis = ctx.get("redis")
+        if redis is not None:
+            await redis.close()
         log.info("worker_stopped", queue=name)
 
     async def before_process(ctx: WorkerContext) -> None:

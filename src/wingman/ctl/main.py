@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from wingman.ctl.backup import backup, restore
+from wingman.ctl.config import config
 from wingman.ctl.dev import dev
 from wingman.ctl.doctor import doctor
 from wingman.ctl.logs import logs
@@ -29,3 +30,4 @@ main.add_command(backup)
 main.add_command(restore)
 main.add_command(doctor)
 main.add_command(logs)
+main.add_command(config)

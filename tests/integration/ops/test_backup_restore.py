@@ -123,6 +123,7 @@ def test_restore_accepts_the_manifest_path_and_asks_first(env: Env) -> None:
     manifest = make_backup(env)
     archive = Path(str(manifest["path"]))
     with psycopg.connect(conninfo(env.url)) as conn:
+        backed_up = conn.execute("SELECT count(*) FROM tones").fetchone()
         conn.execute("DELETE FROM tones")
 
     declined = ctl(env, "restore", str(archive.with_suffix(".manifest.json")), stdin="n\n")
@@ -134,7 +135,7 @@ def test_restore_accepts_the_manifest_path_and_asks_first(env: Env) -> None:
     accepted = ctl(env, "restore", str(archive.with_suffix(".manifest.json")), stdin="y\n")
     assert accepted.returncode == 0, accepted.stderr
     with psycopg.connect(conninfo(env.url)) as conn:
-        assert conn.execute("SELECT count(*) FROM tones").fetchone() == (5,)
+        assert conn.execute("SELECT count(*) FROM tones").fetchone() == backed_up
 
 
 def _refused(env: Env, archive: Path, expected: str) -> None:

@@ -27,7 +27,9 @@ from wingman.domain.catalog.controllers import (
     AdminToneController,
     CatalogController,
 )
+from wingman.domain.chat.controllers import ChatSessionController
 from wingman.domain.health.controllers import HealthController
+from wingman.domain.profiles.controllers import ProfileController
 from wingman.server.auth import LastSeenTracker, UserStatusCache, create_jwt_auth
 from wingman.server.database import alchemy_config
 from wingman.server.errors import EXCEPTION_HANDLERS, problem_details_plugin
@@ -78,6 +80,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[
             AuthController,
             MeController,
+            ProfileController,
+            ChatSessionController,
             CatalogController,
             AdminToneController,
             AdminConfigController,

@@ -1,0 +1,116 @@
+"""Request and response bodies of the chat API (msgspec)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+import msgspec
+
+from wingman.db.models import ChatSessionStatus, MessageSender, ProcessingStatus, SessionEventType
+from wingman.domain.accounts.schemas import Schema
+from wingman.domain.profiles.schemas import ProfileOut
+
+# A hard ceiling on the request body only: the limit in force is global config
+# ``limits.message`` (max_content_length, itself at most this), checked by the controller.
+MESSAGE_CEILING_CHARS = 100_000
+
+Title = Annotated[str, msgspec.Meta(max_length=200)]
+IdempotencyKey = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+MessageContent = Annotated[str, msgspec.Meta(min_length=1, max_length=MESSAGE_CEILING_CHARS)]
+EventPayload = Annotated[dict[str, Any], msgspec.Meta(max_length=50)]
+
+
+class SessionIn(Schema):
+    title: Title | None = None
+    profile_id: UUID | None = None
+    tone_id: UUID | None = None
+
+
+class SessionPatch(Schema):
+    """Fields left out are unchanged; ``null`` clears title, profile or tone."""
+
+    title: Title | msgspec.UnsetType | None = msgspec.UNSET
+    profile_id: UUID | msgspec.UnsetType | None = msgspec.UNSET
+    tone_id: UUID | msgspec.UnsetType | None = msgspec.UNSET
+    status: ChatSessionStatus | msgspec.UnsetType = msgspec.UNSET
+
+
+class SessionOut(Schema):
+    id: UUID
+    title: str | None
+    profile_id: UUID | None
+    tone_id: UUID | None
+    status: ChatSessionStatus
+    message_count: int
+    last_message_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class SessionPage(Schema):
+    items: list[SessionOut]
+    # Pass as ``cursor`` for the next page; null on the last page.
+    next_cursor: str | None
+
+
+class ToneBrief(Schema):
+    id: UUID
+    slug: str
+    name: str
+
+
+class MessageOut(Schema):
+    id: UUID
+    session_id: UUID
+    sender: MessageSender
+    content: str
+    processing_status: ProcessingStatus
+    error: str | None
+    reply_to_id: UUID | None
+    idempotency_key: str | None
+    created_at: datetime
+    completed_at: datetime | None
+
+
+class MessagePage(Schema):
+    """Newest first."""
+
+    items: list[MessageOut]
+    # Pass as ``before`` for the next (older) page; null on the oldest page.
+    next_cursor: str | None
+
+
+class SessionDetail(Schema):
+    session: SessionOut
+    profile: ProfileOut | None
+    tone: ToneBrief | None
+    messages: MessagePage
+
+
+class MessageIn(Schema):
+    content: MessageContent
+    idempotency_key: IdempotencyKey | None = None
+
+
+class MessagePair(Schema):
+    """The stored user message and the AI message that will answer it."""
+
+    user_message: MessageOut
+    ai_message: MessageOut
+
+
+class EventIn(Schema):
+    type: SessionEventType
+    message_id: UUID | None = None
+    payload: EventPayload = msgspec.field(default_factory=dict)
+
+
+class EventOut(Schema):
+    id: UUID
+    session_id: UUID
+    message_id: UUID | None
+    type: str
+    payload: dict[str, Any]
+    created_at: datetime

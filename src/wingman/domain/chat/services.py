@@ -1,0 +1,275 @@
+"""Sessions, messages and feedback events, always scoped by the caller.
+
+Every lookup filters by the caller's user id, so another user's row is "not found" (404), never
+"forbidden": the answer reveals nothing about whether the id exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import and_, exists, or_, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import joinedload
+from uuid_utils.compat import uuid7
+
+from wingman.db.models import (
+    ChatSession,
+    Message,
+    MessageSender,
+    ProcessingStatus,
+    SessionEvent,
+    TargetProfile,
+    Tone,
+    utcnow,
+)
+from wingman.domain.chat.pagination import InvalidCursor, Position, decode_cursor, encode_cursor
+from wingman.domain.profiles.services import invalid_cursor, profile_not_found
+from wingman.server.errors import Problem
+
+SESSIONS_CURSOR = "sessions"
+MESSAGES_CURSOR = "messages"
+
+
+def session_not_found() -> Problem:
+    return Problem(404, "session-not-found", "No such session.")
+
+
+@dataclass(frozen=True, slots=True)
+class MessagePair:
+    user_message: Message
+    ai_message: Message
+    # False when an idempotency key matched an earlier post: nothing new was stored.
+    created: bool
+
+
+class ChatService:
+    def __init__(self, session: AsyncSession, user_id: UUID, cursor_key: bytes) -> None:
+        self.session = session
+        self.user_id = user_id
+        self.cursor_key = cursor_key
+
+    def _decode(self, kind: str, cursor: str) -> Position:
+        try:
+            return decode_cursor(self.cursor_key, kind, cursor)
+        except InvalidCursor:
+            raise invalid_cursor() from None
+
+    # --- Sessions -----------------------------------------------------------------------------
+
+    async def get_session(self, session_id: UUID, *, with_related: bool = False) -> ChatSession:
+        query = select(ChatSession).where(
+            ChatSession.id == session_id, ChatSession.user_id == self.user_id
+        )
+        if with_related:
+            # One statement for the session, its profile and its tone.
+            query = query.options(joinedload(ChatSession.profile), joinedload(ChatSession.tone))
+        chat = await self.session.scalar(query)
+        if chat is None:
+            raise session_not_found()
+        return chat
+
+    async def list_sessions(
+        self, cursor: str | None, limit: int
+    ) -> tuple[list[ChatSession], str | None]:
+        """One page, most recently active first, ordered by (updated_at desc, id)."""
+        query = select(ChatSession).where(ChatSession.user_id == self.user_id)
+        if cursor is not None:
+            after = self._decode(SESSIONS_CURSOR, cursor)
+            query = query.where(
+                or_(
+                    ChatSession.updated_at < after.at,
+                    and_(ChatSession.updated_at == after.at, ChatSession.id > after.id),
+                )
+            )
+        rows = list(
+            await self.session.scalars(
+                query.order_by(ChatSession.updated_at.desc(), ChatSession.id).limit(limit + 1)
+            )
+        )
+        if len(rows) <= limit:
+            return rows, None
+        last = rows[limit - 1]
+        position = Position(last.updated_at, last.id)
+        return rows[:limit], encode_cursor(self.cursor_key, SESSIONS_CURSOR, position)
+
+    async def _check_profile(self, profile_id: UUID) -> None:
+        owned = await self.session.scalar(
+            select(
+                exists().where(
+                    TargetProfile.id == profile_id, TargetProfile.user_id == self.user_id
+                )
+            )
+        )
+        if not owned:
+            raise profile_not_found()
+
+    async def _check_tone(self, tone_id: UUID) -> None:
+        usable = await self.session.scalar(
+            select(exists().where(Tone.id == tone_id, Tone.is_active.is_(True)))
+        )
+        if not usable:
+            raise Problem(404, "tone-not-found", "No such tone, or it is no longer offered.")
+
+    async def _check_references(self, values: dict[str, Any]) -> None:
+        if values.get("profile_id") is not None:
+            await self._check_profile(values["profile_id"])
+        if values.get("tone_id") is not None:
+            await self._check_tone(values["tone_id"])
+
+    async def create_session(self, values: dict[str, Any]) -> ChatSession:
+        await self._check_references(values)
+        chat = ChatSession(user_id=self.user_id, **values)
+        self.session.add(chat)
+        await self.session.flush()
+        return chat
+
+    async def update_session(self, session_id: UUID, changes: dict[str, Any]) -> ChatSession:
+        chat = await self.get_session(session_id)
+        await self._check_references(changes)
+        for name, value in changes.items():
+            setattr(chat, name, value)
+        await self.session.flush()
+        return chat
+
+    async def delete_session(self, session_id: UUID) -> None:
+        """Delete the session; its messages and events go with it (ON DELETE CASCADE)."""
+        await self.session.delete(await self.get_session(session_id))
+        await self.session.flush()
+
+    # --- Messages -----------------------------------------------------------------------------
+
+    async def message_page(
+        self, session_id: UUID, before: str | None, limit: int
+    ) -> tuple[list[Message], str | None]:
+        """Messages older than ``before``, newest first, by (created_at, id) descending.
+
+        The caller has already checked that the session is the caller's.
+        """
+        query = select(Message).where(Message.session_id == session_id)
+        if before is not None:
+            position = self._decode(MESSAGES_CURSOR, before)
+            query = query.where(
+                tuple_(Message.created_at, Message.id) < tuple_(position.at, position.id)
+            )
+        rows = list(
+            await self.session.scalars(
+                query.order_by(Message.created_at.desc(), Message.id.desc()).limit(limit + 1)
+            )
+        )
+        if len(rows) <= limit:
+            return rows, None
+        last = rows[limit - 1]
+        position = Position(last.created_at, last.id)
+        return rows[:limit], encode_cursor(self.cursor_key, MESSAGES_CURSOR, position)
+
+    async def post_message(
+        self, session_id: UUID, content: str, idempotency_key: str | None
+    ) -> MessagePair:
+        """Store the user's message and the queued AI message, and count both on the session.
+
+        With an idempotency key, the insert goes through the unique (session_id, idempotency_key)
+        index with ON CONFLICT DO NOTHING: of two concurrent posts with one key, the second waits
+        for the first to commit, inserts nothing and returns the first one's pair.
+        """
+        await self.get_session(session_id)
+        now = utcnow()
+        user_message_id = await self.session.scalar(
+            insert(Message)
+            .values(
+                id=uuid7(),
+                session_id=session_id,
+                sender=MessageSender.USER,
+                content=content,
+                processing_status=ProcessingStatus.DONE,
+                idempotency_key=idempotency_key,
+                created_at=now,
+                updated_at=now,
+                completed_at=now,
+            )
+            .on_conflict_do_nothing(
+                index_elements=[Message.session_id, Message.idempotency_key],
+                index_where=Message.idempotency_key.is_not(None),
+            )
+            .returning(Message.id)
+        )
+        if user_message_id is None:
+            return await self._replay(session_id, idempotency_key)
+        ai_message_id = await self.session.scalar(
+            insert(Message)
+            .values(
+                id=uuid7(),
+                session_id=session_id,
+                sender=MessageSender.AI,
+                content="",
+                processing_status=ProcessingStatus.QUEUED,
+                reply_to_id=user_message_id,
+                created_at=now,
+                updated_at=now,
+            )
+            .returning(Message.id)
+        )
+        # Relative update under the row lock: exact however many posts run at once.
+        await self.session.execute(
+            update(ChatSession)
+            .where(ChatSession.id == session_id)
+            .values(
+                message_count=ChatSession.message_count + 2,
+                last_message_at=now,
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if ai_message_id is None:  # pragma: no cover - a plain INSERT ... RETURNING returns its row
+            raise RuntimeError("AI message insert returned no id")
+        rows = {
+            row.id: row
+            for row in await self.session.scalars(
+                select(Message).where(Message.id.in_([user_message_id, ai_message_id]))
+            )
+        }
+        return MessagePair(rows[user_message_id], rows[ai_message_id], created=True)
+
+    async def _replay(self, session_id: UUID, idempotency_key: str | None) -> MessagePair:
+        user_message = await self.session.scalar(
+            select(Message).where(
+                Message.session_id == session_id, Message.idempotency_key == idempotency_key
+            )
+        )
+        if user_message is None:  # pragma: no cover - the conflicting row committed before us
+            raise RuntimeError("idempotency key conflicted but its message is missing")
+        ai_message = await self.session.scalar(
+            select(Message)
+            .where(Message.reply_to_id == user_message.id, Message.sender == MessageSender.AI)
+            .order_by(Message.created_at, Message.id)
+            .limit(1)
+        )
+        if ai_message is None:  # pragma: no cover - stored in the same transaction
+            raise RuntimeError("idempotent user message has no AI message")
+        return MessagePair(user_message, ai_message, created=False)
+
+    # --- Events -------------------------------------------------------------------------------
+
+    async def add_event(
+        self, session_id: UUID, type_: str, message_id: UUID | None, payload: dict[str, Any]
+    ) -> SessionEvent:
+        await self.get_session(session_id)
+        if message_id is not None:
+            in_session = await self.session.scalar(
+                select(exists().where(Message.id == message_id, Message.session_id == session_id))
+            )
+            if not in_session:
+                raise Problem(404, "message-not-found", "No such message in this session.")
+        event = SessionEvent(
+            session_id=session_id,
+            user_id=self.user_id,
+            message_id=message_id,
+            type=type_,
+            payload=payload,
+        )
+        self.session.add(event)
+        await self.session.flush()
+        return event

@@ -1,0 +1,1 @@
+"""Target profiles: the people a user talks to."""

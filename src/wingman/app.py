@@ -21,6 +21,7 @@ from wingman import __version__
 from wingman.config import QUEUE_NAMES, Settings, load_settings
 from wingman.db.migrations import head_revision
 from wingman.domain.accounts.controllers import AuthController, MeController
+from wingman.domain.admin.controllers import AdminUserController
 from wingman.domain.catalog.cache import CatalogCache, invalidation_listener
 from wingman.domain.catalog.controllers import (
     AdminConfigController,
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             CatalogController,
             AdminToneController,
             AdminConfigController,
+            AdminUserController,
         ],
     )
 

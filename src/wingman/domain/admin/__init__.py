@@ -1,0 +1,1 @@
+"""Admin user management: search accounts, change tier, role and status (audited)."""

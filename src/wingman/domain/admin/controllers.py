@@ -1,0 +1,94 @@
+"""Routes: ``/api/v1/admin/users`` (admins only)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from litestar import Controller, get, patch
+from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, JSONBody, Parameter, QueryParameter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from wingman.domain.admin.schemas import AdminUserOut, AdminUserPage, AdminUserPatch
+from wingman.domain.admin.services import AdminUserService, user_out
+from wingman.domain.catalog.services import api_actor
+from wingman.domain.chat.pagination import MAX_CURSOR_CHARS, cursor_key
+from wingman.server.auth import AuthUser, UserStatusCache, provide_current_user
+from wingman.server.guards import requires_admin
+
+DEFAULT_PAGE = 20
+MAX_PAGE = 100
+
+# ``query`` is a name Litestar reserves for the parsed query string: bind it under another name.
+SearchText = Annotated[str | None, QueryParameter(name="query", max_length=320)]
+Cursor = Annotated[str | None, Parameter(max_length=MAX_CURSOR_CHARS)]
+PageSize = Annotated[int, Parameter(ge=1, le=MAX_PAGE)]
+
+
+def provide_admin_users(
+    state: State, db_session: NamedDependency[AsyncSession]
+) -> AdminUserService:
+    return AdminUserService(db_session, cursor_key(state.settings.security.secret_key))
+
+
+class AdminUserController(Controller):
+    path = "/admin/users"
+    tags = ("admin",)
+    guards = [requires_admin]  # noqa: RUF012
+    dependencies = {  # noqa: RUF012
+        "current_user": Provide(provide_current_user, sync_to_thread=False),
+        "users": Provide(provide_admin_users, sync_to_thread=False),
+    }
+
+    @get(
+        "",
+        summary="Search accounts, newest first",
+        description=(
+            "`query` matches the start of the email (any case) or of the phone number, literally"
+            " (`%` and `_` are plain characters). Pages are keyset-ordered by (created_at desc,"
+            " id): pass `next_cursor` back as `cursor`."
+        ),
+    )
+    async def search(
+        self,
+        users: NamedDependency[AdminUserService],
+        search_text: SearchText = None,
+        cursor: Cursor = None,
+        limit: PageSize = DEFAULT_PAGE,
+    ) -> AdminUserPage:
+        rows, next_cursor = await users.search(search_text, cursor, limit)
+        return AdminUserPage(items=[user_out(row) for row in rows], next_cursor=next_cursor)
+
+    @get("/{user_id:uuid}", summary="One account")
+    async def get_one(
+        self, user_id: FromPath[UUID], users: NamedDependency[AdminUserService]
+    ) -> AdminUserOut:
+        return user_out(await users.get_user(user_id))
+
+    @patch(
+        "/{user_id:uuid}",
+        summary="Change an account's tier, role or status (audited)",
+        description=(
+            "Fields left out are unchanged. A disabled account is refused at once by the process"
+            " that served this call and within `auth.status_cache_seconds` by the others; tier"
+            " and role reach the account's tokens at its next refresh. Admins cannot demote or"
+            " disable themselves (409 `cannot-demote-self`)."
+        ),
+    )
+    async def update(
+        self,
+        user_id: FromPath[UUID],
+        data: JSONBody[AdminUserPatch],
+        current_user: NamedDependency[AuthUser],
+        users: NamedDependency[AdminUserService],
+        state: State,
+    ) -> AdminUserOut:
+        actor = await api_actor(users.session, current_user.id)
+        user = await users.patch_user(user_id, data, actor)
+        out = user_out(user)
+        await users.session.commit()
+        status_cache: UserStatusCache = state.user_status
+        status_cache.forget(user_id)
+        return out

@@ -1,0 +1,38 @@
+"""Request and response bodies of the admin user API (msgspec)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+import msgspec
+
+from wingman.db.models import UserRole, UserStatus, UserTier
+from wingman.domain.accounts.schemas import Schema
+
+
+class AdminUserOut(Schema):
+    id: UUID
+    email: str | None
+    phone: str | None
+    display_name: str | None
+    tier: UserTier
+    role: UserRole
+    status: UserStatus
+    created_at: datetime
+    last_seen_at: datetime | None
+
+
+class AdminUserPage(Schema):
+    items: list[AdminUserOut]
+    # Pass as ``cursor`` for the next page; null on the last page.
+    next_cursor: str | None
+
+
+class AdminUserPatch(Schema):
+    """Fields left out are unchanged. ``deleted`` is not settable here: deletion is its own flow."""
+
+    tier: UserTier | msgspec.UnsetType = msgspec.UNSET
+    role: UserRole | msgspec.UnsetType = msgspec.UNSET
+    status: Literal["active", "disabled"] | msgspec.UnsetType = msgspec.UNSET

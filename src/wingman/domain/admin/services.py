@@ -1,0 +1,151 @@
+"""Admin reads and audited writes on user accounts.
+
+Writes never commit: the controller commits, then drops its own process's status-cache entry so
+a disabled account is refused on its very next request to this process (other processes follow
+within ``auth.status_cache_seconds``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import msgspec
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from wingman.db.models import User, UserRole, UserStatus
+from wingman.domain.admin.schemas import AdminUserOut, AdminUserPatch
+from wingman.domain.catalog.services import Actor, audit
+from wingman.domain.chat.pagination import InvalidCursor, Position, decode_cursor, encode_cursor
+from wingman.server.errors import Problem
+
+USERS_CURSOR = "admin-users"
+LIKE_ESCAPE = "\\"
+
+
+def like_prefix(text: str) -> str:
+    """A ``LIKE`` pattern matching strings that start with ``text`` literally."""
+    escaped = (
+        text.replace(LIKE_ESCAPE, LIKE_ESCAPE * 2)
+        .replace("%", LIKE_ESCAPE + "%")
+        .replace("_", LIKE_ESCAPE + "_")
+    )
+    return escaped + "%"
+
+
+def user_out(user: User) -> AdminUserOut:
+    return AdminUserOut(
+        id=user.id,
+        email=user.email,
+        phone=user.phone,
+        display_name=user.display_name,
+        tier=user.tier,
+        role=user.role,
+        status=user.status,
+        created_at=user.created_at,
+        last_seen_at=user.last_seen_at,
+    )
+
+
+def user_not_found() -> Problem:
+    return Problem(404, "user-not-found", "No such user.")
+
+
+class AdminUserService:
+    """User accounts as an admin sees them; every change is written to ``audit_log``."""
+
+    def __init__(self, session: AsyncSession, cursor_key: bytes) -> None:
+        self.session = session
+        self.cursor_key = cursor_key
+
+    async def search(
+        self, query: str | None, cursor: str | None, limit: int
+    ) -> tuple[list[User], str | None]:
+        """One page of accounts, newest first by (created_at desc, id), optionally those whose
+        email (any case) or phone starts with ``query``."""
+        if query and "\x00" in query:
+            # PostgreSQL text cannot hold NUL, so no stored email or phone can match.
+            return [], None
+        statement = select(User)
+        if query:
+            pattern = like_prefix(query.lower())
+            # lower(email) matches the uq_users_email_lower index; phone has its unique index.
+            statement = statement.where(
+                or_(
+                    func.lower(User.email).like(pattern, escape=LIKE_ESCAPE),
+                    User.phone.like(like_prefix(query), escape=LIKE_ESCAPE),
+                )
+            )
+        if cursor is not None:
+            try:
+                after = decode_cursor(self.cursor_key, USERS_CURSOR, cursor)
+            except InvalidCursor:
+                raise Problem(400, "invalid-cursor", "The cursor is not valid here.") from None
+            statement = statement.where(
+                or_(
+                    User.created_at < after.at,
+                    and_(User.created_at == after.at, User.id > after.id),
+                )
+            )
+        rows = list(
+            await self.session.scalars(
+                statement.order_by(User.created_at.desc(), User.id).limit(limit + 1)
+            )
+        )
+        if len(rows) <= limit:
+            return rows, None
+        last = rows[limit - 1]
+        position = Position(last.created_at, last.id)
+        return rows[:limit], encode_cursor(self.cursor_key, USERS_CURSOR, position)
+
+    async def get_user(self, user_id: UUID) -> User:
+        user = await self.session.get(User, user_id)
+        if user is None:
+            raise user_not_found()
+        return user
+
+    async def patch_user(self, user_id: UUID, data: AdminUserPatch, actor: Actor) -> User:
+        """Apply the changed fields and audit them as ``users.update`` with old and new values.
+
+        An admin cannot demote or disable their own account: that is how the last admin would
+        lock everyone out, and another admin can always do it for them.
+        """
+        user = await self.session.get(User, user_id, with_for_update=True)
+        if user is None:
+            raise user_not_found()
+        wanted: dict[str, Any] = {
+            name: value
+            for name, value in msgspec.structs.asdict(data).items()
+            if value is not msgspec.UNSET
+        }
+        if "status" in wanted:
+            wanted["status"] = UserStatus(wanted["status"])
+        changes = {name: value for name, value in wanted.items() if getattr(user, name) != value}
+        if not changes:
+            return user
+        if user.id == actor.user_id and (
+            changes.get("role", UserRole.ADMIN) is not UserRole.ADMIN
+            or changes.get("status", UserStatus.ACTIVE) is not UserStatus.ACTIVE
+        ):
+            raise Problem(
+                409,
+                "cannot-demote-self",
+                "Admins cannot remove their own admin role or disable their own account;"
+                " ask another admin.",
+            )
+        if user.status is UserStatus.DELETED and "status" in changes:
+            raise Problem(409, "user-deleted", "A deleted account cannot be enabled or disabled.")
+        old = {name: str(getattr(user, name)) for name in changes}
+        for name, value in changes.items():
+            setattr(user, name, value)
+        await self.session.flush()
+        audit(
+            self.session,
+            actor,
+            "users.update",
+            f"user:{user.id}",
+            old=old,
+            new={name: str(value) for name, value in changes.items()},
+        )
+        return user

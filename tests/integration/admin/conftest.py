@@ -1,0 +1,59 @@
+"""Admin fixtures: a database engine, an admin and a plain user signed in without the code flow."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+import pytest
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+from uuid_utils.compat import uuid7
+
+from tests.support.accounts import Caller, create_caller
+from wingman.config import Settings
+from wingman.db.models import User, UserRole, UserStatus
+from wingman.server.database import create_engine
+
+
+@pytest.fixture(scope="module")
+async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(settings.database, "wingman-tests")
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+async def admin(engine: AsyncEngine, settings: Settings) -> Caller:
+    return await create_caller(engine, settings, role=UserRole.ADMIN)
+
+
+@pytest.fixture
+async def member(engine: AsyncEngine, settings: Settings) -> Caller:
+    return await create_caller(engine, settings)
+
+
+async def add_user(
+    engine: AsyncEngine,
+    *,
+    email: str | None = None,
+    phone: str | None = None,
+    age: int = 0,
+    status: UserStatus = UserStatus.ACTIVE,
+) -> UUID:
+    """An account row with this email or phone, created ``age`` seconds ago."""
+    user_id = UUID(str(uuid7()))
+    async with engine.begin() as connection:
+        await connection.execute(
+            insert(User).values(
+                id=user_id,
+                email=email,
+                phone=phone,
+                status=status,
+                created_at=datetime.now(UTC) - timedelta(seconds=age),
+            )
+        )
+    return user_id

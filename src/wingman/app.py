@@ -35,6 +35,7 @@ from wingman.server.auth import LastSeenTracker, UserStatusCache, create_jwt_aut
 from wingman.server.database import alchemy_config
 from wingman.server.errors import EXCEPTION_HANDLERS, problem_details_plugin
 from wingman.server.logging import configure_logging
+from wingman.server.openapi import complete_document
 from wingman.server.ratelimit import RateLimiter
 from wingman.server.redis import RedisClients
 from wingman.worker import create_queue
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             problem_details_plugin(),
         ],
         lifespan=[redis_lifespan, queues_lifespan, catalog_lifespan],
+        on_startup=[complete_document],
         on_app_init=[jwt_auth.on_app_init],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         state=State(

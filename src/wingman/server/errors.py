@@ -19,6 +19,7 @@ from litestar.plugins.problem_details import (
     ProblemDetailsPlugin,
 )
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from sqlalchemy.exc import DataError
 
 log = structlog.get_logger(__name__)
 
@@ -108,4 +109,18 @@ def problem_details_plugin() -> ProblemDetailsPlugin:
     )
 
 
-EXCEPTION_HANDLERS = {Exception: _unexpected}
+def _unstorable(request: Request[Any, Any, Any], exc: DataError) -> Response[Any]:
+    # PostgreSQL refuses some values that every schema check lets through (a NUL character in
+    # text or in a JSON string). That is the client's input, not our failure: 422, and the
+    # request's transaction is rolled back like any other error. The value itself is not logged.
+    log.warning(
+        "unstorable_value", path=request.url.path, error=type(getattr(exc, "orig", exc)).__name__
+    )
+    return Problem(
+        422,
+        "unstorable-value",
+        "A value cannot be stored (for example, text containing a NUL character).",
+    ).to_response(request)
+
+
+EXCEPTION_HANDLERS = {Exception: _unexpected, DataError: _unstorable}

@@ -83,3 +83,18 @@ async def test_profiles_page_by_recent_edit(
     bad = await client.get(PROFILES, params={"cursor": "nope"}, headers=alice.headers)
     assert bad.status_code == 400
     assert bad.json()["type"] == "urn:wingman:problem:invalid-cursor"
+
+
+async def test_unstorable_text_is_refused_not_a_server_error(
+    client: AsyncTestClient[Litestar], alice: Caller
+) -> None:
+    # PostgreSQL stores no NUL character in text or in a JSON string; found by the API fuzz test.
+    for body in (
+        {"name": "a\u0000b"},
+        {"name": "ok", "attributes": {"note": "a\u0000b"}},
+    ):
+        response = await client.post(PROFILES, json=body, headers=alice.headers)
+        assert response.status_code == 422, response.text
+        assert response.json()["type"] == "urn:wingman:problem:unstorable-value"
+    listed = await client.get(PROFILES, headers=alice.headers)
+    assert all("\u0000" not in item["name"] for item in listed.json()["items"])

@@ -84,6 +84,8 @@ def tokens_for(settings: Settings, user: User, refresh_token: str) -> TokensOut:
 
 class AuthController(Controller):
     path = "/auth"
+    # Public: sign-in is how a client gets a token (see PUBLIC_PATHS in server/auth.py).
+    security = ({},)
     tags = ("auth",)
 
     @post(

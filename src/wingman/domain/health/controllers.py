@@ -13,6 +13,8 @@ from wingman.domain.health.checks import Readiness, readiness
 
 class HealthController(Controller):
     path = "/health"
+    # Public: an empty requirement tells clients (and the document) that no token is needed.
+    security = ({},)
     tags = ("ops",)
 
     @get("/live", summary="The process is up", cache=False)

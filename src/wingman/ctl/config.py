@@ -9,8 +9,6 @@ cached copy within a second.
 from __future__ import annotations
 
 import asyncio
-import getpass
-from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import click
@@ -18,53 +16,19 @@ import msgspec
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from wingman.config import Settings, SettingsError, load_settings
 from wingman.ctl.output import (
     EXIT_DEGRADED,
-    EXIT_DOWN,
     EXIT_USAGE,
     emit,
     emit_object,
     json_option,
     progress,
 )
+from wingman.ctl.session import cli_actor, cli_settings, run_in_transaction
 from wingman.domain.catalog import registry
 
 T = TypeVar("T")
 LIST_COLUMNS = ["key", "value", "stored", "public_fields", "updated_at"]
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except SettingsError as exc:
-        raise click.ClickException(f"invalid settings: {exc}") from None
-
-
-def _actor_name() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli"
-
-
-def _run(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    """Run ``work`` in one transaction on a short-lived engine, committing when it returns."""
-    from wingman.server.database import create_engine, session_maker
-
-    async def main() -> T:
-        engine = create_engine(settings.database, application_name="wingmanctl")
-        try:
-            async with session_maker(engine)() as session, session.begin():
-                return await work(session)
-        finally:
-            await engine.dispose()
-
-    try:
-        return asyncio.run(main())
-    except OSError as exc:
-        click.echo(f"error: cannot reach the database: {exc}", err=True)
-        raise SystemExit(EXIT_DOWN) from None
 
 
 def _known(key: str) -> None:
@@ -105,7 +69,7 @@ def list_keys(as_json: bool) -> None:
     async def work(session: AsyncSession) -> list[dict[str, Any]]:
         return [_plain(item) for item in await ConfigService(session).items()]
 
-    items = _run(_settings(), work)
+    items = run_in_transaction(cli_settings(), work)
     if as_json:
         emit(items, [], as_json=True)
     else:
@@ -124,7 +88,7 @@ def get_key(key: str, as_json: bool) -> None:
     async def work(session: AsyncSession) -> dict[str, Any]:
         return _plain(await ConfigService(session).item(key))
 
-    item = _run(_settings(), work)
+    item = run_in_transaction(cli_settings(), work)
     if as_json:
         emit_object(item, as_json=True)
     else:
@@ -157,14 +121,14 @@ def set_key(key: str, value: str, as_json: bool) -> None:
     except registry.InvalidConfigValue as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(EXIT_USAGE) from None
-    settings = _settings()
+    settings = cli_settings()
 
     async def work(session: AsyncSession) -> dict[str, Any]:
         service = ConfigService(session)
-        old, new = await service.set(key, raw, Actor(name=_actor_name()))
+        old, new = await service.set(key, raw, Actor(name=cli_actor()))
         return {"key": key, "old": registry.to_json(old), "new": registry.to_json(new)}
 
-    change = _run(settings, work)
+    change = run_in_transaction(settings, work)
 
     async def announce() -> None:
         from wingman.server.redis import RedisClients

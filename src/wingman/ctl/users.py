@@ -1,59 +1,24 @@
 """``wingmanctl users``: create the first admin, list accounts, change tier, disable, enable.
 
-Every change is written to ``audit_log`` with the actor ``wingmanctl:<login name>``. A disabled
+Every change is written to ``audit_log`` with the actor ``cli:<login name>``. A disabled
 user's access tokens stop working within ``auth.status_cache_seconds``; their refresh tokens are
 refused at once.
 """
 
 from __future__ import annotations
 
-import asyncio
-import getpass
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from wingman.config import Settings, SettingsError, load_settings
-from wingman.ctl.output import EXIT_DOWN, EXIT_USAGE, emit, emit_object, json_option, progress
+from wingman.ctl.output import EXIT_USAGE, emit, emit_object, json_option, progress
+from wingman.ctl.session import cli_actor, cli_settings, run_in_transaction
 
 T = TypeVar("T")
 USER_COLUMNS = ["id", "email", "phone", "tier", "role", "status", "created_at", "last_seen_at"]
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except SettingsError as exc:
-        raise click.ClickException(f"invalid settings: {exc}") from None
-
-
-def _run(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    """Run ``work`` in one transaction on a short-lived engine, committing when it returns."""
-    from wingman.server.database import create_engine, session_maker
-
-    async def main() -> T:
-        engine = create_engine(_settings().database, application_name="wingmanctl")
-        try:
-            async with session_maker(engine)() as session, session.begin():
-                return await work(session)
-        finally:
-            await engine.dispose()
-
-    try:
-        return asyncio.run(main())
-    except OSError as exc:
-        click.echo(f"error: cannot reach the database: {exc}", err=True)
-        raise SystemExit(EXIT_DOWN) from None
-
-
-def _actor() -> str:
-    try:
-        return f"wingmanctl:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "wingmanctl"
 
 
 def _row(user: Any) -> dict[str, Any]:
@@ -72,7 +37,7 @@ def _row(user: Any) -> dict[str, Any]:
 async def _audit(session: AsyncSession, action: str, target: str, **details: Any) -> None:
     from wingman.db.models import AuditLogEntry
 
-    session.add(AuditLogEntry(actor=_actor(), action=action, target=target, details=details))
+    session.add(AuditLogEntry(actor=cli_actor(), action=action, target=target, details=details))
 
 
 async def _find(session: AsyncSession, who: str) -> Any:
@@ -130,7 +95,7 @@ def create_admin(email: str | None, phone: str | None, as_json: bool) -> None:
         )
         return _row(user), created
 
-    row, created = _run(work)
+    row, created = run_in_transaction(cli_settings(), work)
     progress("created a new admin account" if created else "promoted the existing account to admin")
     emit_object(row, as_json=as_json)
 
@@ -155,7 +120,7 @@ def list_users(search: str | None, limit: int, after: str | None, as_json: bool)
             query = query.where(User.id > UUID(after))
         return [_row(user) for user in await session.scalars(query)]
 
-    emit(_run(work), USER_COLUMNS, as_json=as_json)
+    emit(run_in_transaction(cli_settings(), work), USER_COLUMNS, as_json=as_json)
 
 
 def _change(who: str, action: str, apply: Callable[[Any], dict[str, Any]], as_json: bool) -> None:
@@ -166,7 +131,7 @@ def _change(who: str, action: str, apply: Callable[[Any], dict[str, Any]], as_js
         await _audit(session, action, str(user.id), **details)
         return _row(user)
 
-    emit_object(_run(work), as_json=as_json)
+    emit_object(run_in_transaction(cli_settings(), work), as_json=as_json)
 
 
 @users.command("set-tier")

@@ -536,7 +536,7 @@ class AuditLogEntry(AppendOnlyBase):
 
     # The acting user's id when the action came through the API; NULL for wingmanctl/system.
     actor_id: Mapped[UUID | None]
-    # Human-readable actor ("admin@example.org", "wingmanctl:root"), kept even if the user goes.
+    # Human-readable actor ("admin@example.org", "cli:root"), kept even if the user goes.
     actor: Mapped[str] = mapped_column(String(320))
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str | None] = mapped_column(String(320))

@@ -11,13 +11,13 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from wingman.db.keyset import newest_first
 from wingman.db.models import User, UserRole, UserStatus
 from wingman.domain.admin.schemas import AdminUserOut, AdminUserPatch
 from wingman.domain.catalog.services import Actor, audit
-from wingman.domain.chat.pagination import InvalidCursor, Position, decode_cursor, encode_cursor
 from wingman.server.errors import Problem
 
 USERS_CURSOR = "admin-users"
@@ -77,27 +77,16 @@ class AdminUserService:
                     User.phone.like(like_prefix(query), escape=LIKE_ESCAPE),
                 )
             )
-        if cursor is not None:
-            try:
-                after = decode_cursor(self.cursor_key, USERS_CURSOR, cursor)
-            except InvalidCursor:
-                raise Problem(400, "invalid-cursor", "The cursor is not valid here.") from None
-            statement = statement.where(
-                or_(
-                    User.created_at < after.at,
-                    and_(User.created_at == after.at, User.id > after.id),
-                )
-            )
-        rows = list(
-            await self.session.scalars(
-                statement.order_by(User.created_at.desc(), User.id).limit(limit + 1)
-            )
+        return await newest_first(
+            self.session,
+            statement,
+            User.created_at,
+            User.id,
+            key=self.cursor_key,
+            kind=USERS_CURSOR,
+            cursor=cursor,
+            limit=limit,
         )
-        if len(rows) <= limit:
-            return rows, None
-        last = rows[limit - 1]
-        position = Position(last.created_at, last.id)
-        return rows[:limit], encode_cursor(self.cursor_key, USERS_CURSOR, position)
 
     async def get_user(self, user_id: UUID) -> User:
         user = await self.session.get(User, user_id)

@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import and_, exists, or_, select, tuple_, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 from uuid_utils.compat import uuid7
 
+from wingman.db.keyset import newest_first
 from wingman.db.models import (
     ChatSession,
     Message,
@@ -26,8 +27,7 @@ from wingman.db.models import (
     Tone,
     utcnow,
 )
-from wingman.domain.chat.pagination import InvalidCursor, Position, decode_cursor, encode_cursor
-from wingman.domain.profiles.services import invalid_cursor, profile_not_found
+from wingman.domain.profiles.services import profile_not_found
 from wingman.server.errors import Problem
 
 SESSIONS_CURSOR = "sessions"
@@ -52,12 +52,6 @@ class ChatService:
         self.user_id = user_id
         self.cursor_key = cursor_key
 
-    def _decode(self, kind: str, cursor: str) -> Position:
-        try:
-            return decode_cursor(self.cursor_key, kind, cursor)
-        except InvalidCursor:
-            raise invalid_cursor() from None
-
     # --- Sessions -----------------------------------------------------------------------------
 
     async def get_session(self, session_id: UUID, *, with_related: bool = False) -> ChatSession:
@@ -77,24 +71,16 @@ class ChatService:
     ) -> tuple[list[ChatSession], str | None]:
         """One page, most recently active first, ordered by (updated_at desc, id)."""
         query = select(ChatSession).where(ChatSession.user_id == self.user_id)
-        if cursor is not None:
-            after = self._decode(SESSIONS_CURSOR, cursor)
-            query = query.where(
-                or_(
-                    ChatSession.updated_at < after.at,
-                    and_(ChatSession.updated_at == after.at, ChatSession.id > after.id),
-                )
-            )
-        rows = list(
-            await self.session.scalars(
-                query.order_by(ChatSession.updated_at.desc(), ChatSession.id).limit(limit + 1)
-            )
+        return await newest_first(
+            self.session,
+            query,
+            ChatSession.updated_at,
+            ChatSession.id,
+            key=self.cursor_key,
+            kind=SESSIONS_CURSOR,
+            cursor=cursor,
+            limit=limit,
         )
-        if len(rows) <= limit:
-            return rows, None
-        last = rows[limit - 1]
-        position = Position(last.updated_at, last.id)
-        return rows[:limit], encode_cursor(self.cursor_key, SESSIONS_CURSOR, position)
 
     async def _check_profile(self, profile_id: UUID) -> None:
         owned = await self.session.scalar(
@@ -150,21 +136,17 @@ class ChatService:
         The caller has already checked that the session is the caller's.
         """
         query = select(Message).where(Message.session_id == session_id)
-        if before is not None:
-            position = self._decode(MESSAGES_CURSOR, before)
-            query = query.where(
-                tuple_(Message.created_at, Message.id) < tuple_(position.at, position.id)
-            )
-        rows = list(
-            await self.session.scalars(
-                query.order_by(Message.created_at.desc(), Message.id.desc()).limit(limit + 1)
-            )
+        return await newest_first(
+            self.session,
+            query,
+            Message.created_at,
+            Message.id,
+            key=self.cursor_key,
+            kind=MESSAGES_CURSOR,
+            cursor=before,
+            limit=limit,
+            ids_descending=True,
         )
-        if len(rows) <= limit:
-            return rows, None
-        last = rows[limit - 1]
-        position = Position(last.created_at, last.id)
-        return rows[:limit], encode_cursor(self.cursor_key, MESSAGES_CURSOR, position)
 
     async def post_message(
         self, session_id: UUID, content: str, idempotency_key: str | None

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from wingman.db.keyset import newest_first
 from wingman.db.models import TargetProfile
-from wingman.domain.chat.pagination import InvalidCursor, Position, decode_cursor, encode_cursor
 from wingman.server.errors import Problem
 
 CURSOR_KIND = "profiles"
@@ -17,10 +17,6 @@ CURSOR_KIND = "profiles"
 
 def profile_not_found() -> Problem:
     return Problem(404, "profile-not-found", "No such profile.")
-
-
-def invalid_cursor() -> Problem:
-    return Problem(400, "invalid-cursor", "The cursor is malformed or was not issued here.")
 
 
 class ProfileService:
@@ -44,29 +40,16 @@ class ProfileService:
     ) -> tuple[list[TargetProfile], str | None]:
         """One page, most recently edited first, ordered by (updated_at desc, id)."""
         query = select(TargetProfile).where(TargetProfile.user_id == self.user_id)
-        if cursor is not None:
-            try:
-                after = decode_cursor(self.cursor_key, CURSOR_KIND, cursor)
-            except InvalidCursor:
-                raise invalid_cursor() from None
-            query = query.where(
-                or_(
-                    TargetProfile.updated_at < after.at,
-                    and_(TargetProfile.updated_at == after.at, TargetProfile.id > after.id),
-                )
-            )
-        rows = list(
-            await self.session.scalars(
-                query.order_by(TargetProfile.updated_at.desc(), TargetProfile.id).limit(limit + 1)
-            )
+        return await newest_first(
+            self.session,
+            query,
+            TargetProfile.updated_at,
+            TargetProfile.id,
+            key=self.cursor_key,
+            kind=CURSOR_KIND,
+            cursor=cursor,
+            limit=limit,
         )
-        if len(rows) <= limit:
-            return rows, None
-        last = rows[limit - 1]
-        next_cursor = encode_cursor(
-            self.cursor_key, CURSOR_KIND, Position(last.updated_at, last.id)
-        )
-        return rows[:limit], next_cursor
 
     async def create(self, values: dict[str, Any]) -> TargetProfile:
         profile = TargetProfile(user_id=self.user_id, **values)

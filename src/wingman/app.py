@@ -31,6 +31,7 @@ from wingman.domain.catalog.controllers import (
 from wingman.domain.chat.controllers import ChatSessionController
 from wingman.domain.health.controllers import HealthController
 from wingman.domain.profiles.controllers import ProfileController
+from wingman.domain.realtime.events import event_bus
 from wingman.server.auth import LastSeenTracker, UserStatusCache, create_jwt_auth
 from wingman.server.database import alchemy_config
 from wingman.server.errors import EXCEPTION_HANDLERS, problem_details_plugin
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     @asynccontextmanager
     async def redis_lifespan(app: Litestar) -> AsyncIterator[None]:
         app.state.redis = RedisClients.from_settings(settings.redis, process="web")
+        app.state.events = event_bus(settings, app.state.redis)
         try:
             yield
         finally:

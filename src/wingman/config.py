@@ -60,6 +60,8 @@ class RedisSettings(Section):
     # Cache role; empty means "share the queue instance" (fine in development).
     cache_url: str = ""
     socket_timeout: float = 5.0
+    # Connections per process and role; a command past this waits for a free one.
+    max_connections: int = 100
 
     @property
     def effective_cache_url(self) -> str:
@@ -175,6 +177,15 @@ class BackupSettings(Section):
     keep: int = 7
 
 
+class RealtimeSettings(Section):
+    """The per-user event stream (domain/realtime) and the WebSocket that delivers it."""
+
+    # Events kept per user for ``resume``: the newest this many ...
+    history_size: int = 1000
+    # ... and none older than this; a longer gap makes the client resync over REST.
+    history_seconds: int = 600
+
+
 class Settings(Section):
     env: Environment = "development"
     database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
@@ -187,6 +198,7 @@ class Settings(Section):
     otp: OtpSettings = msgspec.field(default_factory=OtpSettings)
     delivery: DeliverySettings = msgspec.field(default_factory=DeliverySettings)
     backup: BackupSettings = msgspec.field(default_factory=BackupSettings)
+    realtime: RealtimeSettings = msgspec.field(default_factory=RealtimeSettings)
 
     @property
     def is_production(self) -> bool:

@@ -25,6 +25,7 @@ from wingman.domain.catalog.cache import (
     start_invalidation_listener,
     stop_invalidation_listener,
 )
+from wingman.domain.realtime.events import EventBus, event_bus
 from wingman.server.database import create_engine, session_maker
 from wingman.server.redis import RedisClients
 
@@ -44,6 +45,8 @@ class WorkerContext(Context, total=False):
     catalog: CatalogCache
     redis: RedisClients
     catalog_listener: asyncio.Task[None]
+    # Publishes the user's realtime events (message deltas, completions).
+    events: EventBus
 
 
 def create_queue(settings: Settings, name: QueueName) -> Queue:
@@ -129,6 +132,7 @@ def create_worker(settings: Settings, name: QueueName) -> QueueWorker:
         ctx["db_engine"] = engine
         ctx["db_sessions"] = session_maker(engine)
         ctx["redis"] = RedisClients.from_settings(settings.redis, process=f"worker-{name}")
+        ctx["events"] = event_bus(settings, ctx["redis"])
         ctx["catalog"] = CatalogCache()
         ctx["catalog_listener"] = start_invalidation_listener(ctx["redis"].queue, ctx["catalog"])
         log.info("worker_started", queue=name, concurrency=settings.worker.queue(name).concurrency)

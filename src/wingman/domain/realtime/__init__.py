@@ -1,0 +1,1 @@
+"""Realtime: per-user events fanned out through Redis and delivered over the WebSocket."""

@@ -1,0 +1,176 @@
+"""The per-user event stream: numbered, kept for a while, fanned out through Redis pub/sub.
+
+Any process (web worker, SAQ worker) publishes with :meth:`EventBus.publish`. One Lua script on
+the queue-role Redis (``noeviction``: an event is never silently dropped to make room) does the
+whole step atomically:
+
+1. ``INCR`` the user's sequence: the ``event_id``, monotonically increasing per user whichever
+   process publishes;
+2. adds the finished frame to the user's history (a sorted set scored by event id, trimmed to the
+   newest ``history_size`` frames and dropped ``history_seconds`` after the user's last event);
+3. ``PUBLISH``es the frame on the user's channel, :func:`user_channel`, where every WebSocket of
+   that user, on any web worker, receives it.
+
+A frame is the JSON object ``{"event_id": 7, "type": "message.delta", "at": "<RFC 3339>",
+"data": {...}}``, encoded once here and sent as is to every socket.
+
+:meth:`EventBus.replay` serves ``resume {last_event_id}``: every retained frame after that id, in
+order, or "resync required" when some of the missed events are no longer retained (too many, too
+old, or the history expired), so the client refetches over REST instead of showing a gap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+from uuid import UUID
+
+import msgspec
+from redis.asyncio import Redis
+
+from wingman.config import Settings
+from wingman.server.redis import RedisClients
+
+EventType = Literal[
+    "message.created",
+    "message.delta",
+    "message.completed",
+    "message.failed",
+    "session.updated",
+    "export.ready",
+]
+
+KEY_PREFIX = "wingman:rt"
+# The sequence outlives the history by far: ids must not restart while a client may still hold
+# one. After this long without any event a user's numbering starts again at 1, and a client
+# presenting a higher id is told to resync (see ``replay``).
+SEQUENCE_TTL_SECONDS = 30 * 24 * 3600
+
+_PUBLISH = """
+local id = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+local frame = '{"event_id":' .. id .. ',' .. string.sub(ARGV[2], 2)
+redis.call('ZADD', KEYS[2], id, frame)
+redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[3]) + 1))
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+redis.call('PUBLISH', ARGV[1], frame)
+return id
+"""
+
+
+def user_channel(user_id: UUID) -> str:
+    """The Redis pub/sub channel that carries ``user_id``'s frames."""
+    return f"{KEY_PREFIX}:user:{user_id}"
+
+
+def _sequence_key(user_id: UUID) -> str:
+    return f"{KEY_PREFIX}:seq:{user_id}"
+
+
+def _history_key(user_id: UUID) -> str:
+    return f"{KEY_PREFIX}:history:{user_id}"
+
+
+class Frame(msgspec.Struct, kw_only=True):
+    """A decoded frame (what a client receives)."""
+
+    event_id: int
+    type: str
+    at: datetime
+    data: dict[str, Any]
+
+
+class _Unnumbered(msgspec.Struct, kw_only=True):
+    type: str
+    at: datetime
+    data: dict[str, Any]
+
+
+_encoder = msgspec.json.Encoder()
+_frame_decoder = msgspec.json.Decoder(Frame)
+
+
+def decode_frame(raw: bytes | str) -> Frame:
+    return _frame_decoder.decode(raw)
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """Answer to ``resume``: the missed frames in order, or a request to resync over REST."""
+
+    frames: list[bytes]
+    resync_required: bool
+
+
+class EventBus:
+    """Publishes and replays one user's events; one instance per process, safe to share."""
+
+    def __init__(self, redis: Redis, *, history_size: int, history_seconds: int) -> None:
+        if history_size < 1 or history_seconds < 1:
+            raise ValueError("history_size and history_seconds must be at least 1")
+        self._redis = redis
+        self._history_size = history_size
+        self._history_seconds = history_seconds
+        self._publish = redis.register_script(_PUBLISH)
+
+    @property
+    def redis(self) -> Redis:
+        return self._redis
+
+    async def publish(self, user_id: UUID, type_: EventType, data: dict[str, Any]) -> int:
+        """Number, keep and fan out one event; returns its ``event_id``."""
+        body = _encoder.encode(_Unnumbered(type=type_, at=datetime.now(UTC), data=data))
+        event_id = await self._publish(
+            keys=[_sequence_key(user_id), _history_key(user_id)],
+            args=[
+                user_channel(user_id),
+                body,
+                self._history_size,
+                self._history_seconds,
+                SEQUENCE_TTL_SECONDS,
+            ],
+        )
+        return int(event_id)
+
+    async def last_event_id(self, user_id: UUID) -> int:
+        """The newest event id issued to ``user_id`` (0 when none is remembered)."""
+        value = await self._redis.get(_sequence_key(user_id))
+        return int(value) if value is not None else 0
+
+    async def replay(self, user_id: UUID, last_event_id: int) -> Replay:
+        """Every retained frame after ``last_event_id``, oldest first.
+
+        ``resync_required`` when the client cannot be brought up to date from the history: the
+        first missed event was trimmed or has aged out, or the client's id is ahead of the
+        sequence (numbering restarted after a long silence).
+        """
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.get(_sequence_key(user_id))
+            pipe.zrangebyscore(_history_key(user_id), f"({last_event_id}", "+inf", withscores=True)
+            raw_sequence, rows = await pipe.execute()
+        newest = int(raw_sequence) if raw_sequence is not None else 0
+        if last_event_id == newest:
+            return Replay([], resync_required=False)
+        if last_event_id > newest:
+            return Replay([], resync_required=True)
+        oldest_allowed = datetime.now(UTC) - timedelta(seconds=self._history_seconds)
+        frames: list[bytes] = []
+        expected = last_event_id + 1
+        for frame, score in rows:
+            if int(score) != expected or decode_frame(frame).at < oldest_allowed:
+                return Replay([], resync_required=True)
+            frames.append(frame)
+            expected += 1
+        if expected != newest + 1:
+            return Replay([], resync_required=True)
+        return Replay(frames, resync_required=False)
+
+
+def event_bus(settings: Settings, redis: RedisClients) -> EventBus:
+    """The process's bus, on the queue-role Redis (which never evicts)."""
+    return EventBus(
+        redis.queue,
+        history_size=settings.realtime.history_size,
+        history_seconds=settings.realtime.history_seconds,
+    )

@@ -99,3 +99,13 @@ def test_a_non_object_value_is_refused_at_the_top() -> None:
 def test_unknown_keys_are_refused() -> None:
     with pytest.raises(UnknownConfigKey):
         validate("no.such.key", {})
+
+
+def test_tier_allowances_follow_the_scope_and_tier() -> None:
+    limits = RateLimits()
+    assert limits.for_tier("api", premium=False).notation == "10000/hour"
+    assert limits.for_tier("api", premium=True).notation == "50000/hour"
+    assert limits.for_tier("chat", premium=False).notation == "60/minute"
+    assert limits.for_tier("chat", premium=True).notation == "300/minute"
+    assert limits.for_tier("ai", premium=False).notation == "20/minute"
+    assert limits.for_tier("ai", premium=True).notation == "100/minute"

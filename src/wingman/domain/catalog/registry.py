@@ -62,6 +62,11 @@ class RateLimit(ConfigValue):
     limit: Positive
     period: Period
 
+    @property
+    def notation(self) -> str:
+        """The allowance in the ``limits`` package's notation: ``"20/minute"``."""
+        return f"{self.limit}/{self.period}"
+
 
 def _allow(limit: int, period: Period) -> RateLimit:
     # A factory: struct defaults must not be shared mutable instances.
@@ -79,6 +84,14 @@ class RateLimits(ConfigValue):
     chat_premium: RateLimit = _allow(300, "minute")
     ai: RateLimit = _allow(20, "minute")
     ai_premium: RateLimit = _allow(100, "minute")
+
+    def for_tier(self, scope: Literal["api", "chat", "ai"], premium: bool) -> RateLimit:
+        """The allowance of a signed-in caller: ``api`` is the overall request budget (``user``
+        or ``premium``), ``chat`` and ``ai`` their own scopes with a premium variant."""
+        if scope == "api":
+            return self.premium if premium else self.user
+        allowance: RateLimit = getattr(self, f"{scope}_premium" if premium else scope)
+        return allowance
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 
 from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
 from litestar import Litestar, Router
+from litestar.config.compression import CompressionConfig
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
@@ -22,6 +23,7 @@ from wingman.config import QUEUE_NAMES, Settings, load_settings
 from wingman.db.migrations import head_revision
 from wingman.domain.accounts.controllers import AuthController, MeController
 from wingman.domain.admin.controllers import AdminUserController
+from wingman.domain.ai.controllers import MessageController
 from wingman.domain.catalog.cache import CatalogCache, invalidation_listener
 from wingman.domain.catalog.controllers import (
     AdminConfigController,
@@ -31,15 +33,25 @@ from wingman.domain.catalog.controllers import (
 from wingman.domain.chat.controllers import ChatSessionController
 from wingman.domain.health.controllers import HealthController
 from wingman.domain.profiles.controllers import ProfileController
+from wingman.domain.realtime.controllers import realtime_lifespan, realtime_socket
 from wingman.domain.realtime.events import event_bus
+from wingman.queues import create_queue
 from wingman.server.auth import LastSeenTracker, UserStatusCache, create_jwt_auth
+from wingman.server.cache import ReadCache, WriteBarrier
+from wingman.server.client_ip import ClientAddresses
+from wingman.server.connection_cap import ConnectionCap
 from wingman.server.database import alchemy_config
 from wingman.server.errors import EXCEPTION_HANDLERS, problem_details_plugin
 from wingman.server.logging import configure_logging
+from wingman.server.metrics import mark_process_dead
+from wingman.server.metrics_endpoint import metrics
+from wingman.server.metrics_hooks import time_redis, watch_pool
 from wingman.server.openapi import complete_document
 from wingman.server.ratelimit import RateLimiter
 from wingman.server.redis import RedisClients
-from wingman.worker import create_queue
+from wingman.server.request_limits import RequestLimits
+from wingman.server.request_log import RequestLog
+from wingman.server.request_metrics import RequestMetrics
 
 API_PREFIX = "/api/v1"
 
@@ -79,27 +91,55 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     jwt_auth = create_jwt_auth(settings)
     alchemy = alchemy_config(settings.database)
+
+    @asynccontextmanager
+    async def cache_lifespan(app: Litestar) -> AsyncIterator[None]:
+        # Session list and detail reads, kept in the cache-role Redis.
+        app.state.read_cache = ReadCache(app.state.redis.cache, settings.cache)
+        yield
+
+    @asynccontextmanager
+    async def metrics_lifespan(app: Litestar) -> AsyncIterator[None]:
+        # Storage figures for /metrics; this worker's live gauges go when it exits.
+        time_redis(app.state.redis)
+        watch_pool(alchemy.get_engine())
+        try:
+            yield
+        finally:
+            mark_process_dead()
+
+    client_addresses = ClientAddresses(settings.server.trusted_proxies)
     api = Router(
         path=API_PREFIX,
+        middleware=[RequestLimits()],
         route_handlers=[
             AuthController,
             MeController,
             ProfileController,
             ChatSessionController,
+            MessageController,
             CatalogController,
             AdminToneController,
             AdminConfigController,
             AdminUserController,
+            realtime_socket,
         ],
     )
 
-    return Litestar(
-        route_handlers=[HealthController, api],
+    app = Litestar(
+        route_handlers=[HealthController, metrics, api],
         plugins=[
             SQLAlchemyPlugin(config=alchemy),
             problem_details_plugin(),
         ],
-        lifespan=[redis_lifespan, queues_lifespan, catalog_lifespan],
+        lifespan=[
+            redis_lifespan,
+            queues_lifespan,
+            catalog_lifespan,
+            realtime_lifespan,
+            cache_lifespan,
+            metrics_lifespan,
+        ],
         on_startup=[complete_document],
         on_app_init=[jwt_auth.on_app_init],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
@@ -112,7 +152,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 # The plugin's config: code outside handlers (the auth middleware) gets its engine.
                 "alchemy": alchemy,
                 "catalog": CatalogCache(),
+                "client_addresses": client_addresses,
             }
+        ),
+        # JSON above 1 KB: brotli when the client accepts it, else gzip, else as is. Only HTTP
+        # responses are compressed (the WebSocket has its own permessage-deflate, if any).
+        compression_config=CompressionConfig(
+            backend="brotli", brotli_gzip_fallback=True, minimum_size=1024
         ),
         cors_config=(
             CORSConfig(allow_origins=settings.server.cors_allow_origins)
@@ -130,3 +176,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
         logging_config=None,
         debug=False,
     )
+    # Outside routing, so every request is capped and logged, matched or not (refusals too).
+    app.asgi_handler = RequestLog(
+        ConnectionCap(app.asgi_handler, client_addresses, settings.server.max_connections_per_ip),
+        client_addresses,
+    )
+    # A write's cached reads are invalidated after it commits, before the client sees the answer.
+    app.asgi_handler = WriteBarrier(app.asgi_handler)
+    # Outermost, so capped and unmatched requests are counted as well.
+    app.asgi_handler = RequestMetrics(app.asgi_handler)
+    return app

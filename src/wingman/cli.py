@@ -33,8 +33,11 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     from granian.constants import Interfaces, Loops
 
     from wingman.server.logging import configure_logging, granian_log_config
+    from wingman.server.metrics_directory import use_for_web
 
     settings = _settings()
+    # Before Granian forks its workers, which import prometheus-client (multiprocess mode).
+    use_for_web(settings, port)
     configure_logging(settings, process="web")
     server = Granian(
         "wingman.app:create_app",
@@ -61,9 +64,13 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
 def worker(queue_name: str) -> None:
     """Run an SAQ worker for one queue until SIGTERM or Ctrl-C (jobs finish or are requeued)."""
     from wingman.server.logging import configure_logging
-    from wingman.worker import create_worker
+    from wingman.server.metrics_directory import use_for_worker
 
     settings = _settings()
+    # Before wingman.worker imports prometheus-client, so its job metrics reach /metrics.
+    use_for_worker(settings, queue_name)
+    from wingman.worker import create_worker
+
     configure_logging(settings, process=f"worker-{queue_name}")
     worker = create_worker(settings, queue_name)  # type: ignore[arg-type]
     try:

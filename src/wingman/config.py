@@ -12,6 +12,7 @@ type stops the process at start-up with a message naming the key and where it ca
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -76,6 +77,12 @@ class ServerSettings(Section):
     # Seconds Granian waits for in-flight requests on shutdown.
     graceful_timeout: int = 20
     cors_allow_origins: list[str] = msgspec.field(default_factory=list)
+    # Proxies (addresses or CIDR blocks) whose X-Forwarded-For is believed; empty: use the peer.
+    trusted_proxies: list[str] = msgspec.field(default_factory=list)
+    # Requests in flight plus open WebSockets one client IP may hold per process; 0 = no cap.
+    max_connections_per_ip: int = 0
+    # The per-tier request allowances (global config ``rate_limits``); off only for measurements.
+    rate_limits: bool = True
 
 
 class QueueSettings(Section):
@@ -103,6 +110,8 @@ def _default_queues() -> dict[str, QueueSettings]:
 class WorkerSettings(Section):
     queues: dict[str, QueueSettings] = msgspec.field(default_factory=_default_queues)
     shutdown_grace: int = 30
+    # Seconds between checks for running jobs whose worker stopped sending heartbeats.
+    sweep_seconds: int = 30
 
     def queue(self, name: str) -> QueueSettings:
         return self.queues.get(name) or _default_queues()[name]
@@ -136,8 +145,6 @@ class AuthSettings(Section):
 class OtpSettings(Section):
     code_ttl_seconds: int = 600
     max_attempts: int = 5
-    # Requests per minute, counted separately per destination and per client IP.
-    requests_per_minute: int = 5
 
 
 class SmtpSettings(Section):
@@ -177,6 +184,55 @@ class BackupSettings(Section):
     keep: int = 7
 
 
+class OpenAISettings(Section):
+    """An OpenAI-compatible ``/v1/chat/completions`` server (OpenAI, vLLM, Ollama, llama.cpp).
+
+    Used when the global config ``ai.provider`` is ``"openai"``; model, temperature and token
+    limits are global config too, so an admin changes them live.
+    """
+
+    # Up to and including ``/v1``: "https://api.openai.com/v1", "http://127.0.0.1:11434/v1".
+    base_url: str = ""
+    api_key: str = ""
+    connect_timeout: float = 5.0
+    # Longest silence allowed between two streamed chunks.
+    read_timeout: float = 30.0
+
+
+class OfflineProviderSettings(Section):
+    """The built-in provider: no network, deterministic, paced like a real model."""
+
+    # Pause before each token: 33 ms gives about 60 tokens in 2 s.
+    token_interval_ms: float = 33.0
+
+
+class AiSettings(Section):
+    """How the ``ai`` workers run replies (what they generate is global config ``ai``)."""
+
+    openai: OpenAISettings = msgspec.field(default_factory=OpenAISettings)
+    offline: OfflineProviderSettings = msgspec.field(default_factory=OfflineProviderSettings)
+    # Deltas are coalesced: one event per this many milliseconds, or sooner at this many tokens.
+    delta_interval_ms: int = 50
+    delta_max_tokens: int = 16
+    # Transient provider errors (connection, 429, 5xx) retried within one run, with exponential
+    # backoff from ``retry_delay`` up to ``retry_max_delay`` seconds (a Retry-After wins).
+    provider_retries: int = 3
+    retry_delay: float = 0.5
+    retry_max_delay: float = 20.0
+    # Runs a message may use (crashed workers, lost queues) before it is failed.
+    max_attempts: int = 3
+    # The reconciler looks at in-flight replies untouched for this long ...
+    stale_after_seconds: int = 60
+    # ... every this many seconds (a divisor of 60: it becomes a cron step).
+    reconcile_every_seconds: int = 30
+
+    def __post_init__(self) -> None:
+        if self.reconcile_every_seconds < 1 or 60 % self.reconcile_every_seconds:
+            raise ValueError("ai.reconcile_every_seconds must divide 60 (1, 2, 3, 5, ... 30, 60)")
+        if self.max_attempts < 1 or self.provider_retries < 0:
+            raise ValueError("ai.max_attempts must be at least 1, ai.provider_retries at least 0")
+
+
 class RealtimeSettings(Section):
     """The per-user event stream (domain/realtime) and the WebSocket that delivers it."""
 
@@ -184,6 +240,45 @@ class RealtimeSettings(Section):
     history_size: int = 1000
     # ... and none older than this; a longer gap makes the client resync over REST.
     history_seconds: int = 600
+    # WebSocket (/api/v1/ws). A client that authenticates with an ``auth`` frame must send it
+    # within this many seconds of connecting.
+    auth_timeout_seconds: float = 5.0
+    # Frames waiting to be sent to one socket; a client that falls this far behind is closed
+    # (4008) and resumes after reconnecting, so a slow reader never grows the server's memory.
+    outbound_queue_size: int = 256
+    # The server sends a ``ping`` frame after this many idle seconds ...
+    heartbeat_interval_seconds: float = 25.0
+    # ... and closes a socket (4010) that sent nothing for this long (a dead peer).
+    heartbeat_timeout_seconds: float = 60.0
+    # Sockets one user may hold across all web workers; a new one closes the oldest (4009).
+    max_sockets_per_user: int = 5
+    # After ``hello`` the server holds live events until the client's first frame (normally
+    # ``resume``) or this many seconds, so replayed and live events arrive in order.
+    resume_wait_seconds: float = 2.0
+    # Longest a close may wait for its frame to be written before the connection is dropped.
+    close_timeout_seconds: float = 2.0
+
+
+class MetricsSettings(Section):
+    """Where web and worker processes keep their Prometheus values (``GET /metrics``)."""
+
+    # The instance's metrics folder, shared by its web and worker processes (each kind writes a
+    # subfolder, wiped when that service starts). Empty: ``<temp dir>/wingman-metrics-<port>``.
+    dir: str = ""
+
+
+class CacheSettings(Section):
+    """The read cache on the cache-role Redis (session list first page, session detail)."""
+
+    enabled: bool = True
+    # Longest a cached read lives; writes invalidate sooner (a per-user version bump).
+    ttl_seconds: int = 300
+    # A cold key is loaded by one caller; the others wait up to this long before loading too.
+    lock_seconds: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.ttl_seconds < 1 or self.lock_seconds <= 0:
+            raise ValueError("cache.ttl_seconds must be at least 1, cache.lock_seconds above 0")
 
 
 class Settings(Section):
@@ -199,6 +294,9 @@ class Settings(Section):
     delivery: DeliverySettings = msgspec.field(default_factory=DeliverySettings)
     backup: BackupSettings = msgspec.field(default_factory=BackupSettings)
     realtime: RealtimeSettings = msgspec.field(default_factory=RealtimeSettings)
+    ai: AiSettings = msgspec.field(default_factory=AiSettings)
+    metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
+    cache: CacheSettings = msgspec.field(default_factory=CacheSettings)
 
     @property
     def is_production(self) -> bool:
@@ -324,6 +422,7 @@ def validate(settings: Settings) -> None:
         problems.append("server.port: must be between 1 and 65535")
     if settings.server.workers < 1:
         problems.append("server.workers: must be at least 1")
+    problems.extend(_proxy_problems(settings.server))
     for name, queue in settings.worker.queues.items():
         if name not in QUEUE_NAMES:
             problems.append(
@@ -344,6 +443,18 @@ def validate(settings: Settings) -> None:
         problems.append("backup.keep: must be at least 1")
     if problems:
         raise SettingsError("; ".join(problems))
+
+
+def _proxy_problems(server: ServerSettings) -> list[str]:
+    problems: list[str] = []
+    for entry in server.trusted_proxies:
+        try:
+            ipaddress.ip_network(entry.strip(), strict=False)
+        except ValueError:
+            problems.append(f"server.trusted_proxies: not an IP address or CIDR block: {entry!r}")
+    if server.max_connections_per_ip < 0:
+        problems.append("server.max_connections_per_ip: must not be negative (0 turns it off)")
+    return problems
 
 
 def _account_problems(settings: Settings) -> list[str]:
@@ -371,8 +482,6 @@ def _account_problems(settings: Settings) -> list[str]:
         problems.append("auth.status_cache_seconds: must be between 0 and 60")
     if settings.otp.max_attempts < 1 or settings.otp.code_ttl_seconds < 30:
         problems.append("otp: max_attempts must be at least 1 and code_ttl_seconds at least 30")
-    if settings.otp.requests_per_minute < 1:
-        problems.append("otp.requests_per_minute: must be at least 1")
     problems.extend(_delivery_problems(delivery))
     return problems
 

@@ -1,32 +1,36 @@
-"""SAQ queues and workers: one definition of each queue, its functions and its job settings.
+"""SAQ workers: which functions each queue runs and what every job finds in its context.
 
-SAQ's defaults (10 s timeout, 1 retry, no heartbeat) would silently drop a crashed worker's job,
-so every job is enqueued through :func:`enqueue`, which applies the queue's timeout, heartbeat,
-retries and backoff from the settings.
+Producers (web handlers, jobs that enqueue) use :mod:`wingman.queues`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
 from saq import Queue, Worker
-from saq.types import Context
+from saq.job import CronJob
+from saq.types import Context, PartialTimersDict
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from wingman.config import QUEUE_NAMES, QueueName, Settings
 from wingman.domain.accounts.jobs import deliver_otp
+from wingman.domain.ai.jobs import ReplyRuntime, generate_reply, reconcile_cron, reconcile_replies
 from wingman.domain.catalog.cache import (
     CatalogCache,
     start_invalidation_listener,
     stop_invalidation_listener,
 )
 from wingman.domain.realtime.events import EventBus, event_bus
+from wingman.queues import create_queue
 from wingman.server.database import create_engine, session_maker
+from wingman.server.metrics import mark_process_dead, observe_job
+from wingman.server.metrics_hooks import time_redis, watch_pool
 from wingman.server.redis import RedisClients
 
 log = structlog.get_logger(__name__)
@@ -47,32 +51,12 @@ class WorkerContext(Context, total=False):
     catalog_listener: asyncio.Task[None]
     # Publishes the user's realtime events (message deltas, completions).
     events: EventBus
-
-
-def create_queue(settings: Settings, name: QueueName) -> Queue:
-    """The SAQ queue ``name`` on the queue-role Redis."""
-    return Queue.from_url(settings.redis.queue_url, name=name)
-
-
-def job_options(settings: Settings, name: QueueName) -> dict[str, Any]:
-    queue = settings.worker.queue(name)
-    return {
-        "timeout": queue.timeout,
-        "heartbeat": queue.heartbeat,
-        "retries": queue.retries,
-        "retry_delay": queue.retry_delay,
-        "retry_backoff": queue.retry_backoff,
-    }
-
-
-async def enqueue(
-    queue: Queue, settings: Settings, function: str, *, key: str | None = None, **kwargs: Any
-) -> Any:
-    """Enqueue ``function`` with the queue's job settings; a repeated ``key`` collapses."""
-    options = job_options(settings, queue.name)  # type: ignore[arg-type]
-    if key is not None:
-        options["key"] = key
-    return await queue.enqueue(function, **options, **kwargs)
+    # Queue ``ai``: its providers, running generations and cancel listener.
+    replies: ReplyRuntime
+    # Queue ``default``: where the reconciler enqueues replies.
+    reply_queue: Queue
+    # perf_counter() when the current job's attempt started (job duration metric).
+    job_started: float
 
 
 async def ping(ctx: WorkerContext, *, echo: str = "") -> dict[str, Any]:
@@ -89,9 +73,21 @@ async def ping(ctx: WorkerContext, *, echo: str = "") -> dict[str, Any]:
 
 # Which functions each queue's workers run. Areas add their jobs here.
 QUEUE_FUNCTIONS: dict[QueueName, list[JobFunction]] = {
-    "ai": [ping],
-    "default": [ping, deliver_otp],
+    "ai": [ping, generate_reply],
+    "default": [ping, deliver_otp, reconcile_replies],
     "heavy": [ping],
+}
+
+
+def _no_cron(settings: Settings) -> list[CronJob[Any]]:
+    return []
+
+
+# Periodic jobs per queue; SAQ makes each one unique per tick across that queue's workers.
+CRON_JOBS: dict[QueueName, Callable[[Settings], list[CronJob[Any]]]] = {
+    "ai": _no_cron,
+    "default": lambda settings: [reconcile_cron(settings)],
+    "heavy": _no_cron,
 }
 
 
@@ -109,7 +105,9 @@ class QueueWorker(Worker[WorkerContext]):
     _upkeep_tasks: list[asyncio.Task[None]]
 
     async def upkeep(self) -> list[asyncio.Task[None]]:
-        await self.queue.sweep()
+        # The sweep lock lasts as long as the sweep interval, as in SAQ's own polling (its default
+        # of 60 s here would hold every other worker's sweeps off for a minute).
+        await self.queue.sweep(self.timers["sweep"])
         self._upkeep_tasks = await super().upkeep()
         return self._upkeep_tasks
 
@@ -132,12 +130,24 @@ def create_worker(settings: Settings, name: QueueName) -> QueueWorker:
         ctx["db_engine"] = engine
         ctx["db_sessions"] = session_maker(engine)
         ctx["redis"] = RedisClients.from_settings(settings.redis, process=f"worker-{name}")
+        watch_pool(engine)
+        time_redis(ctx["redis"])
         ctx["events"] = event_bus(settings, ctx["redis"])
         ctx["catalog"] = CatalogCache()
         ctx["catalog_listener"] = start_invalidation_listener(ctx["redis"].queue, ctx["catalog"])
+        if name == "ai":
+            ctx["replies"] = ReplyRuntime.start(ctx)
+        if name == "default":
+            ctx["reply_queue"] = create_queue(settings, "ai")
         log.info("worker_started", queue=name, concurrency=settings.worker.queue(name).concurrency)
 
     async def shutdown(ctx: WorkerContext) -> None:
+        replies = ctx.get("replies")
+        if replies is not None:
+            await replies.stop()
+        reply_queue = ctx.get("reply_queue")
+        if reply_queue is not None:
+            await reply_queue.disconnect()
         engine = ctx.get("db_engine")
         if engine is not None:
             await engine.dispose()
@@ -147,20 +157,27 @@ def create_worker(settings: Settings, name: QueueName) -> QueueWorker:
         redis = ctx.get("redis")
         if redis is not None:
             await redis.close()
+        mark_process_dead()
         log.info("worker_stopped", queue=name)
 
     async def before_process(ctx: WorkerContext) -> None:
         job = ctx.get("job")
+        ctx["job_started"] = time.perf_counter()
         structlog.contextvars.bind_contextvars(
             job_id=getattr(job, "id", None), job_function=getattr(job, "function", None)
         )
 
     async def after_process(ctx: WorkerContext) -> None:
+        job, started = ctx.get("job"), ctx.get("job_started")
+        if job is not None and started is not None:
+            status = getattr(job.status, "value", str(job.status))
+            observe_job(name, job.function, status, time.perf_counter() - started)
         structlog.contextvars.unbind_contextvars("job_id", "job_function")
 
     return QueueWorker(
         queue,
         functions=QUEUE_FUNCTIONS[name],
+        cron_jobs=CRON_JOBS[name](settings),
         concurrency=settings.worker.queue(name).concurrency,
         startup=startup,
         shutdown=shutdown,
@@ -170,4 +187,10 @@ def create_worker(settings: Settings, name: QueueName) -> QueueWorker:
         # Idle slots block on Redis; a bounded wait lets them see a stop request within a second
         # instead of holding shutdown for the whole grace period.
         dequeue_timeout=1.0,
+        # How often active jobs are checked for a lapsed heartbeat (a killed worker's job is
+        # retried within heartbeat + this); SAQ's own default is 60 s.
+        # (SAQ's type wants every timer; the others keep SAQ's defaults.)
+        timers=PartialTimersDict(
+            schedule=1, worker_info=10, sweep=settings.worker.sweep_seconds, abort=1
+        ),
     )

@@ -8,9 +8,13 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.support.accounts import Caller, create_caller
 from wingman.app import create_app
 from wingman.config import Settings
+from wingman.db.models import UserRole
+from wingman.server.database import create_engine
 
 
 @pytest.fixture
@@ -31,3 +35,28 @@ async def redis_queue(settings: Settings) -> AsyncIterator[Redis]:
         yield client
     finally:
         await client.aclose()
+
+
+@pytest.fixture(scope="module")
+async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """An engine on the shared database, for fixtures that write rows directly."""
+    engine = create_engine(settings.database, "wingman-tests")
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+async def alice(engine: AsyncEngine, settings: Settings) -> Caller:
+    return await create_caller(engine, settings)
+
+
+@pytest.fixture
+async def bob(engine: AsyncEngine, settings: Settings) -> Caller:
+    return await create_caller(engine, settings)
+
+
+@pytest.fixture
+async def admin(engine: AsyncEngine, settings: Settings) -> Caller:
+    return await create_caller(engine, settings, role=UserRole.ADMIN)

@@ -13,7 +13,7 @@ import pytest
 from tests.support.cli import bad_settings_env, run_cli
 from tests.support.services import child_env
 from wingman.config import Settings
-from wingman.worker import create_queue, enqueue, job_options
+from wingman.queues import create_queue, enqueue, job_options
 
 
 @pytest.fixture

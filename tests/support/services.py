@@ -11,7 +11,13 @@ from pathlib import Path
 
 import msgspec
 
-from wingman.config import DatabaseSettings, RedisSettings, SecuritySettings, Settings
+from wingman.config import (
+    DatabaseSettings,
+    MetricsSettings,
+    RedisSettings,
+    SecuritySettings,
+    Settings,
+)
 from wingman.devstack.postgres import PostgresCluster
 from wingman.devstack.processes import free_port
 from wingman.devstack.redis import RedisServer
@@ -69,6 +75,10 @@ def _replace(settings: Settings, **overrides: object) -> Settings:
 def child_env(settings: Settings, folder: Path) -> dict[str, str]:
     """Environment for a child process that must see exactly ``settings`` (written to a file)."""
     folder.mkdir(parents=True, exist_ok=True)
+    if not settings.metrics.dir:
+        # The web and worker processes started with this environment share one metrics folder.
+        metrics = MetricsSettings(dir=str(folder / "metrics"))
+        settings = msgspec.structs.replace(settings, metrics=metrics)
     config = folder / "wingman.toml"
     config.write_bytes(msgspec.toml.encode(settings))
     config.chmod(0o600)

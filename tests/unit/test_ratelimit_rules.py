@@ -16,7 +16,7 @@ def test_retry_after_is_a_positive_whole_number(reset_at: float, now: float) -> 
 
 
 def test_rules_parse_the_limits_notation() -> None:
-    rule = RateRule.per_minute("otp:ip", 5)
+    rule = RateRule.parse("otp:ip", "5/minute")
     assert (rule.scope, rule.item.amount, rule.item.get_expiry()) == ("otp:ip", 5, 60)
     assert RateRule.parse("api:user", "10000/hour").item.get_expiry() == 3600
 

@@ -480,6 +480,13 @@ class Message(TimestampedBase):
     tokens_out: Mapped[int | None]
     latency_ms: Mapped[int | None]
     completed_at: Mapped[datetime | None]
+    # --- AI generation bookkeeping (domain/ai), never shown to users --------------------------
+    # Runs that claimed this message; the reconciler gives up after the configured budget.
+    attempts: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    # Fencing token of the run holding the claim: a superseded run's late write matches no row.
+    run_id: Mapped[UUID | None]
+    # The provider's own words for a failure, for operators; users see ``error`` only.
+    failure_detail: Mapped[str | None] = mapped_column(Text)
 
     session: Mapped[ChatSession] = relationship(back_populates="messages", lazy="raise")
 

@@ -135,6 +135,8 @@ class DevStack:
                 "cache_url": self.redis("cache", state).url(),
             },
             "server": {"port": state.web_port},
+            # Shared by the stack's web and worker processes (GET /metrics merges them).
+            "metrics": {"dir": str(self.root / "metrics")},
             "security": {
                 "secret_key": state.secret_key,
                 "jwt_key": state.jwt_key,

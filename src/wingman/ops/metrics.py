@@ -1,8 +1,7 @@
 """Web figures for ``wingmanctl status`` from the web server's Prometheus ``/metrics``.
 
 Counters only say what happened since a process started, so the rates come from two scrapes a
-short window apart. The names are those of Litestar's Prometheus middleware with the app name
-``wingman``, plus a WebSocket gauge:
+short window apart. The names are defined in :mod:`wingman.server.metrics` (docs/metrics.md):
 
 - ``wingman_requests_total`` (counter, label ``status_code``);
 - ``wingman_request_duration_seconds`` (histogram);

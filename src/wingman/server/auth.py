@@ -7,7 +7,9 @@
   :class:`UserStatusCache` whether the account is still active. The cache is per process with a
   short TTL (``auth.status_cache_seconds``, at most 60): a disabled or deleted user is locked out
   within that time, and an active user costs one ``SELECT`` per process per TTL, not one per
-  request.
+  request. The cache also holds the account's current tier, which replaces the token's ``tier``
+  claim in ``request.user``: a tier change (admin) applies within the same TTL, without waiting
+  for the token to be refreshed.
 - :class:`LastSeenTracker` writes ``users.last_seen_at`` at most once a minute per user across all
   processes: a per-process memory gate, then ``SET NX EX 60`` in Redis, then the ``UPDATE``.
 
@@ -45,7 +47,8 @@ log = structlog.get_logger(__name__)
 
 ALGORITHM = "HS256"
 # Regular expressions matched against the path: these routes need no token.
-PUBLIC_PATHS = ["^/health", "^/api/docs", "^/api/v1/auth/"]
+# The WebSocket authenticates itself (subprotocol or first frame; see domain/realtime).
+PUBLIC_PATHS = ["^/health", "^/api/docs", "^/api/v1/auth/", "^/api/v1/ws"]
 LAST_SEEN_INTERVAL = 60.0
 
 
@@ -84,48 +87,74 @@ def issue_access_token(settings: Settings, user_id: UUID, tier: str, role: str) 
     return token.encode(settings.security.jwt_key, ALGORITHM)
 
 
-class UserStatusCache:
-    """Per-process TTL cache of "is this account active?", bounded in size.
+class Standing(msgspec.Struct, frozen=True):
+    """What the status cache keeps of an account: whether it may sign in, and its tier now."""
 
-    A miss loads the status with one indexed ``SELECT``. Entries live ``ttl`` seconds, so the
-    longest a disabled account keeps working is that TTL (plus one request in flight).
+    status: UserStatus
+    tier: UserTier
+
+
+class UserStatusCache:
+    """Per-process TTL cache of "is this account active?" (and its current tier), bounded in size.
+
+    A miss loads the account with one indexed ``SELECT``. Entries live ``ttl`` seconds, so the
+    longest a disabled account keeps working, or keeps its old tier, is that TTL (plus one request
+    in flight). The loader returns a :class:`Standing` (or just a status, where the tier does not
+    matter).
     """
 
     def __init__(self, ttl: float, max_entries: int = 100_000) -> None:
         self.ttl = ttl
         self.max_entries = max_entries
-        self._entries: dict[UUID, tuple[bool, float]] = {}
+        self._entries: dict[UUID, tuple[Standing | UserStatus | None, float]] = {}
 
     async def is_active(
-        self, user_id: UUID, load: Callable[[UUID], Awaitable[UserStatus | None]]
+        self, user_id: UUID, load: Callable[[UUID], Awaitable[Standing | UserStatus | None]]
     ) -> bool:
+        found = await self._lookup(user_id, load)
+        status = found.status if isinstance(found, Standing) else found
+        return status is UserStatus.ACTIVE
+
+    async def standing(
+        self, user_id: UUID, load: Callable[[UUID], Awaitable[Standing | None]]
+    ) -> Standing | None:
+        """The account's status and tier; None for an unknown account."""
+        found = await self._lookup(user_id, load)
+        if isinstance(found, Standing) or found is None:
+            return found
+        # An entry cached by a status-only loader: load the whole standing instead.
+        self.forget(user_id)
+        return await self.standing(user_id, load)
+
+    async def _lookup(
+        self, user_id: UUID, load: Callable[[UUID], Awaitable[Standing | UserStatus | None]]
+    ) -> Standing | UserStatus | None:
         now = time.monotonic()
         cached = self._entries.get(user_id)
         if cached is not None and cached[1] > now:
             return cached[0]
-        status = await load(user_id)
-        active = status is UserStatus.ACTIVE
+        found = await load(user_id)
         if self.ttl > 0:
-            self._remember(user_id, active, now)
-        return active
+            self._remember(user_id, found, now)
+        return found
 
     def forget(self, user_id: UUID) -> None:
         self._entries.pop(user_id, None)
 
-    def _remember(self, user_id: UUID, active: bool, now: float) -> None:
+    def _remember(self, user_id: UUID, found: Standing | UserStatus | None, now: float) -> None:
         if len(self._entries) >= self.max_entries:
             self._entries = {k: v for k, v in self._entries.items() if v[1] > now}
             if len(self._entries) >= self.max_entries:
                 self._entries.clear()
-        self._entries[user_id] = (active, now + self.ttl)
+        self._entries[user_id] = (found, now + self.ttl)
 
 
-async def load_user_status(engine: AsyncEngine, user_id: UUID) -> UserStatus | None:
+async def load_standing(engine: AsyncEngine, user_id: UUID) -> Standing | None:
     async with engine.connect() as connection:
-        status: UserStatus | None = await connection.scalar(
-            select(User.status).where(User.id == user_id)
-        )
-    return status
+        row = (
+            await connection.execute(select(User.status, User.tier).where(User.id == user_id))
+        ).first()
+    return Standing(status=row.status, tier=row.tier) if row is not None else None
 
 
 class LastSeenTracker:
@@ -167,18 +196,60 @@ def _claims_user(token: Token) -> AuthUser:
         raise NotAuthorizedException("Invalid token") from None
 
 
+class AccessTokenExpired(NotAuthorizedException):
+    """The token was valid but its ``exp`` has passed: the client should refresh it."""
+
+
+def decode_access_token(settings: Settings, encoded: str) -> tuple[AuthUser, datetime]:
+    """The caller and expiry of an access token, checked exactly as the REST middleware checks it.
+
+    For connections that authenticate outside the middleware (the WebSocket). Raises
+    :class:`AccessTokenExpired` for an expired token, ``NotAuthorizedException`` for any other
+    bad token.
+    """
+    try:
+        token = AccessToken.decode(
+            encoded_token=encoded,
+            secret=settings.security.jwt_key,
+            algorithm=ALGORITHM,
+            issuer=[settings.auth.issuer],
+            require_claims=["exp", "iat", "sub"],
+        )
+    except NotAuthorizedException as exc:
+        if isinstance(exc.__cause__, jwt.ExpiredSignatureError):
+            raise AccessTokenExpired("Token expired") from None
+        raise
+    return _claims_user(token), token.exp
+
+
+async def account_is_active(connection: ASGIConnection[Any, Any, Any, Any], user_id: UUID) -> bool:
+    """Whether the account may still use the API, through the process's status cache."""
+    state = connection.app.state
+    engine: AsyncEngine = state.alchemy.get_engine()
+
+    async def load(user_id: UUID) -> Standing | None:
+        return await load_standing(engine, user_id)
+
+    active: bool = await state.user_status.is_active(user_id, load)
+    return active
+
+
 async def retrieve_user(token: Token, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthUser:
-    """JWTAuth's user handler: claims, then the cached status check, then last-seen."""
+    """JWTAuth's user handler: claims, then the cached status check (which also brings the
+    current tier), then last-seen."""
     user = _claims_user(token)
     state = connection.app.state
     # The plugin's engine (its state key is made unique per app, so ask the config for it).
     engine: AsyncEngine = state.alchemy.get_engine()
 
-    async def load(user_id: UUID) -> UserStatus | None:
-        return await load_user_status(engine, user_id)
+    async def load(user_id: UUID) -> Standing | None:
+        return await load_standing(engine, user_id)
 
-    if not await state.user_status.is_active(user.id, load):
+    standing = await state.user_status.standing(user.id, load)
+    if standing is None or standing.status is not UserStatus.ACTIVE:
         raise Problem(401, "account-disabled", "This account is disabled or deleted.")
+    if standing.tier is not user.tier:
+        user = msgspec.structs.replace(user, tier=standing.tier)
     try:
         await state.last_seen.touch(user.id, state.redis.cache, engine)
     except (RedisError, SQLAlchemyError, OSError) as exc:

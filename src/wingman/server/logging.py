@@ -17,7 +17,10 @@ import structlog
 from wingman.config import Settings
 
 _LIBRARY_LEVELS = {
-    "saq": "INFO",
+    # SAQ logs three INFO lines per job (enqueue, process, finish) with the job's arguments: at
+    # one AI reply per user message that would outnumber every other line. Wingman's own lines
+    # (reply_done, worker_started, ...) say what happened; SAQ's warnings and errors still show.
+    "saq": "WARNING",
     "granian": "INFO",
     "httpx": "WARNING",
     "httpcore": "WARNING",

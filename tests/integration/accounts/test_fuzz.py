@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import msgspec
 import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
@@ -13,8 +12,9 @@ from hypothesis import strategies as st
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from tests.support.ratelimits import roomy_rate_limits
 from wingman.app import create_app
-from wingman.config import OtpSettings, Settings
+from wingman.config import Settings
 
 FUZZ = hypothesis_settings(
     max_examples=60,
@@ -37,8 +37,7 @@ junk = st.one_of(
 @pytest.fixture
 async def lenient_client(settings: Settings) -> AsyncIterator[AsyncTestClient[Litestar]]:
     # A high allowance so that examples explore validation rather than the throttle.
-    roomy = msgspec.structs.replace(settings, otp=OtpSettings(requests_per_minute=100_000))
-    async with AsyncTestClient(app=create_app(roomy)) as client:
+    async with roomy_rate_limits(settings), AsyncTestClient(app=create_app(settings)) as client:
         yield client
 
 

@@ -1,8 +1,7 @@
-"""Admin fixtures: a database engine, an admin and a plain user signed in without the code flow."""
+"""Admin fixtures: a plain user signed in without the code flow (the admin is shared)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
@@ -13,22 +12,7 @@ from uuid_utils.compat import uuid7
 
 from tests.support.accounts import Caller, create_caller
 from wingman.config import Settings
-from wingman.db.models import User, UserRole, UserStatus
-from wingman.server.database import create_engine
-
-
-@pytest.fixture(scope="module")
-async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(settings.database, "wingman-tests")
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
-
-
-@pytest.fixture
-async def admin(engine: AsyncEngine, settings: Settings) -> Caller:
-    return await create_caller(engine, settings, role=UserRole.ADMIN)
+from wingman.db.models import User, UserStatus
 
 
 @pytest.fixture

@@ -1,42 +1,19 @@
-"""Chat fixtures: callers signed in without the code flow, a database engine, tones."""
+"""Chat fixtures: tones and helpers to start sessions and post messages (callers are shared)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
 
-import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 from uuid_utils.compat import uuid7
 
-from tests.support.accounts import Caller, create_caller
-from wingman.config import Settings
+from tests.support.accounts import Caller
 from wingman.db.models import Tone
-from wingman.server.database import create_engine
-
-
-@pytest.fixture(scope="module")
-async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(settings.database, "wingman-tests")
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
-
-
-@pytest.fixture
-async def alice(engine: AsyncEngine, settings: Settings) -> Caller:
-    return await create_caller(engine, settings)
-
-
-@pytest.fixture
-async def bob(engine: AsyncEngine, settings: Settings) -> Caller:
-    return await create_caller(engine, settings)
 
 
 async def add_tone(engine: AsyncEngine, *, active: bool = True) -> UUID:

@@ -10,8 +10,9 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.integration.chat.conftest import new_session, post_message
-from tests.support.accounts import Caller
-from wingman.db.models import GlobalConfig, Message
+from tests.support.accounts import Caller, create_caller
+from wingman.config import Settings
+from wingman.db.models import GlobalConfig, Message, UserTier
 from wingman.domain.catalog.registry import MessageLimits
 
 SESSIONS = "/api/v1/sessions"
@@ -108,8 +109,10 @@ async def test_content_limit_comes_from_config(
 
 
 async def test_counters_exact_under_concurrent_posts(
-    client: AsyncTestClient[Litestar], alice: Caller
+    client: AsyncTestClient[Litestar], engine: AsyncEngine, settings: Settings
 ) -> None:
+    # Premium: 50 posts at once stay inside its ai quota (100/minute; the free tier has 20).
+    alice = await create_caller(engine, settings, tier=UserTier.PREMIUM)
     chat = await new_session(client, alice)
     url = f"{SESSIONS}/{chat['id']}/messages"
     answers = await asyncio.gather(

@@ -100,11 +100,15 @@ def test_healthy_stack(stack_dir: Path) -> None:
     assert rows[("postgres", "database size")]["figures"]["bytes"] > 1_000_000
     assert rows[("redis", "queue")]["figures"]["policy"] == "noeviction"
     assert rows[("redis", "cache")]["figures"]["policy"] == "allkeys-lru"
-    # No metrics endpoint yet: said plainly, no number invented.
+    # The stack's /metrics answers: figures over the sampling window (its first scrape is one
+    # of the requests the second one counts).
     for name in ("requests/s", "p95", "error rate", "websockets"):
         row = rows[("web", name)]
-        assert (row["state"], row["value"]) == ("n/a", "not available (no metrics endpoint)")
-        assert row["figures"] == {}
+        assert row["state"] == "ok", row
+        assert row["figures"]["window_s"] > 0
+    assert rows[("web", "requests/s")]["figures"]["value"] > 0
+    assert rows[("web", "error rate")]["figures"]["value"] == 0
+    assert rows[("web", "websockets")]["figures"]["value"] == 0
     assert_table_matches(report, table)
 
 

@@ -37,15 +37,12 @@ from wingman.domain.accounts.services import (
     schedule_delivery,
 )
 from wingman.server.auth import AuthUser, issue_access_token, provide_current_user
+from wingman.server.client_ip import client_ip
 from wingman.server.errors import Problem
-from wingman.server.ratelimit import RateLimiter, RateRule
+from wingman.server.ratelimit import RateLimiter
+from wingman.server.request_limits import rate_limits, rule_for
 
 log = structlog.get_logger(__name__)
-
-
-def client_ip(request: Request[Any, Any, Any]) -> str:
-    """The peer address from the ASGI scope (a trusted-proxy header setting can come later)."""
-    return request.client.host if request.client else "unknown"
 
 
 def user_out(user: User) -> UserOut:
@@ -94,8 +91,9 @@ class AuthController(Controller):
         summary="Send a one-time sign-in code",
         description=(
             "Always 202 with a request id, whether or not an account exists for the destination."
-            " At most `otp.requests_per_minute` per destination and per client IP (429 with"
-            " Retry-After beyond that)."
+            " At most the `rate_limits.otp` allowance (global config) per destination and per"
+            " client IP (429 with Retry-After beyond that; 503 while allowances cannot be"
+            " checked)."
         ),
     )
     async def request_code(
@@ -107,9 +105,10 @@ class AuthController(Controller):
     ) -> OtpRequestOut:
         settings: Settings = state.settings
         limiter: RateLimiter = state.rate_limiter
-        per_minute = settings.otp.requests_per_minute
-        ip = client_ip(request)
-        await limiter.enforce((RateRule.per_minute("otp:ip", per_minute), ip))
+        # Fail closed: codes cost money to send, so none go out while they cannot be counted.
+        allowance = (await rate_limits(state)).otp.notation
+        ip = client_ip(request.scope)
+        await limiter.enforce((rule_for("otp:ip", allowance), ip), fail_closed=True)
         channel = OtpChannel(data.channel)
         try:
             destination = normalise(channel, data.destination)
@@ -122,10 +121,8 @@ class AuthController(Controller):
             ) from None
         otp = OtpService(db_session, settings)
         await limiter.enforce(
-            (
-                RateRule.per_minute("otp:destination", per_minute),
-                otp.destination_hash(channel, destination),
-            )
+            (rule_for("otp:destination", allowance), otp.destination_hash(channel, destination)),
+            fail_closed=True,
         )
         issued = await otp.issue(channel, destination, ip)
         await schedule_delivery(

@@ -42,8 +42,8 @@ from wingman.domain.accounts import hashing
 from wingman.domain.accounts.delivery import OtpMessage
 from wingman.domain.accounts.jobs import payload_key
 from wingman.domain.accounts.schemas import SettingsIn
+from wingman.queues import enqueue
 from wingman.server.errors import Problem
-from wingman.worker import enqueue
 
 log = structlog.get_logger(__name__)
 

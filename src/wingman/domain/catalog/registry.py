@@ -38,7 +38,7 @@ class MessageLimits(ConfigValue):
     max_content_length: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 4_000
 
 
-class AiSettings(ConfigValue):
+class AiConfig(ConfigValue):
     """How replies are generated (the AI pipeline reads these)."""
 
     provider: Literal["offline", "openai"] = "offline"
@@ -51,6 +51,9 @@ class AiSettings(ConfigValue):
     max_tokens: Annotated[int, msgspec.Meta(ge=1, le=32_000)] = 256
     temperature: Annotated[float, msgspec.Meta(ge=0.0, le=2.0)] = 0.8
     timeout_seconds: Annotated[float, msgspec.Meta(gt=0.0, le=600.0)] = 60.0
+    # Estimated tokens of earlier messages the prompt may carry (about 4 characters a token);
+    # the oldest are left out first.
+    context_tokens: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 3_000
 
 
 Period = Literal["second", "minute", "hour", "day"]
@@ -127,7 +130,7 @@ REGISTRY: dict[str, ConfigKey] = {
             "Limits on a message a user sends.",
             public_fields=("max_content_length",),
         ),
-        ConfigKey("ai", AiSettings, "Reply generation: provider, model and prompt budget."),
+        ConfigKey("ai", AiConfig, "Reply generation: provider, model and prompt budget."),
         ConfigKey(
             "rate_limits",
             RateLimits,

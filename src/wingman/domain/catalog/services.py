@@ -208,7 +208,7 @@ async def current_config(cache: CatalogCache, session: AsyncSession) -> dict[str
 
 
 async def config_value(cache: CatalogCache, session: AsyncSession, key: str, schema: type[V]) -> V:
-    """One key's value as its schema, e.g. ``config_value(cache, db, "ai", AiSettings)``."""
+    """One key's value as its schema, e.g. ``config_value(cache, db, "ai", AiConfig)``."""
     value = (await current_config(cache, session))[key]
     if not isinstance(value, schema):
         raise TypeError(f"{key} holds {type(value).__name__}, not {schema.__name__}")

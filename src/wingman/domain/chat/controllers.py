@@ -19,7 +19,8 @@ from litestar.status_codes import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from wingman.db.models import ChatSession, Message, SessionEvent
+from wingman.db.models import ChatSession, SessionEvent
+from wingman.domain.ai.services import ReplyDispatch, enforce_quota
 from wingman.domain.catalog.registry import MessageLimits
 from wingman.domain.catalog.services import config_value
 from wingman.domain.chat.pagination import MAX_CURSOR_CHARS, cursor_key
@@ -27,7 +28,6 @@ from wingman.domain.chat.schemas import (
     EventIn,
     EventOut,
     MessageIn,
-    MessageOut,
     MessagePage,
     MessagePair,
     SessionDetail,
@@ -36,10 +36,12 @@ from wingman.domain.chat.schemas import (
     SessionPage,
     SessionPatch,
     ToneBrief,
+    message_out,
 )
 from wingman.domain.chat.services import ChatService
 from wingman.domain.profiles.controllers import profile_out
 from wingman.server.auth import AuthUser, provide_current_user
+from wingman.server.cache import ReadCache
 from wingman.server.errors import Problem
 
 DEFAULT_PAGE = 20
@@ -60,21 +62,6 @@ def session_out(chat: ChatSession) -> SessionOut:
         last_message_at=chat.last_message_at,
         created_at=chat.created_at,
         updated_at=chat.updated_at,
-    )
-
-
-def message_out(message: Message) -> MessageOut:
-    return MessageOut(
-        id=message.id,
-        session_id=message.session_id,
-        sender=message.sender,
-        content=message.content,
-        processing_status=message.processing_status,
-        error=message.error,
-        reply_to_id=message.reply_to_id,
-        idempotency_key=message.idempotency_key,
-        created_at=message.created_at,
-        completed_at=message.completed_at,
     )
 
 
@@ -126,6 +113,19 @@ async def check_content(state: State, db_session: AsyncSession, content: str) ->
     return content
 
 
+async def session_detail(chat: ChatService, session_id: UUID, limit: int) -> SessionDetail:
+    """A session with its profile, tone and newest page of messages (two queries)."""
+    found = await chat.get_session(session_id, with_related=True)
+    messages, next_cursor = await chat.message_page(session_id, None, limit)
+    tone = found.tone
+    return SessionDetail(
+        session=session_out(found),
+        profile=profile_out(found.profile) if found.profile is not None else None,
+        tone=ToneBrief(id=tone.id, slug=tone.slug, name=tone.name) if tone else None,
+        messages=MessagePage(items=[message_out(row) for row in messages], next_cursor=next_cursor),
+    )
+
+
 class ChatSessionController(Controller):
     path = "/sessions"
     tags = ("chat",)
@@ -138,12 +138,22 @@ class ChatSessionController(Controller):
     @get("", summary="The caller's sessions, most recently active first")
     async def list_sessions(
         self,
+        state: State,
+        current_user: NamedDependency[AuthUser],
         chat: NamedDependency[ChatService],
         cursor: Cursor = None,
         limit: PageSize = DEFAULT_PAGE,
     ) -> SessionPage:
-        rows, next_cursor = await chat.list_sessions(cursor, limit)
-        return SessionPage(items=[session_out(row) for row in rows], next_cursor=next_cursor)
+        async def load() -> SessionPage:
+            rows, next_cursor = await chat.list_sessions(cursor, limit)
+            return SessionPage(items=[session_out(row) for row in rows], next_cursor=next_cursor)
+
+        if cursor is not None:
+            return await load()
+        # The first page is the hot read (every app start); any write of the user's drops it.
+        cache: ReadCache = state.read_cache
+        key = f"first:{limit}"
+        return await cache.get_or_load("sessions", current_user.id, key, load, SessionPage)
 
     @post("", status_code=HTTP_201_CREATED, summary="Start a session")
     async def create_session(
@@ -154,26 +164,24 @@ class ChatSessionController(Controller):
     @get(
         "/{session_id:uuid}",
         summary="A session with its profile, tone and newest page of messages",
-        description="Two queries whatever `limit` is: the session joined with its profile and "
-        "tone, then the page of messages.",
+        description="From the read cache when warm; otherwise two queries whatever `limit` is: "
+        "the session joined with its profile and tone, then the page of messages.",
     )
     async def get_session(
         self,
         session_id: FromPath[UUID],
+        state: State,
+        current_user: NamedDependency[AuthUser],
         chat: NamedDependency[ChatService],
         limit: PageSize = DEFAULT_PAGE,
     ) -> SessionDetail:
-        found = await chat.get_session(session_id, with_related=True)
-        messages, next_cursor = await chat.message_page(session_id, None, limit)
-        tone = found.tone
-        return SessionDetail(
-            session=session_out(found),
-            profile=profile_out(found.profile) if found.profile is not None else None,
-            tone=ToneBrief(id=tone.id, slug=tone.slug, name=tone.name) if tone else None,
-            messages=MessagePage(
-                items=[message_out(row) for row in messages], next_cursor=next_cursor
-            ),
-        )
+        async def load() -> SessionDetail:
+            return await session_detail(chat, session_id, limit)
+
+        # Keyed by the caller: another user's id misses and gets the 404 from the database.
+        cache: ReadCache = state.read_cache
+        key = f"{session_id}:{limit}"
+        return await cache.get_or_load("session", current_user.id, key, load, SessionDetail)
 
     @patch("/{session_id:uuid}", summary="Change title, tone or profile; archive or reactivate")
     async def patch_session(
@@ -221,17 +229,25 @@ class ChatSessionController(Controller):
     )
     async def post_message(
         self,
+        *,
         session_id: FromPath[UUID],
         data: JSONBody[MessageIn],
         state: State,
+        current_user: NamedDependency[AuthUser],
         chat: NamedDependency[ChatService],
         db_session: NamedDependency[AsyncSession],
     ) -> Response[MessagePair]:
         content = await check_content(state, db_session, data.content)
+        await enforce_quota(
+            state.rate_limiter, state.catalog, db_session, current_user, "chat", "ai"
+        )
         pair = await chat.post_message(session_id, content, data.idempotency_key)
-        # Committed here, not by the after-response hook: anything that must follow the rows
-        # (the AI reply job) can only be started once they are durable and visible.
+        # Committed here, not by the after-response hook: the reply job and the events can only
+        # follow once the rows are durable and visible.
         await db_session.commit()
+        if pair.created:
+            dispatch = ReplyDispatch(state.settings, state.queues["ai"], state.events)
+            await dispatch.created(current_user.id, [pair.user_message, pair.ai_message])
         body = MessagePair(
             user_message=message_out(pair.user_message), ai_message=message_out(pair.ai_message)
         )

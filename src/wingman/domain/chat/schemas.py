@@ -8,7 +8,13 @@ from uuid import UUID
 
 import msgspec
 
-from wingman.db.models import ChatSessionStatus, MessageSender, ProcessingStatus, SessionEventType
+from wingman.db.models import (
+    ChatSessionStatus,
+    Message,
+    MessageSender,
+    ProcessingStatus,
+    SessionEventType,
+)
 from wingman.domain.accounts.schemas import Schema
 from wingman.domain.profiles.schemas import ProfileOut
 
@@ -114,3 +120,18 @@ class EventOut(Schema):
     type: str
     payload: dict[str, Any]
     created_at: datetime
+
+
+def message_out(message: Message) -> MessageOut:
+    return MessageOut(
+        id=message.id,
+        session_id=message.session_id,
+        sender=message.sender,
+        content=message.content,
+        processing_status=message.processing_status,
+        error=message.error,
+        reply_to_id=message.reply_to_id,
+        idempotency_key=message.idempotency_key,
+        created_at=message.created_at,
+        completed_at=message.completed_at,
+    )

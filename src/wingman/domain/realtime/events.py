@@ -27,7 +27,9 @@ from typing import Any, Literal
 from uuid import UUID
 
 import msgspec
+import structlog
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from wingman.config import Settings
 from wingman.server.redis import RedisClients
@@ -40,6 +42,8 @@ EventType = Literal[
     "session.updated",
     "export.ready",
 ]
+
+log = structlog.get_logger(__name__)
 
 KEY_PREFIX = "wingman:rt"
 # The sequence outlives the history by far: ids must not restart while a client may still hold
@@ -132,6 +136,14 @@ class EventBus:
             ],
         )
         return int(event_id)
+
+    async def publish_quietly(self, user_id: UUID, type_: EventType, data: dict[str, Any]) -> None:
+        """Publish, or log and go on when Redis fails: for events that follow a committed change,
+        where the stored rows are the truth and a client that misses the event refetches."""
+        try:
+            await self.publish(user_id, type_, data)
+        except RedisError as exc:
+            log.warning("event_publish_failed", event=type_, error=str(exc))
 
     async def last_event_id(self, user_id: UUID) -> int:
         """The newest event id issued to ``user_id`` (0 when none is remembered)."""

@@ -1,0 +1,229 @@
+"""What the HTTP benchmarks under scripts/ share: private servers, a web process, a driver.
+
+- :func:`private_services`: a throwaway PostgreSQL cluster (migrated ``wingman`` database) and
+  queue/cache Redis servers under a temporary folder, stopped and removed afterwards.
+- :func:`start_web`: a real ``wingman serve`` process (one worker) on a free port with the given
+  settings and its own metrics folder, returned once ``/health/ready`` answers.
+- :func:`drive`: requests per second over keep-alive connections with a minimal HTTP/1.1 client
+  (a few microseconds per request on the client side, so the server is what is measured even
+  when both share a small host).
+
+The scripts import it as a sibling module (``python scripts/bench_x.py`` puts scripts/ first on
+the import path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import psycopg
+
+from wingman.config import (
+    DatabaseSettings,
+    MetricsSettings,
+    RedisSettings,
+    SecuritySettings,
+    Settings,
+)
+from wingman.db.migrations import upgrade_to_head
+from wingman.devstack.postgres import PostgresCluster
+from wingman.devstack.processes import free_port, wait_for
+from wingman.devstack.redis import RedisServer
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+# An allowance nobody reaches in a benchmark run.
+ROOMY = {"limit": 100_000_000, "period": "hour"}
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+@dataclass(frozen=True)
+class Services:
+    root: Path
+    database_url: str
+    settings: Settings
+
+
+@contextmanager
+def private_services(prefix: str) -> Iterator[Services]:
+    root = Path(tempfile.mkdtemp(prefix=f"wingman-bench-{prefix}-"))
+    root.chmod(0o755)
+    password = secrets.token_urlsafe(16)
+    pg = PostgresCluster(root / "postgres", free_port(), password)
+    queue = RedisServer(root / "redis", "queue", free_port(), password)
+    cache = RedisServer(root / "redis", "cache", free_port(), password)
+    try:
+        pg.init()
+        pg.write_config({"max_connections": 100})
+        pg.start()
+        queue.start()
+        cache.start()
+        pg.ensure_database("wingman")
+        url = pg.url("wingman")
+        upgrade_to_head(url)
+        settings = Settings(
+            env="test",
+            database=DatabaseSettings(url=url, pool_size=10, max_overflow=5),
+            redis=RedisSettings(queue_url=queue.url(), cache_url=cache.url()),
+            security=SecuritySettings(secret_key=secrets.token_urlsafe(48)),
+        )
+        settings = msgspec.structs.replace(
+            settings, log=msgspec.structs.replace(settings.log, format="json")
+        )
+        yield Services(root, url, settings)
+    finally:
+        queue.stop()
+        cache.stop()
+        pg.stop(mode="fast")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def seed_user(url: str, tier: str = "free") -> uuid.UUID:
+    """One user, and every allowance (tiers, chat, ai) far above what a run sends."""
+    user_id = uuid.uuid4()
+    limits = dict.fromkeys(
+        ("anon", "user", "premium", "chat", "chat_premium", "ai", "ai_premium"), ROOMY
+    )
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        conn.execute(
+            "INSERT INTO users (id, email, tier, role, status, created_at, updated_at)"
+            " VALUES (%s, %s, %s, 'user', 'active', now(), now())",
+            (user_id, f"bench-{user_id.hex[:8]}@example.org", tier),
+        )
+        conn.execute(
+            "INSERT INTO global_config (key, value, updated_at) VALUES ('rate_limits', %s, now())"
+            " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            (json.dumps(limits),),
+        )
+    return user_id
+
+
+def start_web(
+    root: Path, settings: Settings, name: str, command: list[str] | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
+    """``wingman serve`` (or ``command`` + ``--port``) with ``settings``, once it is ready."""
+    folder = root / name
+    folder.mkdir()
+    settings = msgspec.structs.replace(settings, metrics=MetricsSettings(dir=str(folder / "m")))
+    config = folder / "wingman.toml"
+    config.write_bytes(msgspec.toml.encode(settings))
+    config.chmod(0o600)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WINGMAN_")}
+    env.update(WINGMAN_CONFIG=str(config), WINGMAN_TUNING=str(folder / "tuning.toml"))
+    argv = command or [sys.executable, "-m", "wingman", "serve", "--workers", "1"]
+    server = subprocess.Popen(
+        [*argv, "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=2).is_success
+        except httpx.HTTPError:
+            return False
+
+    if not wait_for(ready, 60, interval=0.25):
+        server.terminate()
+        raise SystemExit(f"{name} server did not become ready")
+    return server, port
+
+
+def stop_all(servers: list[subprocess.Popen[bytes]]) -> None:
+    for server in servers:
+        server.terminate()
+        server.wait(30)
+
+
+async def _connection(
+    port: int, request: bytes, deadline: float, ok: int, counts: list[int]
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        while time.monotonic() < deadline:
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            await reader.readexactly(length)
+            counts[0 if status == ok else 1] += 1
+    finally:
+        writer.close()
+
+
+def http_request(method: str, path: str, token: str, body: bytes = b"") -> bytes:
+    head = (
+        f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+        "Accept-Encoding: identity\r\n"
+    )
+    if body:
+        head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    return (head + "\r\n").encode() + body
+
+
+async def drive(
+    port: int, request: bytes, seconds: float, connections: int, ok: int = 200
+) -> float:
+    """Requests per second answered ``ok`` over ``seconds`` (anything else aborts the run)."""
+    counts = [0, 0]
+    start = time.monotonic()
+    await asyncio.gather(
+        *(_connection(port, request, start + seconds, ok, counts) for _ in range(connections))
+    )
+    elapsed = time.monotonic() - start
+    if counts[1]:
+        raise SystemExit(f"{counts[1]} requests were not answered {ok}: {request[:60]!r}")
+    return counts[0] / elapsed
+
+
+# A case: (port, raw request, expected status).
+Case = tuple[int, bytes, int]
+
+
+def alternating_rounds(
+    cases: dict[str, Case], args: Any
+) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Drive every case in turn, ``args.rounds`` times (after a 1 s warm-up each), so drift on
+    a shared host hits all alike. Returns the median requests/s per case and every round."""
+    for port, request, ok in cases.values():  # warm-up: caches, pools, first-call costs
+        asyncio.run(drive(port, request, 1.0, args.connections, ok))
+    rounds: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(args.rounds):
+        for name, (port, request, ok) in cases.items():
+            rps = asyncio.run(drive(port, request, args.seconds, args.connections, ok))
+            rounds[name].append(round(rps, 1))
+    return {name: statistics.median(values) for name, values in rounds.items()}, rounds
+
+
+def bench_arguments(description: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--connections", type=int, default=16)
+    return parser.parse_args()

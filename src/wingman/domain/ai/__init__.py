@@ -1,0 +1,1 @@
+"""AI replies: providers, prompt building, the generation job, cancellation and the reconciler."""

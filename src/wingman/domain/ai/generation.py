@@ -1,0 +1,397 @@
+"""One run of ``generate_reply``: claim the AI message, stream the reply, store it once.
+
+Exactly one reply per AI message, whatever crashes or retries happen, rests on PostgreSQL:
+
+- **Claim.** A run moves the message to ``processing`` with a fresh ``run_id`` (a fencing token)
+  and counts an attempt, only while the message is still in flight and under its attempt budget.
+  SAQ's job key (the message id) keeps two live jobs for one message from existing at once; a
+  retried or re-enqueued job may take over a ``processing`` message whose run died.
+- **Stream.** Text is held in memory and published as coalesced ``message.delta`` events, each
+  with the character ``offset`` it starts at. A provider retry starts again from offset 0, so a
+  client that writes ``text`` at ``offset`` never shows doubled text.
+- **Store.** The finished text, model, token counts and latency are written in one UPDATE that
+  matches only ``run_id`` and ``processing``: a superseded run or a cancelled message writes
+  nothing. Then ``message.completed`` (or ``message.failed``) is published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import msgspec
+import structlog
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from uuid_utils.compat import uuid7
+
+from wingman.config import AiSettings
+from wingman.db.models import (
+    IN_FLIGHT_STATUSES,
+    ChatSession,
+    Message,
+    MessageSender,
+    ProcessingStatus,
+    utcnow,
+)
+from wingman.domain.ai.prompt import build_request, load_context
+from wingman.domain.ai.provider import (
+    PermanentProviderError,
+    Provider,
+    ProviderError,
+    ReplyRequest,
+    TextDelta,
+    TransientProviderError,
+    Usage,
+)
+from wingman.domain.catalog.cache import CatalogCache
+from wingman.domain.catalog.registry import AiConfig
+from wingman.domain.catalog.services import config_value
+from wingman.domain.chat.schemas import message_out
+from wingman.domain.realtime.events import EventBus
+from wingman.server.metrics import (
+    AI_FAILURES,
+    AI_FIRST_TOKEN,
+    AI_PROVIDER_DURATION,
+    AI_REPLIES,
+    AI_TOKENS,
+)
+
+log = structlog.get_logger(__name__)
+
+# What users are told; the provider's own words stay in ``failure_detail`` and the logs.
+UNAVAILABLE = "The AI service is busy or unreachable right now. Please try again."
+REFUSED = "The AI service could not write a reply to this message."
+GAVE_UP = "No reply could be produced after several attempts. Please try again."
+
+
+@dataclass(frozen=True, slots=True)
+class Providers:
+    offline: Provider
+    # None until ``ai.openai.base_url`` is set.
+    openai: Provider | None
+
+    def pick(self, name: str) -> Provider:
+        if name == "offline":
+            return self.offline
+        if self.openai is None:
+            raise PermanentProviderError(
+                "not_configured",
+                "global config selects the openai provider, but "
+                "ai.openai.base_url is not set in the settings",
+            )
+        return self.openai
+
+
+@dataclass(slots=True)
+class ReplyDeps:
+    """What runs need, built once per ``ai`` worker process."""
+
+    settings: AiSettings
+    db_sessions: async_sessionmaker[AsyncSession]
+    catalog: CatalogCache
+    events: EventBus
+    providers: Providers
+    # Called after every committed state change of an AI message, with its owner's id.
+    on_change: Callable[[UUID], Awaitable[None]]
+
+
+def event_data(message: Message) -> dict[str, Any]:
+    data: dict[str, Any] = msgspec.to_builtins(message_out(message))
+    return data
+
+
+class DeltaCoalescer:
+    """Batches text pieces into ``message.delta`` events: the first piece at once, then at most
+    one event per ``interval`` seconds or per ``max_pieces`` pieces, whichever comes first."""
+
+    def __init__(
+        self,
+        send: Callable[[int, str], Awaitable[None]],
+        interval: float,
+        max_pieces: int,
+    ) -> None:
+        self._send = send
+        self._interval = interval
+        self._max_pieces = max(1, max_pieces)
+        self.restart()
+
+    def restart(self) -> None:
+        self._offset = 0
+        self._pending: list[str] = []
+        self._last_sent: float | None = None
+
+    async def add(self, text: str) -> None:
+        self._pending.append(text)
+        now = time.monotonic()
+        if (
+            self._last_sent is None
+            or now - self._last_sent >= self._interval
+            or len(self._pending) >= self._max_pieces
+        ):
+            await self.flush()
+
+    async def flush(self) -> None:
+        if not self._pending:
+            return
+        text = "".join(self._pending)
+        self._pending = []
+        self._last_sent = time.monotonic()
+        offset = self._offset
+        self._offset += len(text)
+        await self._send(offset, text)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a claimed reply belongs."""
+
+    user_id: UUID
+    session_id: UUID
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    text: str
+    usage: Usage
+    provider: str
+
+
+class ReplyRun:
+    """One claim-stream-store pass over one AI message."""
+
+    def __init__(self, deps: ReplyDeps, message_id: UUID) -> None:
+        self.deps = deps
+        self.message_id = message_id
+        self.run_id = UUID(str(uuid7()))
+        self.log = log.bind(message_id=str(message_id), run_id=str(self.run_id))
+        self.target: Target | None = None
+
+    async def execute(self) -> dict[str, Any]:
+        deps = self.deps
+        async with deps.db_sessions() as db:
+            message = await self._claim(db)
+            if message is None:
+                return {"message_id": str(self.message_id), "outcome": await self._unclaimed(db)}
+            config = await config_value(deps.catalog, db, "ai", AiConfig)
+            context = await load_context(db, message, config.context_messages)
+            await db.commit()
+        self.target = Target(context.user_id, context.session_id, message.created_at)
+        await deps.on_change(context.user_id)
+        request = build_request(context, config)
+        try:
+            provider = deps.providers.pick(config.provider)
+            reply = await self._stream(provider, request, config.timeout_seconds)
+        except ProviderError as exc:
+            friendly = UNAVAILABLE if isinstance(exc, TransientProviderError) else REFUSED
+            self.log.warning("reply_failed", reason=exc.reason, detail=exc.detail)
+            await self._fail(friendly, exc.detail)
+            return {"message_id": str(self.message_id), "outcome": "failed", "reason": exc.reason}
+        stored = await self._store(reply)
+        return {"message_id": str(self.message_id), "outcome": "done" if stored else "superseded"}
+
+    async def _claim(self, db: AsyncSession) -> Message | None:
+        """The message, now ``processing`` under this run; None if it is not ours to run."""
+        claimed: Message | None = await db.scalar(
+            update(Message)
+            .where(
+                Message.id == self.message_id,
+                Message.sender == MessageSender.AI,
+                Message.processing_status.in_(IN_FLIGHT_STATUSES),
+                Message.attempts < self.deps.settings.max_attempts,
+            )
+            .values(
+                processing_status=ProcessingStatus.PROCESSING,
+                attempts=Message.attempts + 1,
+                run_id=self.run_id,
+                updated_at=utcnow(),
+            )
+            .returning(Message)
+            .execution_options(synchronize_session=False)
+        )
+        return claimed
+
+    async def _unclaimed(self, db: AsyncSession) -> str:
+        """Why the claim failed; an in-flight message over its budget is failed here."""
+        given_up = await db.scalar(
+            update(Message)
+            .where(
+                Message.id == self.message_id,
+                Message.sender == MessageSender.AI,
+                Message.processing_status.in_(IN_FLIGHT_STATUSES),
+            )
+            .values(
+                processing_status=ProcessingStatus.FAILED,
+                error=GAVE_UP,
+                failure_detail=f"attempt budget ({self.deps.settings.max_attempts}) used up",
+                run_id=None,
+                completed_at=utcnow(),
+                updated_at=utcnow(),
+            )
+            .returning(Message)
+            .execution_options(synchronize_session=False)
+        )
+        await db.commit()
+        if given_up is None:
+            return "not-in-flight"
+        user_id = await owner_of(db, given_up.session_id)
+        self.log.warning("reply_given_up", attempts=given_up.attempts)
+        AI_REPLIES.labels(ProcessingStatus.FAILED.value).inc()
+        await self.deps.on_change(user_id)
+        await self.deps.events.publish_quietly(user_id, "message.failed", event_data(given_up))
+        return "given-up"
+
+    @property
+    def claimed(self) -> Target:
+        if self.target is None:  # pragma: no cover - only called after a successful claim
+            raise RuntimeError("the run has not claimed its message")
+        return self.target
+
+    async def _send_delta(self, offset: int, text: str) -> None:
+        await self.deps.events.publish_quietly(
+            self.claimed.user_id,
+            "message.delta",
+            {
+                "message_id": str(self.message_id),
+                "session_id": str(self.claimed.session_id),
+                "offset": offset,
+                "text": text,
+            },
+        )
+
+    async def _stream(
+        self, provider: Provider, request: ReplyRequest, limit_seconds: float
+    ) -> Reply:
+        settings = self.deps.settings
+        coalescer = DeltaCoalescer(
+            self._send_delta, settings.delta_interval_ms / 1000.0, settings.delta_max_tokens
+        )
+        for attempt in range(settings.provider_retries + 1):
+            coalescer.restart()
+            pieces: list[str] = []
+            usage: Usage | None = None
+            started = time.monotonic()
+            try:
+                async with asyncio.timeout(limit_seconds):
+                    async for item in provider.stream(request):
+                        if isinstance(item, TextDelta):
+                            if not pieces:
+                                AI_FIRST_TOKEN.labels(provider.name).observe(
+                                    time.monotonic() - started
+                                )
+                            pieces.append(item.text)
+                            await coalescer.add(item.text)
+                        else:
+                            usage = item
+                await coalescer.flush()
+                if usage is None:  # pragma: no cover - both providers end with a Usage
+                    raise TransientProviderError("protocol", "the stream carried no usage")
+                AI_PROVIDER_DURATION.labels(provider.name).observe(time.monotonic() - started)
+                AI_TOKENS.labels(provider.name, "prompt").inc(usage.tokens_in)
+                AI_TOKENS.labels(provider.name, "completion").inc(usage.tokens_out)
+                return Reply("".join(pieces), usage, provider.name)
+            except TimeoutError:
+                error = TransientProviderError(
+                    "timeout", f"no complete reply within {limit_seconds} s"
+                )
+            except TransientProviderError as exc:
+                error = exc
+            except PermanentProviderError as exc:
+                AI_FAILURES.labels(provider.name, exc.reason).inc()
+                raise
+            AI_FAILURES.labels(provider.name, error.reason).inc()
+            if attempt == settings.provider_retries:
+                raise error
+            delay = backoff(settings, attempt, error.retry_after)
+            self.log.info("provider_retry", reason=error.reason, attempt=attempt + 1, delay=delay)
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _store(self, reply: Reply) -> bool:
+        now = utcnow()
+        latency_ms = int((now - self.claimed.created_at).total_seconds() * 1000)
+        async with self.deps.db_sessions() as db:
+            stored: Message | None = await db.scalar(
+                self._fenced()
+                .values(
+                    content=reply.text,
+                    model=reply.usage.model,
+                    tokens_in=reply.usage.tokens_in,
+                    tokens_out=reply.usage.tokens_out,
+                    latency_ms=latency_ms,
+                    processing_status=ProcessingStatus.DONE,
+                    error=None,
+                    failure_detail=None,
+                    completed_at=now,
+                    updated_at=now,
+                )
+                .returning(Message)
+                .execution_options(synchronize_session=False)
+            )
+            await db.commit()
+        if stored is None:
+            self.log.info("reply_superseded")
+            return False
+        AI_REPLIES.labels(ProcessingStatus.DONE.value).inc()
+        self.log.info(
+            "reply_done",
+            provider=reply.provider,
+            tokens_out=reply.usage.tokens_out,
+            latency_ms=latency_ms,
+        )
+        await self.deps.on_change(self.claimed.user_id)
+        await self.deps.events.publish_quietly(
+            self.claimed.user_id, "message.completed", event_data(stored)
+        )
+        return True
+
+    async def _fail(self, error: str, detail: str) -> None:
+        now = utcnow()
+        async with self.deps.db_sessions() as db:
+            failed: Message | None = await db.scalar(
+                self._fenced()
+                .values(
+                    processing_status=ProcessingStatus.FAILED,
+                    error=error,
+                    failure_detail=detail[:2000],
+                    completed_at=now,
+                    updated_at=now,
+                )
+                .returning(Message)
+                .execution_options(synchronize_session=False)
+            )
+            await db.commit()
+        if failed is not None:
+            AI_REPLIES.labels(ProcessingStatus.FAILED.value).inc()
+            await self.deps.on_change(self.claimed.user_id)
+            await self.deps.events.publish_quietly(
+                self.claimed.user_id, "message.failed", event_data(failed)
+            )
+
+    def _fenced(self) -> Any:
+        return update(Message).where(
+            Message.id == self.message_id,
+            Message.run_id == self.run_id,
+            Message.processing_status == ProcessingStatus.PROCESSING,
+        )
+
+
+def backoff(settings: AiSettings, attempt: int, retry_after: float | None) -> float:
+    """Seconds before provider try ``attempt + 2``: the provider's Retry-After when it gave one,
+    else exponential from ``retry_delay``; never more than ``retry_max_delay``."""
+    if retry_after is not None:
+        return min(retry_after, settings.retry_max_delay)
+    return min(settings.retry_delay * 2.0**attempt, settings.retry_max_delay)
+
+
+async def owner_of(db: AsyncSession, session_id: UUID) -> UUID:
+    owner = await db.scalar(select(ChatSession.user_id).where(ChatSession.id == session_id))
+    if owner is None:  # pragma: no cover - cascades delete messages with their session
+        raise LookupError(f"session {session_id} is gone")
+    return UUID(str(owner))

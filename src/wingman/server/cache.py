@@ -1,0 +1,193 @@
+"""The read cache: hot per-user reads kept in the cache-role Redis, invalidated by a version bump.
+
+Keys (one Redis, never a cluster: the read script builds the entry key from the version):
+
+- ``wingman:cache:v:<user>``: the user's version, an integer (missing means 0);
+- ``wingman:cache:e:<name>:<user>:<version>:<key>``: one msgspec (MessagePack) encoded value,
+  with a TTL.
+
+A read fetches the version and the entry in one round trip (a Lua script). Any write of a user's
+data bumps that user's version with one ``INCR``, so every cached read of theirs misses from then
+on and the old entries simply expire. The bump must come *after* the write commits: a bump
+before it would let a concurrent read load the old rows and store them under the new version.
+:class:`WriteBarrier` does that for every HTTP write; the AI worker, which changes messages
+outside any request, calls :func:`invalidate_user` after its own commits.
+
+The version is read *before* the loader runs, so a value loaded while a write commits is stored
+under the old version, which nobody reads any more: a stale value is never stored under a
+current version.
+
+**Stampede protection.** When a hot key is cold (expired, or just invalidated) and many requests
+ask at once, one of them loads it: the first takes a short Redis lock (``SET NX PX``), the others
+poll the entry every :data:`POLL_SECONDS` until it appears, and load it themselves only if the
+lock holder has not stored it within ``lock_seconds`` (a crashed or slow loader costs latency,
+never an error). N concurrent cold reads, in one process or across processes, make one loader
+call (tests/integration/test_cache.py); the waiters pay at most one poll interval over the
+loader's time.
+
+If the cache Redis is unreachable, reads go straight to the loader and writes log the failed
+bump: a stale entry can then live until its TTL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+from uuid import UUID
+
+import msgspec
+import structlog
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from wingman.config import CacheSettings
+from wingman.server.metrics import CACHE_REQUESTS
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+PREFIX = "wingman:cache"
+POLL_SECONDS = 0.01
+
+# KEYS[1]: version key. ARGV[1]: entry key before the version, ARGV[2]: after it.
+# Returns {version, entry or false}.
+_READ = """
+local version = redis.call('GET', KEYS[1]) or '0'
+return {version, redis.call('GET', ARGV[1] .. version .. ARGV[2])}
+"""
+
+
+def version_key(user_id: UUID) -> str:
+    return f"{PREFIX}:v:{user_id}"
+
+
+async def invalidate_user(redis_cache: Redis, user_id: UUID) -> None:
+    """Make every cached read of ``user_id`` miss. Call it after the change has committed."""
+    await redis_cache.incr(version_key(user_id))
+
+
+class ReadCache:
+    """Per-user cached reads on one Redis client (the cache role)."""
+
+    def __init__(self, redis: Redis, settings: CacheSettings) -> None:
+        self.redis = redis
+        self.enabled = settings.enabled
+        self.ttl = settings.ttl_seconds
+        self.lock_seconds = settings.lock_seconds
+        self._read = redis.register_script(_READ)
+
+    async def get_or_load(
+        self,
+        name: str,
+        user_id: UUID,
+        key: str,
+        load: Callable[[], Awaitable[T]],
+        type_: type[T],
+    ) -> T:
+        """The cached value of ``name``/``key`` for this user, or ``load()``'s (then stored)."""
+        if not self.enabled:
+            return await load()
+        head, tail = f"{PREFIX}:e:{name}:{user_id}:", f":{key}"
+        try:
+            version, raw = await self._read(keys=[version_key(user_id)], args=[head, tail])
+        except RedisError as exc:
+            log.warning("cache_unavailable", cache=name, error=type(exc).__name__)
+            return await load()
+        if raw is not None:
+            CACHE_REQUESTS.labels(name, "hit").inc()
+            return msgspec.msgpack.decode(raw, type=type_)
+        CACHE_REQUESTS.labels(name, "miss").inc()
+        entry = f"{head}{version.decode()}{tail}"
+        return await self._load_once(entry, load, type_)
+
+    async def _load_once(self, entry: str, load: Callable[[], Awaitable[T]], type_: type[T]) -> T:
+        lock = f"{entry}:lock"
+        try:
+            owner = await self.redis.set(lock, b"1", nx=True, px=int(self.lock_seconds * 1000))
+            if not owner:
+                waited = await self._wait_for(entry, lock)
+                if waited is not None:
+                    return msgspec.msgpack.decode(waited, type=type_)
+        except RedisError as exc:
+            log.warning("cache_unavailable", error=type(exc).__name__)
+            return await load()
+        try:
+            value = await load()
+        except BaseException:
+            # A loader that fails (a 404, say) frees the waiters at once; they load themselves.
+            if owner:
+                await self._forget(lock)
+            raise
+        try:
+            await self.redis.set(entry, msgspec.msgpack.encode(value), ex=self.ttl)
+        except RedisError as exc:
+            log.warning("cache_store_failed", error=type(exc).__name__)
+        if owner:
+            await self._forget(lock)
+        return value
+
+    async def _wait_for(self, entry: str, lock: str) -> bytes | None:
+        """The entry once the lock holder stored it; None when the lock went or timed out."""
+        deadline = time.monotonic() + self.lock_seconds
+        while time.monotonic() < deadline:
+            await asyncio.sleep(POLL_SECONDS)
+            raw, locked = await self.redis.mget(entry, lock)
+            if isinstance(raw, bytes):
+                return raw
+            if locked is None:
+                return None
+        return None
+
+    async def _forget(self, lock: str) -> None:
+        try:
+            await self.redis.delete(lock)
+        except RedisError as exc:
+            log.warning("cache_unlock_failed", error=type(exc).__name__)
+
+
+# Methods that may write; a response to one of these bumps the caller's version.
+_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class WriteBarrier:
+    """ASGI wrapper: after an authenticated write commits, bump the writer's cache version.
+
+    It acts on ``http.response.start``, which reaches it only after the database plugin's
+    before-send hook has committed (or rolled back) the request's transaction, and before the
+    client can see the response, so the client's very next read misses. 2xx answers bump (the
+    write committed), and so do 5xx ones (a handler that commits early may fail after its
+    commit); other 4xx answers wrote nothing. One ``INCR`` per write request, whatever it touched
+    (sessions, messages, profiles, feedback): no write path can forget to invalidate.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP or scope.get("method") not in _WRITES:
+            await self.app(scope, receive, send)
+            return
+
+        async def send_after_bump(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                user_id = getattr(scope.get("user"), "id", None)
+                if isinstance(user_id, UUID) and (200 <= status < 300 or status >= 500):
+                    await _bump(scope, user_id)
+            await send(message)
+
+        await self.app(scope, receive, send_after_bump)
+
+
+async def _bump(scope: Scope, user_id: UUID) -> None:
+    redis: Redis = scope["litestar_app"].state.redis.cache
+    try:
+        await invalidate_user(redis, user_id)
+    except RedisError as exc:
+        # The write itself succeeded; its cached reads now live until their TTL.
+        log.warning("cache_invalidation_failed", user_id=str(user_id), error=type(exc).__name__)

@@ -1,0 +1,90 @@
+"""``GET /metrics``: the Prometheus text of every web and worker process of this instance.
+
+Open to loopback clients (a Prometheus or ``wingmanctl status`` on the host) without a token;
+anyone else needs an admin's access token. The client address is the one the rate limits use,
+so behind a trusted proxy a remote caller is not mistaken for the proxy's loopback address.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+import anyio.to_thread
+import structlog
+from litestar import Request, Response, get
+from litestar.exceptions import NotAuthorizedException
+from redis.exceptions import RedisError
+from saq import Queue
+
+from wingman.config import Settings
+from wingman.server.auth import ALGORITHM, AccessToken, AuthUser, retrieve_user
+from wingman.server.client_ip import client_ip
+from wingman.server.errors import Problem
+from wingman.server.metrics import CONTENT_TYPE, QUEUE_DEPTH, exposition
+
+# The exposition format's media type without its charset parameter, which Litestar appends.
+EXPOSITION_MEDIA_TYPE = CONTENT_TYPE.split("; charset=")[0]
+
+log = structlog.get_logger(__name__)
+
+
+def is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+async def _require_admin(request: Request[Any, Any, Any], settings: Settings) -> None:
+    """401 without a valid token, 403 ``admin-only`` for a signed-in non-admin."""
+    scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not encoded:
+        raise NotAuthorizedException("Authentication required")
+    token = AccessToken.decode(
+        encoded_token=encoded,
+        secret=settings.security.jwt_key,
+        algorithm=ALGORITHM,
+        issuer=[settings.auth.issuer],
+        require_claims=["exp", "iat", "sub"],
+    )
+    user: AuthUser = await retrieve_user(token, request)
+    if not user.is_admin:
+        raise Problem(403, "admin-only", "Metrics are for the host and for admins.")
+
+
+async def sample_queue_depths(queues: dict[str, Queue]) -> None:
+    """Set ``wingman_queue_depth`` from the queue Redis; skipped (and logged) when unreachable."""
+    for name, queue in queues.items():
+        try:
+            queued = await queue.count("queued")
+            active = await queue.count("active")
+            incomplete = await queue.count("incomplete")
+        except (RedisError, OSError) as exc:
+            log.warning("queue_depth_unavailable", queue=name, error=type(exc).__name__)
+            continue
+        QUEUE_DEPTH.labels(name, "queued").set(queued)
+        QUEUE_DEPTH.labels(name, "active").set(active)
+        QUEUE_DEPTH.labels(name, "scheduled").set(max(0, incomplete - queued - active))
+
+
+@get(
+    "/metrics",
+    summary="Prometheus metrics of every web and worker process",
+    description="Loopback clients need no token; anyone else needs an admin's access token.",
+    exclude_from_auth=True,
+    cache=False,
+    tags=["ops"],
+    # Prometheus text, not JSON (the charset is added to the header when it is sent).
+    media_type=EXPOSITION_MEDIA_TYPE,
+    # Anonymous from loopback, an admin's bearer token from anywhere else.
+    security=[{}, {"BearerToken": []}],
+)
+async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+    state = request.app.state
+    if not is_loopback(client_ip(request.scope)):
+        await _require_admin(request, state.settings)
+    await sample_queue_depths(state.queues)
+    # Merging every process's files reads from disk: off the event loop.
+    body = await anyio.to_thread.run_sync(exposition)
+    return Response(body)

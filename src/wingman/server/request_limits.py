@@ -1,0 +1,96 @@
+"""The overall request allowance of every ``/api/v1`` HTTP request, by tier.
+
+- Anonymous callers (the public sign-in routes) count per client IP under ``anon:ip``.
+- Signed-in callers count per user id under ``api:user`` with the ``user`` or ``premium``
+  allowance. The tier is the account's current one, not the token's: the auth middleware replaces
+  it from the per-process status cache (server/auth.py), so a tier change applies within
+  ``auth.status_cache_seconds`` without a new token.
+
+Allowances are the ``rate_limits`` global config, read through the per-process catalog cache that
+every process drops when an admin changes config, so a change applies without a restart. The
+``limits`` key of each window includes the allowance, so a caller whose allowance changes starts
+a fresh window under the new one.
+
+Allowed responses carry ``RateLimit-Limit/Remaining/Reset``; a refusal is a 429 problem with
+``Retry-After`` as well. If Redis cannot be reached the request goes on uncounted (fail open; see
+server/ratelimit.py). Requests refused by authentication (a bad token) never get this far. The
+message routes count their own ``chat`` and ``ai`` scopes on top of this.
+
+Runs as middleware of the ``/api/v1`` router: health checks, the API docs, ``/metrics`` and the
+WebSocket are outside it.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from litestar.datastructures import State
+from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from wingman.db.models import UserTier
+from wingman.domain.catalog.registry import RateLimits
+from wingman.domain.catalog.services import config_value
+from wingman.server.auth import AuthUser
+from wingman.server.client_ip import client_ip
+from wingman.server.ratelimit import RateLimiter, RateRule, refusal
+
+
+@lru_cache(maxsize=64)
+def rule_for(scope: str, notation: str) -> RateRule:
+    """Rules are immutable: parse each (scope, allowance) pair once."""
+    return RateRule.parse(scope, notation)
+
+
+async def rate_limits(state: State) -> RateLimits:
+    """The ``rate_limits`` config in force, through the process's catalog cache.
+
+    A session is only used on a cache miss; creating one opens no connection.
+    """
+    engine: AsyncEngine = state.alchemy.get_engine()
+    async with AsyncSession(engine) as session:
+        return await config_value(state.catalog, session, "rate_limits", RateLimits)
+
+
+def caller_rule(limits: RateLimits, scope: Scope) -> tuple[RateRule, str]:
+    """The rule and identifier this request counts against."""
+    user: Any = scope.get("user")
+    if isinstance(user, AuthUser):
+        allowance = limits.for_tier("api", premium=user.tier is UserTier.PREMIUM)
+        return rule_for("api:user", allowance.notation), str(user.id)
+    return rule_for("anon:ip", limits.anon.notation), client_ip(scope)
+
+
+class RequestLimits(ASGIMiddleware):
+    """Counts each request against its caller's allowance; see the module docstring."""
+
+    scopes = (ScopeType.HTTP,)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        state: State = scope["litestar_app"].state
+        if not state.settings.server.rate_limits:
+            await next_app(scope, receive, send)
+            return
+        limiter: RateLimiter = state.rate_limiter
+        rule, identifier = caller_rule(await rate_limits(state), scope)
+        decision = await limiter.check(rule, identifier)
+        if decision is None:
+            await next_app(scope, receive, send)
+            return
+        if not decision.allowed:
+            raise refusal(rule, decision)
+        extra = [(k.lower().encode(), v.encode()) for k, v in decision.headers().items()]
+
+        async def send_with_budget(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                # A route's own refusal (chat, ai) already names its scope's budget.
+                if not any(name.lower().startswith(b"ratelimit-") for name, _ in headers):
+                    headers.extend(extra)
+                message["headers"] = headers
+            await send(message)
+
+        await next_app(scope, receive, send_with_budget)

@@ -1,0 +1,287 @@
+"""Reply runs in-process on real PostgreSQL and Redis, against a real OpenAI-protocol server."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+from uuid import UUID
+
+from prometheus_client import REGISTRY
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.integration.ai.conftest import Harness, assemble, send, start_session, user_events
+from tests.support.openai_server import OpenAIServer, Script
+from wingman.config import OpenAISettings
+from wingman.db.models import GlobalConfig, Message, ProcessingStatus
+from wingman.domain.ai.generation import GAVE_UP, REFUSED, UNAVAILABLE, ReplyRun
+from wingman.domain.ai.openai import OpenAICompatibleProvider
+
+
+async def use_openai(engine: AsyncEngine, model: str = "test-model") -> None:
+    async with engine.begin() as connection:
+        await connection.execute(
+            GlobalConfig.__table__.delete().where(GlobalConfig.key == "ai")  # type: ignore[attr-defined]
+        )
+        await connection.execute(
+            GlobalConfig.__table__.insert().values(  # type: ignore[attr-defined]
+                key="ai", value={"provider": "openai", "model": model}
+            )
+        )
+
+
+async def use_offline(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(
+            GlobalConfig.__table__.delete().where(GlobalConfig.key == "ai")  # type: ignore[attr-defined]
+        )
+
+
+async def stored(engine: AsyncEngine, message_id: str) -> Message:
+    async with engine.connect() as connection:
+        row = (
+            await connection.execute(select(Message).where(Message.id == UUID(message_id)))
+        ).one()
+    return row  # type: ignore[return-value]
+
+
+def replies_counted(status: str) -> float:
+    """This process's ``wingman_ai_replies_total`` (tests run in single-process metrics mode)."""
+    return REGISTRY.get_sample_value("wingman_ai_replies_total", {"status": status}) or 0.0
+
+
+def openai_provider(server: OpenAIServer, **settings: Any) -> OpenAICompatibleProvider:
+    return OpenAICompatibleProvider(
+        OpenAISettings(base_url=server.base_url, api_key="sk-test", **settings), max_connections=4
+    )
+
+
+async def test_offline_reply_is_stored_once_and_streamed(
+    ai: Harness,
+) -> None:
+    await use_offline(ai.engine)
+    chat = await start_session(ai.client, ai.user)
+    pair = await send(ai.client, ai.user, chat["id"], "I just got back from climbing in the Alps")
+    ai_id = pair["ai_message"]["id"]
+    done_before = replies_counted("done")
+    result = await ReplyRun(ai.deps(), UUID(ai_id)).execute()
+    assert result["outcome"] == "done"
+    assert replies_counted("done") == done_before + 1
+
+    row = await stored(ai.engine, ai_id)
+    assert row.processing_status == ProcessingStatus.DONE
+    assert row.content
+    assert row.model == "wingman-offline"
+    assert row.tokens_out
+    assert row.tokens_in
+    assert row.latency_ms is not None
+    assert row.attempts == 1
+
+    events = await user_events(ai.redis, ai.user.id)
+    types = [e.type for e in events]
+    assert types[:2] == ["message.created", "message.created"]
+    assert types[-1] == "message.completed"
+    assert "message.delta" in types
+    assert assemble(events, ai_id) == row.content
+    assert events[-1].data["content"] == row.content
+
+    # A second run of the same message (a duplicate job) finds nothing to do.
+    again = await ReplyRun(ai.deps(), UUID(ai_id)).execute()
+    assert again["outcome"] == "not-in-flight"
+    assert (await stored(ai.engine, ai_id)).content == row.content
+
+
+async def test_openai_stream_with_a_503_then_success(
+    ai: Harness,
+    openai_server: OpenAIServer,
+) -> None:
+    await use_openai(ai.engine)
+    openai_server.scripts = [
+        Script(status=503, error_message="overloaded"),
+        Script(pieces=["Sounds", " like", " a", " plan", "!"], usage=False),
+    ]
+    provider = openai_provider(openai_server)
+    try:
+        chat = await start_session(ai.client, ai.user)
+        pair = await send(ai.client, ai.user, chat["id"], "Shall we meet on Friday?")
+        ai_id = pair["ai_message"]["id"]
+        deps = ai.deps(provider)
+        result = await ReplyRun(deps, UUID(ai_id)).execute()
+    finally:
+        await provider.close()
+        await use_offline(ai.engine)
+    assert result["outcome"] == "done"
+    row = await stored(ai.engine, ai_id)
+    assert row.content == "Sounds like a plan!"
+    assert row.model == "test-model"
+    assert row.tokens_out == 5  # estimated: the server sent no usage
+    assert len(openai_server.requests) == 2
+    request = openai_server.requests[-1]
+    assert request["stream"] is True
+    assert request["model"] == "test-model"
+    assert request["messages"][0]["role"] == "system"
+    assert request["messages"][-1] == {"role": "user", "content": "Shall we meet on Friday?"}
+    assert openai_server.auth_headers[-1] == "Bearer sk-test"
+    events = await user_events(ai.redis, ai.user.id)
+    assert assemble(events, ai_id) == row.content
+
+
+async def test_a_dropped_stream_restarts_cleanly(
+    ai: Harness,
+    openai_server: OpenAIServer,
+) -> None:
+    await use_openai(ai.engine)
+    pieces = ["One", " two", " three", " four"]
+    openai_server.scripts = [Script(pieces=pieces, cut_after=2), Script(pieces=pieces)]
+    provider = openai_provider(openai_server)
+    try:
+        chat = await start_session(ai.client, ai.user)
+        pair = await send(ai.client, ai.user, chat["id"], "Count with me")
+        ai_id = pair["ai_message"]["id"]
+
+        result = await ReplyRun(ai.deps(provider), UUID(ai_id)).execute()
+    finally:
+        await provider.close()
+        await use_offline(ai.engine)
+    assert result["outcome"] == "done"
+    row = await stored(ai.engine, ai_id)
+    assert row.content == "One two three four"
+    assert (row.tokens_in, row.tokens_out) == (11, 7)  # the server's usage chunk
+    events = await user_events(ai.redis, ai.user.id)
+    deltas = [e.data for e in events if e.type == "message.delta"]
+    # The first try streamed "One two" before the cut; the retry starts again at offset 0.
+    assert [d["offset"] for d in deltas].count(0) == 2
+    assert assemble(events, ai_id) == "One two three four"
+
+
+async def test_a_400_fails_at_once_and_keeps_the_provider_message(
+    ai: Harness,
+    openai_server: OpenAIServer,
+) -> None:
+    await use_openai(ai.engine, model="no-such-model")
+    openai_server.scripts = [Script(status=400, error_message="model no-such-model not found")]
+    provider = openai_provider(openai_server)
+    try:
+        chat = await start_session(ai.client, ai.user)
+        pair = await send(ai.client, ai.user, chat["id"], "Hi")
+        ai_id = pair["ai_message"]["id"]
+        result = await ReplyRun(ai.deps(provider), UUID(ai_id)).execute()
+    finally:
+        await provider.close()
+        await use_offline(ai.engine)
+    assert result == {"message_id": ai_id, "outcome": "failed", "reason": "http_400"}
+    assert len(openai_server.requests) == 1  # permanent: not retried
+    row = await stored(ai.engine, ai_id)
+    assert row.processing_status == ProcessingStatus.FAILED
+    assert row.error == REFUSED
+    assert "model no-such-model not found" in (row.failure_detail or "")
+    # Users see the plain reason only, in the API and in the event.
+    page = (
+        await ai.client.get(f"/api/v1/sessions/{chat['id']}/messages", headers=ai.user.headers)
+    ).json()
+    shown = next(m for m in page["items"] if m["id"] == ai_id)
+    assert shown["error"] == REFUSED
+    assert "failure_detail" not in shown
+    failed = [e for e in await user_events(ai.redis, ai.user.id) if e.type == "message.failed"]
+    assert failed[-1].data["error"] == REFUSED
+    assert "no-such-model" not in str(failed[-1].data)
+
+
+async def test_429_retry_after_is_honoured_then_gives_up(
+    ai: Harness,
+    openai_server: OpenAIServer,
+) -> None:
+    await use_openai(ai.engine)
+    openai_server.scripts = [Script(status=429, headers={"Retry-After": "1"})]
+    provider = openai_provider(openai_server)
+    loop = asyncio.get_running_loop()
+    try:
+        chat = await start_session(ai.client, ai.user)
+        pair = await send(ai.client, ai.user, chat["id"], "Hi")
+        ai_id = pair["ai_message"]["id"]
+        started = loop.time()
+        result = await ReplyRun(ai.deps(provider), UUID(ai_id)).execute()
+        elapsed = loop.time() - started
+    finally:
+        await provider.close()
+        await use_offline(ai.engine)
+    retries = ai.settings.ai.provider_retries
+    assert result["outcome"] == "failed"
+    assert result["reason"] == "http_429"
+    assert len(openai_server.requests) == retries + 1
+    # Each retry waited the server's Retry-After (1 s), not the 50 ms backoff of the settings.
+    assert elapsed >= retries * 1.0
+    row = await stored(ai.engine, ai_id)
+    assert row.error == UNAVAILABLE
+
+
+async def test_a_superseded_run_writes_nothing(
+    ai: Harness,
+    openai_server: OpenAIServer,
+) -> None:
+    """Two runs of one message (a zombie and its replacement): exactly one reply is stored."""
+    await use_openai(ai.engine)
+    openai_server.scripts = [
+        Script(pieces=["slow", " zombie"], piece_delay=0.4),
+        Script(pieces=["fresh"]),
+    ]
+    provider = openai_provider(openai_server)
+    try:
+        chat = await start_session(ai.client, ai.user)
+        pair = await send(ai.client, ai.user, chat["id"], "Hi")
+        ai_id = UUID(pair["ai_message"]["id"])
+        deps = ai.deps(provider)
+        zombie = asyncio.create_task(ReplyRun(deps, ai_id).execute())
+        await asyncio.sleep(0.2)  # the zombie has claimed and is streaming slowly
+        fresh = await ReplyRun(deps, ai_id).execute()
+        late = await zombie
+    finally:
+        await provider.close()
+        await use_offline(ai.engine)
+    assert fresh["outcome"] == "done"
+    assert late["outcome"] == "superseded"
+    row = await stored(ai.engine, str(ai_id))
+    assert row.content == "fresh"
+    assert row.attempts == 2
+    completed = [
+        e for e in await user_events(ai.redis, ai.user.id) if e.type == "message.completed"
+    ]
+    assert len(completed) == 1
+
+
+async def test_the_attempt_budget_fails_the_message(
+    ai: Harness,
+) -> None:
+    chat = await start_session(ai.client, ai.user)
+    pair = await send(ai.client, ai.user, chat["id"], "Hi")
+    ai_id = pair["ai_message"]["id"]
+    async with ai.engine.begin() as connection:
+        await connection.execute(
+            update(Message)
+            .where(Message.id == UUID(ai_id))
+            .values(
+                processing_status=ProcessingStatus.PROCESSING,
+                attempts=ai.settings.ai.max_attempts,
+            )
+        )
+    result = await ReplyRun(ai.deps(), UUID(ai_id)).execute()
+    assert result["outcome"] == "given-up"
+    row = await stored(ai.engine, ai_id)
+    assert (row.processing_status, row.error) == (ProcessingStatus.FAILED, GAVE_UP)
+    failed = [e for e in await user_events(ai.redis, ai.user.id) if e.type == "message.failed"]
+    assert [e.data["id"] for e in failed] == [ai_id]
+
+
+async def test_openai_selected_without_an_endpoint_fails_plainly(ai: Harness) -> None:
+    await use_openai(ai.engine)
+    try:
+        chat = await start_session(ai.client, ai.user)
+        pair = await send(ai.client, ai.user, chat["id"], "Hi")
+        ai_id = pair["ai_message"]["id"]
+        result = await ReplyRun(ai.deps(openai=None), UUID(ai_id)).execute()
+    finally:
+        await use_offline(ai.engine)
+    assert result["reason"] == "not_configured"
+    row = await stored(ai.engine, ai_id)
+    assert row.error == REFUSED
+    assert "ai.openai.base_url" in (row.failure_detail or "")

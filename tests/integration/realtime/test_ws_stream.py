@@ -1,0 +1,204 @@
+"""The event stream over the WebSocket: fan-out, ping, resume, resync, back-pressure, limits."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+from urllib.parse import urlsplit
+
+from tests.integration.realtime.conftest import (
+    close_code,
+    open_socket,
+    receive,
+    send,
+    token_of,
+)
+from tests.support.accounts import Caller
+from wingman.domain.realtime.events import EventBus
+from wingman.domain.realtime.protocol import CloseCode
+
+
+def small_receive_buffer(url: str) -> socket.socket:
+    """A connected TCP socket with a small, fixed receive window: a client that stops reading
+    pushes back on the server after kilobytes, not the megabytes autotuning allows."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+    sock.connect(("127.0.0.1", int(urlsplit(url).port or 0)))
+    sock.setblocking(False)
+    return sock
+
+
+async def next_event(ws: Any) -> dict[str, Any]:
+    """The next frame that is not a server heartbeat."""
+    while (frame := await receive(ws))["type"] == "ping":
+        pass
+    return frame
+
+
+async def started(ws: Any, last_event_id: int | None = None) -> dict[str, Any]:
+    """Read ``hello`` and start the stream with ``resume``; returns the ``hello`` frame."""
+    hello = await receive(ws)
+    assert hello["type"] == "hello"
+    await send(ws, {"type": "resume", "last_event_id": last_event_id})
+    return hello
+
+
+async def test_ping_is_answered_with_pong(ws_url: str, caller: Caller) -> None:
+    async with open_socket(ws_url, token_of(caller)) as ws:
+        await started(ws)
+        assert (await next_event(ws))["type"] == "resumed"
+        await send(ws, {"type": "ping"})
+        assert await next_event(ws) == {"type": "pong", "data": {}}
+
+
+async def test_live_events_reach_every_socket_of_the_user_only(
+    ws_url: str, caller: Caller, bus: EventBus, engine: Any, ws_settings: Any
+) -> None:
+    from tests.support.accounts import create_caller
+
+    other = await create_caller(engine, ws_settings)
+    async with (
+        open_socket(ws_url, token_of(caller)) as phone,
+        open_socket(ws_url, token_of(caller)) as laptop,
+        open_socket(ws_url, token_of(other)) as stranger,
+    ):
+        for ws in (phone, laptop, stranger):
+            await started(ws)
+            assert (await next_event(ws))["type"] == "resumed"
+        await bus.publish(caller.id, "session.updated", {"session_id": "s1"})
+        for ws in (phone, laptop):
+            frame = await next_event(ws)
+            assert (frame["event_id"], frame["type"], frame["data"]) == (
+                1,
+                "session.updated",
+                {"session_id": "s1"},
+            )
+            assert frame["at"]
+        await send(stranger, {"type": "ping"})
+        assert (await next_event(stranger))["type"] == "pong"  # and no event before it
+
+
+async def test_resume_returns_exactly_the_missed_events_once_and_in_order(
+    ws_url: str, caller: Caller, bus: EventBus
+) -> None:
+    for n in range(3):
+        await bus.publish(caller.id, "message.delta", {"n": n})
+    async with open_socket(ws_url, token_of(caller)) as ws:
+        hello = await receive(ws)
+        assert hello["data"]["event_id"] == 3
+        # Published after the subscription and before the replay: in the history *and* queued
+        # live; the client must see each once.
+        await bus.publish(caller.id, "message.delta", {"n": 3})
+        await bus.publish(caller.id, "message.delta", {"n": 4})
+        await send(ws, {"type": "resume", "last_event_id": 1})
+        replayed = [await next_event(ws) for _ in range(4)]
+        assert [f["event_id"] for f in replayed] == [2, 3, 4, 5]
+        assert [f["data"]["n"] for f in replayed] == [1, 2, 3, 4]
+        assert await next_event(ws) == {"type": "resumed", "data": {"event_id": 5, "replayed": 4}}
+        await bus.publish(caller.id, "message.completed", {"n": 5})
+        live = await next_event(ws)
+        assert (live["event_id"], live["type"]) == (6, "message.completed")
+
+
+async def test_resume_beyond_the_history_asks_for_resync(
+    ws_url: str, caller: Caller, bus: EventBus
+) -> None:
+    # The server keeps 20 events per user in these tests.
+    for n in range(25):
+        await bus.publish(caller.id, "message.delta", {"n": n})
+    async with open_socket(ws_url, token_of(caller)) as ws:
+        await started(ws, last_event_id=1)
+        assert await next_event(ws) == {"type": "resync_required", "data": {"event_id": 25}}
+        await bus.publish(caller.id, "session.updated", {})
+        assert (await next_event(ws))["event_id"] == 26
+    async with open_socket(ws_url, token_of(caller)) as ws:
+        # An id the server never issued (numbering restarted): resync too.
+        await started(ws, last_event_id=500)
+        assert (await next_event(ws))["type"] == "resync_required"
+
+
+async def test_malformed_client_frame_closes_4000(ws_url: str, caller: Caller) -> None:
+    async with open_socket(ws_url, token_of(caller)) as ws:
+        await started(ws)
+        await ws.send("{not json")
+        assert await close_code(ws) == CloseCode.BAD_FRAME
+
+
+async def test_a_client_that_does_not_read_is_closed_while_others_keep_up(
+    ws_url: str, caller: Caller, bus: EventBus
+) -> None:
+    async with (
+        open_socket(ws_url, token_of(caller)) as reader,
+        open_socket(
+            ws_url, token_of(caller), max_queue=1, sock=small_receive_buffer(ws_url)
+        ) as sleeper,
+    ):
+        for ws in (reader, sleeper):
+            await started(ws)
+        assert (await next_event(reader))["type"] == "resumed"
+        payload = "x" * 2000
+        count = 2000
+        received = 0
+
+        async def read_all() -> None:
+            nonlocal received
+            while received < count:
+                if "event_id" in await next_event(reader):
+                    received += 1
+
+        reading = asyncio.create_task(read_all())
+        for n in range(count):
+            await bus.publish(caller.id, "message.delta", {"n": n, "text": payload})
+            if n % 20 == 0:
+                # A brisk stream (about 4 MB/s), not a flood no reader could keep up with.
+                await asyncio.sleep(0.01)
+        await asyncio.wait_for(reading, 30)
+        assert received == count
+        assert await close_code(sleeper, within=15) == CloseCode.TOO_SLOW
+
+
+async def test_opening_more_sockets_than_allowed_closes_the_oldest(
+    ws_url: str, caller: Caller
+) -> None:
+    # The limit is 3 per user in these tests. Each socket is registered before its ``hello``.
+    sockets = [open_socket(ws_url, token_of(caller)) for _ in range(4)]
+    opened = []
+    for pending in sockets:
+        ws = await pending.__aenter__()
+        assert (await receive(ws))["type"] == "hello"
+        opened.append(ws)
+    oldest, *rest = opened
+    try:
+        assert await close_code(oldest) == CloseCode.REPLACED
+        for ws in rest:
+            await send(ws, {"type": "ping"})
+            assert (await next_event(ws))["type"] == "pong"
+    finally:
+        for s in sockets:
+            await s.__aexit__(None, None, None)
+
+
+async def test_heartbeat_pings_and_closes_a_silent_peer(ws_url: str, caller: Caller) -> None:
+    # Interval 1 s, timeout 3 s in these tests.
+    async with (
+        open_socket(ws_url, token_of(caller)) as silent,
+        open_socket(ws_url, token_of(caller)) as alive,
+    ):
+        await started(silent)
+        await started(alive)
+        assert (await receive(silent))["type"] == "resumed"
+        assert (await receive(silent, within=3))["type"] == "ping"
+        assert (await receive(alive))["type"] == "resumed"
+
+        async def answer_pings() -> None:
+            while True:
+                if (await receive(alive))["type"] == "ping":
+                    await send(alive, {"type": "pong"})
+
+        answering = asyncio.create_task(answer_pings())
+        try:
+            assert await close_code(silent) == CloseCode.HEARTBEAT_TIMEOUT
+            assert not answering.done()  # the answering peer is still open
+        finally:
+            answering.cancel()

@@ -1,0 +1,95 @@
+"""``GET /metrics`` in-process: who may read it, and what the request middleware records.
+
+The in-process test client's address is not loopback (``testclient``), so these calls are the
+"from elsewhere" case: only an admin's token opens the endpoint. Loopback access and the
+multi-process figures are covered end to end (tests/e2e/test_metrics_processes.py).
+"""
+
+from __future__ import annotations
+
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.support.accounts import Caller, create_caller
+from wingman.config import Settings
+
+
+def samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """Sample name -> value per label set, for one sample name."""
+    found: dict[tuple[tuple[str, str], ...], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                found[tuple(sorted(sample.labels.items()))] = sample.value
+    return found
+
+
+async def scrape(client: AsyncTestClient[Litestar], caller: Caller) -> str:
+    response = await client.get("/metrics", headers=caller.headers)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain")
+    return response.text
+
+
+async def test_refused_without_token_and_to_non_admins(
+    client: AsyncTestClient[Litestar], engine: AsyncEngine, settings: Settings
+) -> None:
+    anonymous = await client.get("/metrics")
+    assert anonymous.status_code == 401
+    assert anonymous.headers["content-type"].startswith("application/problem+json")
+
+    user = await create_caller(engine, settings)
+    refused = await client.get("/metrics", headers=user.headers)
+    assert refused.status_code == 403
+    assert refused.json()["type"].endswith("admin-only")
+
+    forged = await client.get("/metrics", headers={"Authorization": "Bearer not-a-token"})
+    assert forged.status_code == 401
+
+
+async def test_counts_route_templates_not_raw_paths(
+    client: AsyncTestClient[Litestar], admin: Caller
+) -> None:
+    before = await scrape(client, admin)
+    missing = "/api/v1/sessions/0190a0b4-0000-7000-8000-000000000000"
+    for _ in range(3):
+        assert (await client.get("/health/live")).status_code == 200
+    assert (await client.get(missing, headers=admin.headers)).status_code == 404
+    assert (await client.get("/no/such/path/4711")).status_code == 404
+    after = await scrape(client, admin)
+
+    def delta(labels: dict[str, str]) -> float:
+        key = tuple(sorted(labels.items()))
+        name = "wingman_requests_total"
+        return samples(after, name).get(key, 0.0) - samples(before, name).get(key, 0.0)
+
+    assert delta({"method": "GET", "route": "/health/live", "status_code": "200"}) == 3
+    detail = "/api/v1/sessions/{session_id}"
+    assert delta({"method": "GET", "route": detail, "status_code": "404"}) == 1
+    assert delta({"method": "GET", "route": "unmatched", "status_code": "404"}) == 1
+    # No raw path (with its id) ever becomes a label.
+    assert "0190a0b4" not in after
+    assert "4711" not in after
+
+    durations = samples(after, "wingman_request_duration_seconds_count")
+    live = (("method", "GET"), ("route", "/health/live"))
+    earlier = samples(before, "wingman_request_duration_seconds_count").get(live, 0.0)
+    assert durations[live] - earlier == 3
+    # This very scrape is in flight while the text is produced.
+    assert samples(after, "wingman_requests_in_flight")[()] >= 1
+
+
+async def test_storage_and_queue_gauges_are_present(
+    client: AsyncTestClient[Litestar], admin: Caller, settings: Settings
+) -> None:
+    text = await scrape(client, admin)
+    pool = {dict(k)["state"]: v for k, v in samples(text, "wingman_db_pool_connections").items()}
+    assert pool["size"] == settings.database.pool_size
+    assert pool["checked_out"] >= 0
+    depth = samples(text, "wingman_queue_depth")
+    assert {dict(k)["queue"] for k in depth} == {"ai", "default", "heavy"}
+    assert {dict(k)["state"] for k in depth} == {"queued", "active", "scheduled"}
+    redis = samples(text, "wingman_redis_command_duration_seconds_count")
+    assert sum(redis.values()) > 0

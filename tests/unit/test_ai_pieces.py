@@ -1,0 +1,125 @@
+"""Pure parts of the AI pipeline: the offline provider, delta coalescing, backoff, SSE errors."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from wingman.config import AiSettings
+from wingman.domain.ai.generation import DeltaCoalescer, backoff
+from wingman.domain.ai.offline import PHRASES, OfflineProvider, compose, topic_of
+from wingman.domain.ai.openai import error_message, retry_after_seconds
+from wingman.domain.ai.provider import PromptMessage, ReplyRequest, TextDelta, Usage
+
+TONES = sorted(PHRASES)
+
+
+def request(text: str, tone: str | None = "friendly", length: str = "medium") -> ReplyRequest:
+    return ReplyRequest(
+        messages=[PromptMessage("system", "Be nice."), PromptMessage("user", text)],
+        model="wingman-offline",
+        max_tokens=256,
+        temperature=0.8,
+        tone=tone,
+        reply_length=length,
+    )
+
+
+@given(st.text(max_size=300), st.sampled_from([*TONES, None, "unknown-tone"]))
+def test_offline_replies_are_deterministic(text: str, tone: str | None) -> None:
+    first = compose(request(text, tone))
+    assert first == compose(request(text, tone))
+    assert first.strip()
+
+
+@given(st.text(min_size=1, max_size=200))
+def test_every_tone_writes_a_different_reply(text: str) -> None:
+    replies = {tone: compose(request(text, tone)) for tone in TONES}
+    assert len(set(replies.values())) == len(TONES)
+
+
+def test_length_preference_changes_the_reply_size() -> None:
+    words = {
+        length: len(compose(request("How was the concert?", length=length)).split())
+        for length in ("short", "medium", "long")
+    }
+    assert words["short"] < words["medium"] < words["long"]
+
+
+def test_topic_is_taken_from_the_message() -> None:
+    assert topic_of("I went sailing yesterday") == "yesterday"
+    assert topic_of("ok 123") == "that"
+    assert "sailing" in compose(request("sailing sailing sailing"))
+
+
+async def test_offline_stream_ends_with_usage_and_respects_max_tokens() -> None:
+    provider = OfflineProvider(token_interval_ms=0)
+    limited = ReplyRequest(
+        messages=[PromptMessage("user", "Hello there")],
+        model="m",
+        max_tokens=5,
+        temperature=0.5,
+        tone="witty",
+    )
+    items = [item async for item in provider.stream(limited)]
+    deltas = [i for i in items if isinstance(i, TextDelta)]
+    assert len(deltas) == 5
+    assert items[-1] == Usage(model="wingman-offline", tokens_in=3, tokens_out=5)
+    assert "".join(d.text for d in deltas) == " ".join(compose(limited).split(" ")[:5])
+
+
+async def test_coalescer_sends_first_piece_at_once_then_batches() -> None:
+    sent: list[tuple[int, str]] = []
+
+    async def send(offset: int, text: str) -> None:
+        sent.append((offset, text))
+
+    coalescer = DeltaCoalescer(send, interval=60.0, max_pieces=3)
+    for piece in ["a", "b", "c", "d", "e"]:
+        await coalescer.add(piece)
+    await coalescer.flush()
+    assert sent == [(0, "a"), (1, "bcd"), (4, "e")]
+    coalescer.restart()
+    await coalescer.add("x")
+    assert sent[-1] == (0, "x")
+
+
+async def test_coalescer_sends_when_the_interval_passed() -> None:
+    sent: list[str] = []
+
+    async def send(offset: int, text: str) -> None:
+        sent.append(text)
+
+    coalescer = DeltaCoalescer(send, interval=0.05, max_pieces=100)
+    await coalescer.add("a")
+    await coalescer.add("b")
+    await asyncio.sleep(0.06)
+    await coalescer.add("c")
+    assert sent == ["a", "bc"]
+
+
+def test_backoff_grows_and_is_capped_and_retry_after_wins() -> None:
+    settings = AiSettings(retry_delay=0.5, retry_max_delay=3.0)
+    assert [backoff(settings, n, None) for n in range(4)] == [0.5, 1.0, 2.0, 3.0]
+    assert backoff(settings, 0, 2.5) == 2.5
+    assert backoff(settings, 0, 60.0) == 3.0
+
+
+def test_retry_after_accepts_seconds_and_dates() -> None:
+    assert retry_after_seconds("7") == 7.0
+    assert retry_after_seconds(None) is None
+    assert retry_after_seconds("soon") is None
+    now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    later = format_datetime(now + timedelta(seconds=30), usegmt=True)
+    assert retry_after_seconds(later, now=now.timestamp()) == 30.0
+
+
+def test_error_message_prefers_the_providers_message() -> None:
+    assert error_message(b'{"error": {"message": "bad key"}}') == "bad key"
+    assert error_message(b'{"error": "plain"}') == "plain"
+    assert error_message(b"<html>oops</html>") == "<html>oops</html>"
+    assert error_message(b"") == "(empty body)"

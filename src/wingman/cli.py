@@ -27,7 +27,9 @@ def main() -> None:
 @click.option("--host", help="Address to bind (default: server.host).")
 @click.option("--port", type=int, help="Port to bind (default: server.port).")
 @click.option("--workers", type=int, help="Granian worker processes (default: server.workers).")
-def serve(host: str | None, port: int | None, workers: int | None) -> None:
+# Benchmarks serve a bare app with exactly these server settings, to measure the ceiling.
+@click.option("--app", "target", default="wingman.app:create_app", hidden=True)
+def serve(host: str | None, port: int | None, workers: int | None, target: str) -> None:
     """Serve the API with Granian (ASGI, uvloop) until SIGTERM or Ctrl-C."""
     from granian import Granian
     from granian.constants import Interfaces, Loops
@@ -40,7 +42,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     use_for_web(settings, port)
     configure_logging(settings, process="web")
     server = Granian(
-        "wingman.app:create_app",
+        target,
         factory=True,
         interface=Interfaces.ASGI,
         address=host or settings.server.host,

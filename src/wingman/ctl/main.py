@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from wingman.ctl.backup import backup, restore
+from wingman.ctl.bench import bench
 from wingman.ctl.config import config
 from wingman.ctl.dev import dev
 from wingman.ctl.doctor import doctor
@@ -31,3 +32,4 @@ main.add_command(restore)
 main.add_command(doctor)
 main.add_command(logs)
 main.add_command(config)
+main.add_command(bench)

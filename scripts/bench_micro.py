@@ -1,0 +1,144 @@
+"""Requests/s of Wingman's hot routes as a share of a bare Litestar endpoint (benchmark).
+
+Starts private PostgreSQL and Redis, one `wingman serve` process (one worker) and one serving a
+bare Litestar app with the same Granian settings (`wingman serve --app
+wingman.loadtest.bare:create_app`): the ceiling. Then, in alternating rounds so drift hits all
+alike, drives over keep-alive connections:
+
+  (a) GET /bare                                  the ceiling
+  (b) GET /api/v1/sessions                       authenticated, served from the read cache
+  (c) GET /api/v1/sessions/{id}/messages         authenticated, uncached page from PostgreSQL
+  (d) POST /api/v1/sessions/{id}/messages        a message post (user + queued AI message,
+                                                 events, enqueue; no AI worker runs)
+
+Each figure is the median round, and (b)-(d) are reported as a ratio of (a) from the same run.
+"One worker" is one Granian process; PostgreSQL, Redis and the client share the same cores.
+
+Prints the figures and writes bench/results/<date>-micro.{json,md}.
+
+    .venv/bin/python scripts/bench_micro.py [--seconds 4] [--rounds 5] [--connections 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+
+import httpx
+from benchkit import (
+    RESULTS,
+    alternating_rounds,
+    bench_arguments,
+    http_request,
+    log,
+    private_services,
+    seed_user,
+    start_web,
+    stop_all,
+)
+
+from wingman.server.auth import issue_access_token
+
+BARE = [sys.executable, "-m", "wingman", "serve", "--workers", "1", "--app"]
+BARE.append("wingman.loadtest.bare:create_app")
+MESSAGES = 20
+
+
+def seed_session(port: int, token: str) -> str:
+    """A session with a page of messages, made through the API."""
+    headers = {"Authorization": f"Bearer {token}"}
+    base = f"http://127.0.0.1:{port}/api/v1/sessions"
+    for n in range(5):
+        httpx.post(base, json={"title": f"Chat {n}"}, headers=headers).raise_for_status()
+    session = httpx.post(base, json={"title": "Bench"}, headers=headers).json()["id"]
+    for n in range(MESSAGES // 2):
+        httpx.post(
+            f"{base}/{session}/messages", json={"content": f"message {n}"}, headers=headers
+        ).raise_for_status()
+    return str(session)
+
+
+def main() -> int:
+    args = bench_arguments(__doc__.splitlines()[0])
+    servers: list[subprocess.Popen[bytes]] = []
+    with private_services("micro") as services:
+        try:
+            user_id = seed_user(services.database_url)
+            token = issue_access_token(services.settings, user_id, "free", "user")
+            bare, bare_port = start_web(services.root, services.settings, "bare", BARE)
+            servers.append(bare)
+            web, port = start_web(services.root, services.settings, "web")
+            servers.append(web)
+            session = seed_session(port, token)
+            body = json.dumps({"content": "How was your weekend?"}).encode()
+            cases = {
+                "(a) bare JSON endpoint": (bare_port, http_request("GET", "/bare", token), 200),
+                "(b) cached GET /sessions": (
+                    port,
+                    http_request("GET", "/api/v1/sessions", token),
+                    200,
+                ),
+                "(c) uncached message page": (
+                    port,
+                    http_request("GET", f"/api/v1/sessions/{session}/messages", token),
+                    200,
+                ),
+                "(d) message post": (
+                    port,
+                    http_request("POST", f"/api/v1/sessions/{session}/messages", token, body),
+                    202,
+                ),
+            }
+            results: dict[str, dict[str, object]] = {}
+            medians, rounds = alternating_rounds(cases, args)
+            ceiling = medians["(a) bare JSON endpoint"]
+            for label in cases:
+                results[label] = {
+                    "rps": medians[label],
+                    "ratio_to_bare": round(medians[label] / ceiling, 3),
+                    "rounds": rounds[label],
+                }
+                log(f"{label}: {medians[label]:.0f}/s ({medians[label] / ceiling:.3f} of bare)")
+        finally:
+            stop_all(servers)
+    write_report(args, results)
+    return 0
+
+
+def write_report(args: argparse.Namespace, results: dict[str, dict[str, object]]) -> None:
+    """Print the figures and write bench/results/<date>-micro.{json,md}."""
+    now = dt.datetime.now(dt.UTC)
+    report = {
+        "name": "micro",
+        "at": now.isoformat(timespec="seconds"),
+        "host_cores": os.cpu_count(),
+        "seconds_per_round": args.seconds,
+        "rounds": args.rounds,
+        "connections": args.connections,
+        "cases": results,
+    }
+    out = RESULTS / f"{now.date().isoformat()}-micro"
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = [
+        f"# micro ({report['at']})",
+        "",
+        f"One Granian worker per server (same settings for Wingman and the bare app),"
+        f" {args.connections} keep-alive connections, median of {args.rounds} alternating rounds"
+        f" of {args.seconds:g} s; {os.cpu_count()} cores shared by client, servers, PostgreSQL"
+        " and Redis.",
+        "",
+        "| case | requests/s | share of (a) |",
+        "| --- | ---: | ---: |",
+    ]
+    for label, row in results.items():
+        lines.append(f"| {label} | {row['rps']:.0f} | {row['ratio_to_bare']:.3f} |")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The load harness behind ``wingmanctl bench``: simulated users, measurements, budgets."""

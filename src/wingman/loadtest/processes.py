@@ -1,0 +1,86 @@
+"""CPU and memory of the server processes under load, read from ``/proc``.
+
+The roots are the stack's web and worker pids; Granian's workers are their children, so each
+sample walks the process tree. CPU is the sum of user+system time across the tree, so a figure of
+150 % means one and a half cores were busy.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            found += [int(child) for child in task.read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def process_tree(roots: list[int]) -> list[int]:
+    seen: list[int] = []
+    stack = list(roots)
+    while stack:
+        pid = stack.pop()
+        if pid in seen or not Path(f"/proc/{pid}").exists():
+            continue
+        seen.append(pid)
+        stack += _children(pid)
+    return seen
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    # utime and stime are fields 14 and 15 of the whole line (11 and 12 after the name).
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def _rss_bytes(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_SIZE
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+@dataclass
+class ProcessSampler:
+    roots: dict[str, int]
+    peak_rss: dict[str, int] = field(default_factory=dict)
+    _cpu_start: dict[str, float] = field(default_factory=dict)
+    _cpu_end: dict[str, float] = field(default_factory=dict)
+
+    def _cpu(self, root: int) -> float:
+        return sum(_cpu_seconds(pid) for pid in process_tree([root]))
+
+    def start(self) -> None:
+        self._cpu_start = {name: self._cpu(pid) for name, pid in self.roots.items()}
+
+    def sample(self) -> None:
+        for name, root in self.roots.items():
+            rss = sum(_rss_bytes(pid) for pid in process_tree([root]))
+            self.peak_rss[name] = max(self.peak_rss.get(name, 0), rss)
+
+    def stop(self) -> None:
+        self._cpu_end = {name: self._cpu(pid) for name, pid in self.roots.items()}
+
+    def report(self, seconds: float) -> dict[str, dict[str, float]]:
+        return {
+            name: {
+                "cpu_percent": round(
+                    100 * (self._cpu_end.get(name, 0) - self._cpu_start.get(name, 0)) / seconds, 1
+                ),
+                "peak_rss_mb": round(self.peak_rss.get(name, 0) / 2**20, 1),
+            }
+            for name in self.roots
+        }

@@ -1,0 +1,75 @@
+"""Results files: ``<date>-<name>.json`` (everything) and ``.md`` (the table people read)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+
+def write_results(result: dict[str, Any], folder: Path) -> tuple[Path, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"{result['taken_at'][:10]}-{result['name']}"
+    json_path = folder / f"{stem}.json"
+    md_path = folder / f"{stem}.md"
+    json_path.write_bytes(msgspec.json.format(msgspec.json.encode(result)) + b"\n")
+    md_path.write_text(markdown(result))
+    return json_path, md_path
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def load_section(result: dict[str, Any]) -> list[str]:
+    host = result["host"]
+    replies = result.get("replies", {})
+    lines = [
+        f"Host: {host['cores']} cores, {host['ram_gb']} GB RAM; generator on the same host.",
+        f"Users: {result['users_held']} held of {result['users']} for {result['duration_s']} s; "
+        f"{result['requests_per_s']} REST requests/s.",
+        f"Replies: {replies.get('posted', 0)} posted, {replies.get('done', 0)} done, "
+        f"{replies.get('lost', 0)} lost, {replies.get('duplicated', 0)} duplicated.",
+        "",
+        "| request | count | p50 ms | p95 ms | p99 ms | max ms |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    rest = result["rest"]
+    lines.append(
+        f"| **all REST** | {rest['count']} | {_ms(rest['p50_ms'])} | {_ms(rest['p95_ms'])} "
+        f"| {_ms(rest['p99_ms'])} | {_ms(rest['max_ms'])} |"
+    )
+    for kind, row in result["by_kind"].items():
+        lines.append(
+            f"| {kind} | {row['count']} | {_ms(row['p50_ms'])} | {_ms(row['p95_ms'])} "
+            f"| {_ms(row['p99_ms'])} | {_ms(row['max_ms'])} |"
+        )
+    lines += ["", "| process tree | CPU % | peak RSS MB |", "| --- | ---: | ---: |"]
+    for name, row in result["processes"].items():
+        lines.append(f"| {name} | {row['cpu_percent']} | {row['peak_rss_mb']} |")
+    errors = result["errors"]
+    lines += [
+        "",
+        "Errors: " + (", ".join(f"{k} × {v}" for k, v in sorted(errors.items())) or "none"),
+    ]
+    verdict = result.get("verdict")
+    if verdict is not None:
+        lines.append(
+            "Budget: "
+            + ("met" if verdict["passed"] else "missed — " + "; ".join(verdict["failures"]))
+        )
+    return lines
+
+
+def markdown(result: dict[str, Any]) -> str:
+    title = f"# Load run `{result['name']}` ({result['taken_at']})"
+    if "steps" in result:
+        body = [
+            f"Highest user count that met the budget: **{result['capacity']}**.",
+            "",
+        ]
+        for step in result["steps"]:
+            body += [f"## {step['users']} users", "", *load_section(step), ""]
+        return "\n".join([title, "", *body]).rstrip() + "\n"
+    return "\n".join([title, "", *load_section(result)]) + "\n"

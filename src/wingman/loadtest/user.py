@@ -1,0 +1,284 @@
+"""One simulated user: signs in, holds a WebSocket, and follows the per-minute profile.
+
+The profile (DESIGN section 10) per cycle of ``cycle_seconds`` (60 by default), with think time
+spread between the steps: list sessions, open one session (its newest messages), send a message
+and watch its reply stream in over the socket, post a feedback event, read tones and config.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import msgspec
+import websockets
+from websockets.asyncio.client import ClientConnection
+from websockets.typing import Subprotocol
+
+from wingman.loadtest.codes import LogCodes
+from wingman.loadtest.stats import Recorder
+
+# Request kinds whose latency counts against the REST budget.
+REST_KINDS = (
+    "list_sessions",
+    "open_session",
+    "post_message",
+    "feedback",
+    "tones",
+    "config",
+)
+REPLY_TIMEOUT = 60.0
+
+
+@dataclass
+class Pending:
+    """A posted message whose reply is being watched on the socket."""
+
+    posted_at: float
+    first_delta: asyncio.Future[float]
+    completed: asyncio.Future[str]
+
+
+@dataclass
+class Shared:
+    """What every simulated user of a run shares."""
+
+    base_url: str
+    http: httpx.AsyncClient
+    codes: LogCodes
+    recorder: Recorder
+    cycle_seconds: float
+    stop: asyncio.Event
+    tone_ids: list[str] = field(default_factory=list)
+    # AI message id -> how many ``message.completed`` frames arrived (duplicates show as > 1).
+    completions: dict[str, int] = field(default_factory=dict)
+    posted: list[str] = field(default_factory=list)
+
+
+class SimUser:
+    def __init__(self, index: int, shared: Shared, run_tag: str) -> None:
+        self.index = index
+        self.shared = shared
+        self.email = f"load-{run_tag}-{index}@example.org"
+        self.token = ""
+        self.headers: dict[str, str] = {}
+        self.session_id = ""
+        self.pending: dict[str, Pending] = {}
+        self.socket: ClientConnection | None = None
+        self.connected = False
+        self.failed = False
+        self.rng = random.Random(index)  # noqa: S311 - think-time jitter, not a secret
+
+    # --- requests ----------------------------------------------------------------------------
+
+    async def _call(
+        self, kind: str, method: str, path: str, *, json: Any = None, ok: int = 200
+    ) -> Any:
+        started = time.perf_counter()
+        try:
+            response = await self.shared.http.request(
+                method, self.shared.base_url + path, json=json, headers=self.headers
+            )
+        except httpx.TimeoutException:
+            self.shared.recorder.error(f"{kind}:timeout")
+            return None
+        except httpx.TransportError as exc:
+            self.shared.recorder.error(f"{kind}:{type(exc).__name__}")
+            return None
+        elapsed = (time.perf_counter() - started) * 1000
+        if response.status_code != ok:
+            self.shared.recorder.error(f"{kind}:http_{response.status_code}")
+            return None
+        self.shared.recorder.observe(kind, elapsed)
+        return response.json() if response.content else {}
+
+    async def sign_in(self) -> bool:
+        started = time.perf_counter()
+        self.headers = {}
+        asked = await self._call(
+            "otp_request",
+            "POST",
+            "/api/v1/auth/otp/request",
+            json={"channel": "email", "destination": self.email},
+            ok=202,
+        )
+        if asked is None:
+            return False
+        try:
+            code = await self.shared.codes.code(asked["request_id"])
+        except TimeoutError:
+            self.shared.recorder.error("otp_code:timeout")
+            return False
+        tokens = await self._call(
+            "otp_verify",
+            "POST",
+            "/api/v1/auth/otp/verify",
+            json={"request_id": asked["request_id"], "code": code},
+        )
+        if tokens is None:
+            return False
+        self.token = tokens["access_token"]
+        self.headers = {"Authorization": f"Bearer {self.token}"}
+        self.shared.recorder.observe("sign_in", (time.perf_counter() - started) * 1000)
+        tone = (
+            self.shared.tone_ids[self.index % len(self.shared.tone_ids)]
+            if self.shared.tone_ids
+            else None
+        )
+        chat = await self._call(
+            "create_session",
+            "POST",
+            "/api/v1/sessions",
+            json={"title": f"load {self.index}", "tone_id": tone},
+            ok=201,
+        )
+        if chat is None:
+            return False
+        self.session_id = chat["id"]
+        return True
+
+    # --- socket ------------------------------------------------------------------------------
+
+    async def connect(self) -> bool:
+        url = self.shared.base_url.replace("http", "ws", 1) + "/api/v1/ws"
+        started = time.perf_counter()
+        try:
+            self.socket = await websockets.connect(
+                url,
+                subprotocols=[Subprotocol("bearer"), Subprotocol(self.token)],
+                open_timeout=30,
+                max_queue=None,
+            )
+            hello = msgspec.json.decode(await asyncio.wait_for(self.socket.recv(), 30))
+        except (OSError, TimeoutError, websockets.WebSocketException) as exc:
+            self.shared.recorder.error(f"ws_connect:{type(exc).__name__}")
+            return False
+        if hello.get("type") != "hello":
+            self.shared.recorder.error("ws_connect:no_hello")
+            return False
+        await self.socket.send(msgspec.json.encode({"type": "resume", "last_event_id": None}))
+        self.shared.recorder.observe("ws_connect", (time.perf_counter() - started) * 1000)
+        self.connected = True
+        return True
+
+    async def read_socket(self, socket: ClientConnection) -> None:
+        try:
+            async for raw in socket:
+                frame = msgspec.json.decode(raw)
+                kind = frame.get("type")
+                if kind == "ping":
+                    await socket.send(b'{"type":"pong"}')
+                elif kind in ("message.delta", "message.completed", "message.failed"):
+                    self._on_reply_frame(kind, frame["data"])
+        except websockets.ConnectionClosed as exc:
+            if not self.shared.stop.is_set():
+                code = exc.rcvd.code if exc.rcvd is not None else "none"
+                self.shared.recorder.error(f"ws_closed:{code}")
+        finally:
+            self.connected = False
+
+    def _on_reply_frame(self, kind: str, data: dict[str, Any]) -> None:
+        message_id = str(data.get("message_id") or data.get("id"))
+        if kind == "message.completed":
+            self.shared.completions[message_id] = self.shared.completions.get(message_id, 0) + 1
+        pending = self.pending.get(message_id)
+        if pending is None:
+            return
+        now = time.perf_counter()
+        if kind == "message.delta" and not pending.first_delta.done():
+            pending.first_delta.set_result(now)
+        elif kind == "message.completed" and not pending.completed.done():
+            if not pending.first_delta.done():
+                pending.first_delta.set_result(now)
+            pending.completed.set_result("done")
+        elif kind == "message.failed" and not pending.completed.done():
+            pending.completed.set_result(data.get("processing_status", "failed"))
+
+    # --- the profile -------------------------------------------------------------------------
+
+    async def think(self) -> None:
+        pause = self.shared.cycle_seconds / 5 * self.rng.uniform(0.5, 1.5)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.shared.stop.wait(), pause)
+
+    async def cycle(self) -> None:
+        sid = self.session_id
+        await self._call("list_sessions", "GET", "/api/v1/sessions")
+        await self.think()
+        await self._call("open_session", "GET", f"/api/v1/sessions/{sid}")
+        await self.think()
+        await self.send_message()
+        await self.think()
+        await self._call(
+            "feedback",
+            "POST",
+            f"/api/v1/sessions/{sid}/events",
+            json={"type": "liked"},
+            ok=201,
+        )
+        await self.think()
+        await self._call("tones", "GET", "/api/v1/tones")
+        await self._call("config", "GET", "/api/v1/config")
+
+    async def send_message(self) -> None:
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        pair = await self._call(
+            "post_message",
+            "POST",
+            f"/api/v1/sessions/{self.session_id}/messages",
+            json={"content": f"Message {self.rng.randrange(10**6)} about the weekend plans"},
+            ok=202,
+        )
+        if pair is None:
+            return
+        ai_id = pair["ai_message"]["id"]
+        self.shared.posted.append(ai_id)
+        pending = Pending(started, loop.create_future(), loop.create_future())
+        self.pending[ai_id] = pending
+        try:
+            first = await asyncio.wait_for(asyncio.shield(pending.first_delta), REPLY_TIMEOUT)
+            self.shared.recorder.observe("reply_first_delta", (first - started) * 1000)
+            outcome = await asyncio.wait_for(asyncio.shield(pending.completed), REPLY_TIMEOUT)
+            if outcome == "done":
+                self.shared.recorder.observe(
+                    "reply_completed", (time.perf_counter() - started) * 1000
+                )
+            else:
+                self.shared.recorder.error(f"reply:{outcome}")
+        except TimeoutError:
+            self.shared.recorder.error("reply:timeout")
+        finally:
+            self.pending.pop(ai_id, None)
+
+    async def run(self) -> None:
+        """Sign in, connect, then cycle until the run stops."""
+        if not await self.sign_in() or not await self.connect():
+            self.failed = True
+            return
+        if self.socket is None:  # pragma: no cover - connect() set it
+            return
+        reader = asyncio.create_task(self.read_socket(self.socket))
+        try:
+            # Spread the first cycles so the users do not act in lockstep.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self.shared.stop.wait(), self.rng.uniform(0, self.shared.cycle_seconds / 5)
+                )
+            while not self.shared.stop.is_set():
+                await self.cycle()
+                if not self.connected:
+                    self.failed = True
+                    break
+                await self.think()
+        finally:
+            if self.socket is not None:
+                await self.socket.close()
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader

@@ -1,5 +1,5 @@
-"""The WebSocket against real processes: ``wingman serve`` with two Granian workers, and events
-published by a separate Python process through the event bus.
+"""The WebSocket against real processes: ``wingman serve`` with two Granian workers, events
+published by a separate Python process through the event bus, and a real SAQ ``ai`` worker.
 
 Checks what only real processes show: fan-out through Redis to sockets on both workers, a
 non-reading client dropped while another keeps up, and SIGTERM closing every socket with 1001
@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import msgspec
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -177,26 +178,33 @@ async def close_code(ws: ClientConnection, within: float = 20.0) -> int | None:
     return ws.close_code
 
 
+async def sockets_on_both_workers(server: WebServer, user: Caller) -> list[ClientConnection]:
+    """A few started sockets of ``user`` on each of the two Granian workers."""
+    sockets: list[ClientConnection] = []
+    pids: list[int] = []
+    # The second worker may still be starting: keep connecting (a few sockets per worker).
+    for _ in range(60):
+        ws = await open_socket(server, user)
+        pid = (await start(ws))["data"]["pid"]
+        if sum(1 for p in pids if p == pid) >= 3:
+            await ws.close()
+            await asyncio.sleep(0.2)
+        else:
+            sockets.append(ws)
+            pids.append(pid)
+        if len(set(pids)) == 2 and len(sockets) >= 4:
+            return sockets
+    for ws in sockets:
+        await ws.close()
+    pytest.fail("every socket landed on one worker")
+
+
 async def test_events_from_another_process_reach_sockets_on_both_workers(
     server: WebServer, engine: AsyncEngine, settings: Settings
 ) -> None:
     user = await create_caller(engine, settings)
-    sockets: list[ClientConnection] = []
-    pids: list[int] = []
+    sockets = await sockets_on_both_workers(server, user)
     try:
-        # The second worker may still be starting: keep connecting (a few sockets per worker).
-        for _ in range(60):
-            ws = await open_socket(server, user)
-            pid = (await start(ws))["data"]["pid"]
-            if sum(1 for p in pids if p == pid) >= 3:
-                await ws.close()
-                await asyncio.sleep(0.2)
-            else:
-                sockets.append(ws)
-                pids.append(pid)
-            if len(set(pids)) == 2 and len(sockets) >= 4:
-                break
-        assert len(set(pids)) == 2, "every socket landed on one worker"
         last = server.publish(user, 3)
         for ws in sockets:
             frames = [await receive(ws) for _ in range(3)]
@@ -255,4 +263,60 @@ async def test_sigterm_sends_going_away_and_clients_resume_on_a_new_server_witho
             assert frames[3] == {"type": "resumed", "data": {"event_id": missed, "replayed": 3}}
     finally:
         for ws in back:
+            await ws.close()
+
+
+@pytest.fixture
+def ai_worker(server: WebServer) -> Iterator[subprocess.Popen[bytes]]:
+    """A SAQ ``ai`` worker with the server's settings (a fast offline provider)."""
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "wingman", "worker", "--queue", "ai"],
+        env={**server.env, "WINGMAN_AI__OFFLINE__TOKEN_INTERVAL_MS": "5"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield worker
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)
+
+
+@pytest.mark.usefixtures("ai_worker")
+async def test_a_reply_from_a_real_ai_worker_streams_to_sockets_on_both_workers(
+    server: WebServer, engine: AsyncEngine, settings: Settings
+) -> None:
+    """The whole path: REST post → SAQ ``ai`` worker process → Redis → both Granian workers."""
+    user = await create_caller(engine, settings)
+    sockets = await sockets_on_both_workers(server, user)
+    base = f"http://127.0.0.1:{server.port}/api/v1"
+    try:
+        async with httpx.AsyncClient(base_url=base, headers=user.headers, timeout=30) as http:
+            chat = (await http.post("/sessions", json={})).json()
+            posted = await http.post(
+                f"/sessions/{chat['id']}/messages", json={"content": "Any plans for Sunday?"}
+            )
+            assert posted.status_code == 202, posted.text
+            ai_id = posted.json()["ai_message"]["id"]
+            for ws in sockets:
+                created: list[str] = []
+                text = ""
+                while True:
+                    frame = await receive(ws, within=60)
+                    data = frame["data"]
+                    if frame["type"] == "message.created":
+                        created.append(data["sender"])
+                    elif frame["type"] == "message.delta" and data["message_id"] == ai_id:
+                        text = text[: data["offset"]] + data["text"]
+                    elif frame["type"] == "message.completed" and data["id"] == ai_id:
+                        completed = data
+                        break
+                assert created == ["user", "ai"]
+                assert completed["processing_status"] == "done"
+                assert text == completed["content"] != ""
+            page = (await http.get(f"/sessions/{chat['id']}/messages")).json()
+            stored = next(m for m in page["items"] if m["id"] == ai_id)
+            assert stored["content"] == text
+    finally:
+        for ws in sockets:
             await ws.close()

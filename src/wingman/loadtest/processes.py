@@ -1,8 +1,8 @@
 """CPU and memory of the server processes under load, read from ``/proc``.
 
 The roots are the stack's web and worker pids; Granian's workers are their children, so each
-sample walks the process tree. CPU is the sum of user+system time across the tree, so a figure of
-150 % means one and a half cores were busy.
+sample walks the process tree. CPU is the sum of user+system time across the tree (exited
+children included), so a figure of 150 % means one and a half cores were busy.
 """
 
 from __future__ import annotations
@@ -38,12 +38,14 @@ def process_tree(roots: list[int]) -> list[int]:
 
 
 def _cpu_seconds(pid: int) -> float:
+    """CPU time of ``pid`` and of its children that have exited (and were reaped by it), so a
+    PostgreSQL backend that ends during the run still counts towards its postmaster."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return 0.0
-    # utime and stime are fields 14 and 15 of the whole line (11 and 12 after the name).
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    # utime, stime, cutime, cstime are fields 14-17 of the whole line (11-14 after the name).
+    return sum(int(value) for value in fields[11:15]) / CLOCK_TICKS
 
 
 def _rss_bytes(pid: int) -> int:

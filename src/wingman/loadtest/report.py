@@ -48,6 +48,7 @@ def load_section(result: dict[str, Any]) -> list[str]:
     lines += ["", "| process tree | CPU % | peak RSS MB |", "| --- | ---: | ---: |"]
     for name, row in result["processes"].items():
         lines.append(f"| {name} | {row['cpu_percent']} | {row['peak_rss_mb']} |")
+    lines.append(f"| load generator (this process) | {result['generator_cpu_percent']} | - |")
     errors = result["errors"]
     lines += [
         "",

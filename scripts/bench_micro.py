@@ -7,6 +7,8 @@ alike, drives over keep-alive connections:
 
   (a) GET /bare                                  the ceiling
   (b) GET /api/v1/sessions                       authenticated, served from the read cache
+                                                 (also against a second server without the
+                                                 request limiter, to show its share)
   (c) GET /api/v1/sessions/{id}/messages         authenticated, uncached page from PostgreSQL
   (d) POST /api/v1/sessions/{id}/messages        a message post (user + queued AI message,
                                                  events, enqueue; no AI worker runs)
@@ -29,6 +31,7 @@ import subprocess
 import sys
 
 import httpx
+import msgspec
 from benchkit import (
     RESULTS,
     alternating_rounds,
@@ -41,6 +44,7 @@ from benchkit import (
     stop_all,
 )
 
+from wingman.config import ServerSettings
 from wingman.server.auth import issue_access_token
 
 BARE = [sys.executable, "-m", "wingman", "serve", "--workers", "1", "--app"]
@@ -73,12 +77,23 @@ def main() -> int:
             servers.append(bare)
             web, port = start_web(services.root, services.settings, "web")
             servers.append(web)
+            # The same server without the request limiter, to show the limiter's share.
+            unlimited = msgspec.structs.replace(
+                services.settings, server=ServerSettings(rate_limits=False)
+            )
+            bare_limits, open_port = start_web(services.root, unlimited, "web-unlimited")
+            servers.append(bare_limits)
             session = seed_session(port, token)
             body = json.dumps({"content": "How was your weekend?"}).encode()
             cases = {
                 "(a) bare JSON endpoint": (bare_port, http_request("GET", "/bare", token), 200),
                 "(b) cached GET /sessions": (
                     port,
+                    http_request("GET", "/api/v1/sessions", token),
+                    200,
+                ),
+                "(b) without the request limiter": (
+                    open_port,
                     http_request("GET", "/api/v1/sessions", token),
                     200,
                 ),

@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATA ?= var
 
-.PHONY: run test bootstrap lint typecheck format check down status build clean
+.PHONY: run test bootstrap lint typecheck format check down status build clean image image-test
 
 ## Set up (venv, dependencies, PostgreSQL/Redis binaries) and run the whole stack until Ctrl-C.
 run: bootstrap
@@ -40,3 +40,15 @@ build: bootstrap
 
 clean:
 	rm -rf dist build .pytest_cache .mypy_cache .ruff_cache
+
+## Build the appliance image into var/image and localhost/wingman (root; Debian packages cached
+## in var/image-cache).
+image: bootstrap
+	scripts/build-image --oci
+
+## Build the image, boot it with systemd-nspawn, podman, then twice under QEMU; each boot checks
+## a sign-in and an AI reply (VM_BOOTS=1: one QEMU boot).
+image-test: image
+	scripts/image-test
+	scripts/image-test-container
+	scripts/image-test-vm

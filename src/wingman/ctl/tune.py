@@ -212,6 +212,12 @@ def _settings() -> Settings:
     help="Apply by writing the appliance's files into this folder; no service is touched.",
 )
 @click.option(
+    "--no-restart",
+    is_flag=True,
+    help="With --apply: write the files and touch no service (at boot, before PostgreSQL and "
+    "Redis start, they start with the new files).",
+)
+@click.option(
     "--markdown",
     is_flag=True,
     help="Print the plan for the reference hosts (2/4 … 32/64 cores/GB) as in docs/tuning.md.",
@@ -224,6 +230,7 @@ def tune(  # noqa: PLR0917 - one parameter per click option
     apply: bool,
     data_dir: Path | None,
     target_dir: Path | None,
+    no_restart: bool,
     markdown: bool,
     as_json: bool,
 ) -> None:
@@ -237,7 +244,7 @@ def tune(  # noqa: PLR0917 - one parameter per click option
 
     \b
     Exit status:
-      0   plan shown (and applied with --apply)
+      0   plan shown (and applied with --apply; --no-restart only writes)
       2   a service could not be reloaded or restarted (the files are written)
       64  bad usage: --data-dir without a dev stack, --apply with no appliance here
     """
@@ -246,6 +253,9 @@ def tune(  # noqa: PLR0917 - one parameter per click option
         return
     if (data_dir is not None or target_dir is not None) and not apply:
         click.echo("error: --data-dir and --target-dir choose where --apply writes", err=True)
+        raise SystemExit(EXIT_USAGE)
+    if no_restart and not apply:
+        click.echo("error: --no-restart only makes sense with --apply", err=True)
         raise SystemExit(EXIT_USAGE)
     if data_dir is not None and target_dir is not None:
         click.echo("error: give --data-dir or --target-dir, not both", err=True)
@@ -263,7 +273,10 @@ def tune(  # noqa: PLR0917 - one parameter per click option
     actions: list[str] = []
     failure = None
     try:
-        layout.activate(plan, changes, actions.append)
+        if no_restart:
+            actions.append("files written; no service touched (--no-restart)")
+        else:
+            layout.activate(plan, changes, actions.append)
     except (
         ActivationError,
         OSError,

@@ -1,0 +1,404 @@
+"""Boot check: is this Wingman up, and does a user get an AI reply? Standard library only.
+
+Two ways to run it:
+
+``inside``
+    In the booted image, by ``wingman-bootcheck.service``, which only starts when the kernel
+    (or, in a container, PID 1's) command line holds ``wingman.bootcheck=1``. Waits until every
+    Wingman unit is active and ``/health/ready`` answers 200, signs in and gets an AI reply,
+    prints the tuning in force, then stops ``wingman.target``, checks that no Wingman process is
+    left, and powers off. The seed file's webhook settings say where the code arrives: this
+    script listens there. With ``wingman.bootcheck=report`` it only waits for the units and
+    readiness and prints the tuning (a VM whose round trip runs from outside).
+
+``remote --base-url URL --listen HOST:PORT --secret S``
+    From the machine that runs a VM: the same sign-in and reply through a forwarded port, the
+    code arriving at a webhook this script serves on ``HOST:PORT``.
+
+Every line starts with ``wingman-bootcheck:``; the last one is ``PASS`` or ``FAIL: why``.
+One-time codes come only through the signed webhook; the code itself is never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import json
+import os
+import pwd
+import queue
+import subprocess
+import sys
+import threading
+import time
+import tomllib
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+UNITS = (
+    "wingman-firstboot.service",
+    "wingman-tune.service",
+    "postgresql@15-main.service",
+    "wingman-redis@queue.service",
+    "wingman-redis@cache.service",
+    "wingman-migrate.service",
+    "wingman-web.service",
+    "wingman-worker@ai.service",
+    "wingman-worker@default.service",
+    "wingman-worker@heavy.service",
+)
+SEED_PATHS = (
+    Path("/etc/wingman/seed.toml"),
+    Path("/var/lib/wingman/seed.toml"),
+    Path("/sys/firmware/qemu_fw_cfg/by_name/opt/wingman/seed/raw"),
+)
+
+
+class CheckFailed(Exception):
+    """One check did not hold; the message says which."""
+
+
+def say(message: str) -> None:
+    print(f"wingman-bootcheck: {message}", flush=True)
+
+
+# -- the webhook that receives one-time codes ---------------------------------------------------
+
+
+class CodeInbox:
+    """An HTTP server that accepts Wingman's signed code webhook and queues the codes."""
+
+    def __init__(self, listen: str, secret: str) -> None:
+        host, _, port = listen.rpartition(":")
+        self.codes: queue.Queue[dict[str, Any]] = queue.Queue()
+        inbox = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                stamp = self.headers.get("X-Wingman-Timestamp", "")
+                digest = hmac.new(secret.encode(), stamp.encode() + b"." + body, hashlib.sha256)
+                signed = hmac.compare_digest(
+                    self.headers.get("X-Wingman-Signature", ""), "sha256=" + digest.hexdigest()
+                )
+                self.send_response(204 if signed else 401)
+                self.end_headers()
+                if signed:
+                    inbox.codes.put(json.loads(body))
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self.server = ThreadingHTTPServer((host, int(port)), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def code_for(self, request_id: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                message = self.codes.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if message.get("request_id") == request_id:
+                return str(message["code"])
+        raise CheckFailed(f"no code arrived at the webhook within {timeout:.0f} s")
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+# -- HTTP ---------------------------------------------------------------------------------------
+
+
+def call(
+    base: str, method: str, path: str, body: Any = None, token: str | None = None
+) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"{base}{path}", data=data, method=method)  # noqa: S310
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            raw = response.read()
+            return response.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        try:
+            return exc.code, json.loads(raw)
+        except ValueError:
+            return exc.code, raw.decode(errors="replace")
+
+
+def expect(status: int, wanted: int, what: str, body: Any) -> None:
+    if status != wanted:
+        raise CheckFailed(f"{what}: HTTP {status} (wanted {wanted}): {str(body)[:300]}")
+
+
+def wait_ready(base: str, timeout: float) -> float:
+    """Seconds until ``/health/ready`` answered 200."""
+    start = time.monotonic()
+    last = "no answer"
+    while time.monotonic() - start < timeout:
+        try:
+            status, body = call(base, "GET", "/health/ready")
+            if status == 200:
+                return time.monotonic() - start
+            last = f"HTTP {status}: {str(body)[:200]}"
+        except (OSError, ValueError) as exc:
+            last = type(exc).__name__
+        time.sleep(0.5)
+    raise CheckFailed(f"/health/ready not 200 within {timeout:.0f} s ({last})")
+
+
+def round_trip(
+    base: str, inbox: CodeInbox, email: str, timeout: float, expect_sessions: int = 0
+) -> float:
+    """Sign in with a code, start a session, send a message; seconds until the reply is done."""
+    start = time.monotonic()
+    status, body = call(
+        base, "POST", "/api/v1/auth/otp/request", {"channel": "email", "destination": email}
+    )
+    expect(status, 202, "code request", body)
+    code = inbox.code_for(body["request_id"], timeout)
+    say("code arrived at the webhook")
+    status, body = call(
+        base, "POST", "/api/v1/auth/otp/verify", {"request_id": body["request_id"], "code": code}
+    )
+    expect(status, 200, "code verify", body)
+    token = body["access_token"]
+    say(f"signed in as {body['user']['email']}")
+    status, sessions = call(base, "GET", "/api/v1/sessions", None, token)
+    expect(status, 200, "sessions", sessions)
+    if len(sessions["items"]) < expect_sessions:
+        raise CheckFailed(
+            f"{len(sessions['items'])} earlier session(s) of this user, wanted {expect_sessions}"
+        )
+    say(f"{len(sessions['items'])} earlier session(s) of this user")
+    status, session = call(base, "POST", "/api/v1/sessions", {"title": "boot check"}, token)
+    expect(status, 201, "session", session)
+    status, pair = call(
+        base,
+        "POST",
+        f"/api/v1/sessions/{session['id']}/messages",
+        {"content": "She said she loves hiking. What could I answer?"},
+        token,
+    )
+    expect(status, 202, "message", pair)
+    ai_id = pair["ai_message"]["id"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, page = call(base, "GET", f"/api/v1/sessions/{session['id']}/messages", None, token)
+        expect(status, 200, "messages", page)
+        reply = next(m for m in page["items"] if m["id"] == ai_id)
+        if reply["processing_status"] == "done":
+            if not reply["content"].strip():
+                raise CheckFailed("the AI reply is done but empty")
+            say(f"AI reply done ({len(reply['content'])} characters)")
+            return time.monotonic() - start
+        if reply["processing_status"] in ("failed", "cancelled"):
+            raise CheckFailed(f"the AI reply ended {reply['processing_status']}: {reply['error']}")
+        time.sleep(0.5)
+    raise CheckFailed(f"the AI reply was not done within {timeout:.0f} s")
+
+
+# -- inside the booted image --------------------------------------------------------------------
+
+
+def unit_states() -> dict[str, str]:
+    result = subprocess.run(
+        ["systemctl", "show", "--property=Id,ActiveState", *UNITS],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    states: dict[str, str] = {}
+    for block in result.stdout.strip().split("\n\n"):
+        fields = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        states[fields.get("Id", "?")] = fields.get("ActiveState", "?")
+    return states
+
+
+def show_journal(unit: str) -> None:
+    """The unit's last log lines on the console, so a failed boot explains itself."""
+    result = subprocess.run(
+        ["journalctl", "--no-pager", "-o", "cat", "-n", "25", "-u", unit],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    for line in result.stdout.splitlines():
+        say(f"{unit}: {line}")
+
+
+def wait_units(timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        states = unit_states()
+        failed = [u for u, s in states.items() if s == "failed"]
+        if failed:
+            for unit in failed:
+                show_journal(unit)
+            raise CheckFailed(f"failed units: {', '.join(failed)}")
+        waiting = [u for u, s in states.items() if s != "active"]
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            for unit in waiting:
+                show_journal(unit)
+            raise CheckFailed(f"not active after {timeout:.0f} s: {', '.join(waiting)}")
+        time.sleep(0.5)
+
+
+def wingman_processes() -> list[str]:
+    """Processes of the wingman user or of a Wingman Redis (the stop must leave none)."""
+    wingman_uid = pwd.getpwnam("wingman").pw_uid
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            uid = proc.stat().st_uid
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        except OSError:
+            continue
+        ours = uid == wingman_uid or "/opt/wingman/" in cmdline or "redis-server" in cmdline
+        if ours and int(proc.name) != os.getpid():
+            found.append(f"{proc.name}: {cmdline[:80]}")
+    return found
+
+
+def boot_flag() -> str:
+    """The value of ``wingman.bootcheck=`` on the kernel command line (PID 1's in a container)."""
+    in_container = Path("/run/systemd/container").exists()
+    raw = Path("/proc/1/cmdline" if in_container else "/proc/cmdline").read_bytes()
+    for word in raw.replace(b"\0", b" ").decode().split():
+        if word.startswith("wingman.bootcheck="):
+            return word.partition("=")[2]
+    return "1"
+
+
+def psql(query: str) -> str:
+    result = subprocess.run(
+        ["runuser", "-u", "postgres", "--", "psql", "-XAtc", query],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout.strip()
+
+
+def tuning_report() -> str:
+    """The host as this boot saw it and the values running now (PostgreSQL, Granian)."""
+    with Path("/etc/wingman/tuning.toml").open("rb") as fh:
+        tuning = tomllib.load(fh)
+    web_pid = subprocess.run(
+        ["systemctl", "show", "--value", "--property=MainPID", "wingman-web.service"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    children = 0
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children += fields[1] == web_pid
+    return (
+        f"cores={len(os.sched_getaffinity(0))} "
+        f"server.workers={tuning['server']['workers']} granian_workers={children} "
+        f"max_worker_processes={psql('SHOW max_worker_processes')} "
+        f"shared_buffers={psql('SHOW shared_buffers')}"
+    )
+
+
+def inside(timeout: float) -> None:
+    """``wingman.bootcheck=1``: the whole check; ``=report``: units, readiness, tuning only."""
+    if boot_flag() == "report":
+        wait_units(timeout)
+        say("every Wingman unit is active")
+        wait_ready("http://127.0.0.1:8000", timeout)
+        say("READY /health/ready 200")
+        say(f"tuned: {tuning_report()}")
+        return
+    seed = next((tomllib.loads(p.read_text()) for p in SEED_PATHS if p.is_file()), None)
+    if seed is None:
+        raise CheckFailed("no seed file: the check needs the webhook settings of one")
+    webhook = seed["settings"]["delivery"]["webhook"]
+    where = urlsplit(webhook["url"])
+    inbox = CodeInbox(f"{where.hostname}:{where.port}", webhook["secret"])
+    try:
+        wait_units(timeout)
+        say("every Wingman unit is active")
+        base = "http://127.0.0.1:8000"
+        wait_ready(base, timeout)
+        say("READY /health/ready 200")
+        seconds = round_trip(base, inbox, "bootcheck@example.com", timeout)
+        say(f"round trip: sign-in, session, message, AI reply in {seconds:.1f} s")
+    finally:
+        inbox.close()
+    say(f"tuned: {tuning_report()}")
+    started = time.monotonic()
+    subprocess.run(["systemctl", "stop", "wingman.target"], check=True)
+    # The target's own stop job ends at once; its parts stop in their own time (graceful drains).
+    while any(state not in ("inactive", "failed") for state in unit_states().values()):
+        if time.monotonic() - started > 90:
+            raise CheckFailed(f"units still stopping after 90 s: {unit_states()}")
+        time.sleep(0.2)
+    say(f"wingman.target stopped in {time.monotonic() - started:.1f} s")
+    left = wingman_processes()
+    if left:
+        raise CheckFailed(f"processes left after `systemctl stop wingman.target`: {left}")
+    say("stop wingman.target: no Wingman process left")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", choices=["inside", "remote"])
+    parser.add_argument("--base-url", default="http://127.0.0.1:8000")
+    parser.add_argument("--listen", help="HOST:PORT for the code webhook (remote).")
+    parser.add_argument("--secret", help="The webhook secret of the seed (remote).")
+    parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--email", default="bootcheck@example.com")
+    parser.add_argument(
+        "--expect-sessions",
+        type=int,
+        default=0,
+        help="Sessions the user must already have (data kept across a reboot; remote).",
+    )
+    parser.add_argument("--poweroff", action="store_true", help="Power off when done (inside).")
+    args = parser.parse_args()
+    try:
+        if args.mode == "inside":
+            inside(args.timeout)
+        else:
+            if not args.listen or not args.secret:
+                parser.error("remote needs --listen and --secret")
+            inbox = CodeInbox(args.listen, args.secret)
+            try:
+                say(f"READY after {wait_ready(args.base_url, args.timeout):.1f} s of polling")
+                seconds = round_trip(
+                    args.base_url, inbox, args.email, args.timeout, args.expect_sessions
+                )
+                say(f"round trip: sign-in, session, message, AI reply in {seconds:.1f} s")
+            finally:
+                inbox.close()
+        say("PASS")
+        status = 0
+    except (CheckFailed, OSError, KeyError, ValueError, subprocess.CalledProcessError) as exc:
+        say(f"FAIL: {exc}")
+        status = 1
+    if args.poweroff and not (args.mode == "inside" and boot_flag() == "report"):
+        subprocess.run(["systemctl", "--no-block", "poweroff"], check=False)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -12,7 +12,6 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import httpx
 import msgspec
 import pytest
 import schemathesis
@@ -20,11 +19,11 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from tests.support.accounts import Caller, create_caller
-from tests.support.services import PrivateServices, child_env
+from tests.support.services import PrivateServices, child_env, wait_until_ready
 from wingman.config import DatabaseSettings, Settings
 from wingman.db.migrations import upgrade_to_head
 from wingman.db.models import UserRole
-from wingman.devstack.processes import free_port, wait_for
+from wingman.devstack.processes import free_port
 from wingman.server.database import create_engine
 
 pytestmark = pytest.mark.e2e
@@ -55,14 +54,8 @@ def server(fuzz_settings: Settings, tmp_path_factory: pytest.TempPathFactory) ->
     )
     base = f"http://127.0.0.1:{port}"
 
-    def ready() -> bool:
-        try:
-            return httpx.get(f"{base}/health/ready", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
-        assert wait_for(ready, 60, interval=0.25), Path(log.name).read_text()[-2000:]
+        assert wait_until_ready(base), Path(log.name).read_text()[-2000:]
         yield base
     finally:
         proc.terminate()

@@ -20,7 +20,7 @@ import msgspec
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.services import child_env
+from tests.support.services import child_env, wait_until_ready
 from wingman.config import ServerSettings, Settings
 from wingman.devstack.processes import free_port, wait_for
 from wingman.queues import create_queue, enqueue
@@ -69,14 +69,8 @@ def instance(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> It
         )
     url = f"http://127.0.0.1:{port}"
 
-    def ready() -> bool:
-        try:
-            return httpx.get(f"{url}/health/ready", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
-        assert wait_for(ready, 60, interval=0.2), web_log.read_text()[-3000:]
+        assert wait_until_ready(url), web_log.read_text()[-3000:]
         yield Instance(url, web_log)
     finally:
         _stop(web)

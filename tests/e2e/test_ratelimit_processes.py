@@ -22,9 +22,9 @@ from websockets.exceptions import InvalidStatus
 
 from tests.support.accounts import create_caller
 from tests.support.ratelimits import clear_rate_limit_counts, set_rate_limits
-from tests.support.services import child_env
+from tests.support.services import child_env, wait_until_ready
 from wingman.config import ServerSettings, Settings
-from wingman.devstack.processes import free_port, wait_for
+from wingman.devstack.processes import free_port
 from wingman.server.database import create_engine
 
 pytestmark = pytest.mark.e2e
@@ -77,14 +77,8 @@ def server(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
         )
     url = f"http://127.0.0.1:{port}"
 
-    def ready() -> bool:
-        try:
-            return httpx.get(f"{url}/health/ready", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
-        assert wait_for(ready, 60, interval=0.2), log_path.read_text()[-3000:]
+        assert wait_until_ready(url), log_path.read_text()[-3000:]
         yield Server(url, log_path)
     finally:
         process.send_signal(signal.SIGTERM)

@@ -9,6 +9,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import msgspec
 
 from wingman.config import (
@@ -19,7 +20,7 @@ from wingman.config import (
     Settings,
 )
 from wingman.devstack.postgres import PostgresCluster
-from wingman.devstack.processes import free_port
+from wingman.devstack.processes import free_port, wait_for
 from wingman.devstack.redis import RedisServer
 
 
@@ -86,3 +87,15 @@ def child_env(settings: Settings, folder: Path) -> dict[str, str]:
     env["WINGMAN_CONFIG"] = str(config)
     env["WINGMAN_TUNING"] = str(folder / "tuning.toml")
     return env
+
+
+def wait_until_ready(base_url: str, timeout: float = 60.0) -> bool:
+    """True once ``base_url``'s ``/health/ready`` answers 200 (a server process has started)."""
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"{base_url}/health/ready", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    return wait_for(ready, timeout, interval=0.2)

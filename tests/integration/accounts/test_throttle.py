@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.services import child_env
+from tests.support.services import child_env, wait_until_ready
 from wingman.config import Settings
-from wingman.devstack.processes import free_port, wait_for
+from wingman.devstack.processes import free_port
 
 
 @pytest.fixture
@@ -31,14 +31,8 @@ def two_worker_server(settings: Settings, tmp_path: Path) -> Iterator[str]:
         )
     base_url = f"http://127.0.0.1:{port}"
 
-    def ready() -> bool:
-        try:
-            return httpx.get(f"{base_url}/health/ready", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
-        assert wait_for(ready, 60, interval=0.2), (tmp_path / "web.log").read_text()
+        assert wait_until_ready(base_url), (tmp_path / "web.log").read_text()
         yield base_url
     finally:
         process.send_signal(signal.SIGTERM)

@@ -17,10 +17,10 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.integration.catalog.conftest import bearer
-from tests.support.services import child_env
+from tests.support.services import child_env, wait_until_ready
 from wingman.config import Settings
 from wingman.db.models import Tone
-from wingman.devstack.processes import free_port, wait_for
+from wingman.devstack.processes import free_port
 
 PROPAGATION_BUDGET = 1.0
 
@@ -39,14 +39,8 @@ def server(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
     )
     url = f"http://127.0.0.1:{port}"
 
-    def ready() -> bool:
-        try:
-            return httpx.get(f"{url}/health/ready", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
-        if not wait_for(ready, timeout=60):
+        if not wait_until_ready(url):
             pytest.fail(f"server did not get ready:\n{Path(log.name).read_text()}")
         yield url
     finally:

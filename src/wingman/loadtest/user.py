@@ -54,7 +54,6 @@ class Shared:
     recorder: Recorder
     cycle_seconds: float
     stop: asyncio.Event
-    tone_ids: list[str] = field(default_factory=list)
     # AI message id -> how many ``message.completed`` frames arrived (duplicates show as > 1).
     completions: dict[str, int] = field(default_factory=dict)
     posted: list[str] = field(default_factory=list)
@@ -125,11 +124,9 @@ class SimUser:
         self.token = tokens["access_token"]
         self.headers = {"Authorization": f"Bearer {self.token}"}
         self.shared.recorder.observe("sign_in", (time.perf_counter() - started) * 1000)
-        tone = (
-            self.shared.tone_ids[self.index % len(self.shared.tone_ids)]
-            if self.shared.tone_ids
-            else None
-        )
+        # Tones need a signed-in caller; users spread over them so every tone's phrases run.
+        tones = await self._call("tones", "GET", "/api/v1/tones") or []
+        tone = tones[self.index % len(tones)]["id"] if tones else None
         chat = await self._call(
             "create_session",
             "POST",

@@ -16,8 +16,6 @@ Prints the figures and writes bench/results/<date>-cache.{json,md}.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import os
 import subprocess
 import sys
@@ -25,7 +23,6 @@ import sys
 import httpx
 import msgspec
 from benchkit import (
-    RESULTS,
     alternating_rounds,
     bench_arguments,
     http_request,
@@ -34,6 +31,7 @@ from benchkit import (
     seed_user,
     start_web,
     stop_all,
+    write_results,
 )
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -70,22 +68,7 @@ def hit_ratio(port: int) -> float | None:
 
 def write_report(args: argparse.Namespace, result: dict[str, object]) -> None:
     """Print the figures and write bench/results/<date>-cache.{json,md}."""
-    now = dt.datetime.now(dt.UTC)
-    report = {
-        "name": "cache",
-        "at": now.isoformat(timespec="seconds"),
-        "host_cores": os.cpu_count(),
-        "seconds_per_round": args.seconds,
-        "rounds": args.rounds,
-        "connections": args.connections,
-        "sessions_on_page": SESSIONS,
-        "route": result,
-    }
-    out = RESULTS / f"{now.date().isoformat()}-cache"
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    lines = [
-        f"# cache ({report['at']})",
-        "",
+    body = [
         f"Authenticated `GET {PATH}` (first page, {SESSIONS} sessions). One web worker per"
         f" server, {args.connections} keep-alive connections; median of {args.rounds}"
         f" alternating rounds of {args.seconds:g} s per server; {os.cpu_count()} cores shared"
@@ -96,8 +79,14 @@ def write_report(args: argparse.Namespace, result: dict[str, object]) -> None:
         f"| {result['rps_cache_on']:.0f} | {result['rps_cache_off']:.0f}"
         f" | {result['ratio_on_over_off']:.3f} | {result['hit_ratio']} |",
     ]
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    fields = {
+        "seconds_per_round": args.seconds,
+        "rounds": args.rounds,
+        "connections": args.connections,
+        "sessions_on_page": SESSIONS,
+        "route": result,
+    }
+    write_results("cache", fields, body)
 
 
 def main() -> int:

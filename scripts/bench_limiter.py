@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
-import json
 import os
 import subprocess
 import sys
@@ -26,7 +24,6 @@ import uuid
 
 import msgspec
 from benchkit import (
-    RESULTS,
     alternating_rounds,
     bench_arguments,
     http_request,
@@ -35,12 +32,13 @@ from benchkit import (
     seed_user,
     start_web,
     stop_all,
+    write_results,
 )
-from redis.asyncio import Redis
 
-from wingman.config import ServerSettings
+from wingman.config import RedisSettings, ServerSettings
 from wingman.server.auth import issue_access_token
 from wingman.server.ratelimit import RateLimiter, RateRule
+from wingman.server.redis import RedisClients
 
 ROUTES = {
     # Served from the per-process catalog cache: the limiter's share is largest here.
@@ -53,9 +51,9 @@ ROUTES = {
 async def time_checks(redis_url: str, calls: int = 3000) -> float:
     """Mean microseconds of one allowed check (hit and window figures), in this process, against
     the same Redis: the limiter's own share without HTTP noise."""
-    client = Redis.from_url(redis_url)
+    clients = RedisClients.from_settings(RedisSettings(queue_url=redis_url), process="bench")
     try:
-        limiter = RateLimiter.on_redis(client, redis_url)
+        limiter = RateLimiter.on_redis(clients)
         rule = RateRule.parse("api:user", "100000000/hour")
         identifier = uuid.uuid4().hex
         for _ in range(200):
@@ -65,29 +63,14 @@ async def time_checks(redis_url: str, calls: int = 3000) -> float:
             await limiter.check(rule, identifier)
         return (time.perf_counter() - start) / calls * 1e6
     finally:
-        await client.aclose()
+        await clients.close()
 
 
 def write_report(
     args: argparse.Namespace, results: dict[str, dict[str, object]], check_us: float
 ) -> None:
     """Print the figures and write bench/results/<date>-limiter.{json,md}."""
-    now = dt.datetime.now(dt.UTC)
-    report = {
-        "name": "limiter",
-        "at": now.isoformat(timespec="seconds"),
-        "host_cores": os.cpu_count(),
-        "seconds_per_round": args.seconds,
-        "rounds": args.rounds,
-        "connections": args.connections,
-        "routes": results,
-        "check_us_in_process": check_us,
-    }
-    out = RESULTS / f"{now.date().isoformat()}-limiter"
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    lines = [
-        f"# limiter ({report['at']})",
-        "",
+    body = [
         f"One web worker per server, {args.connections} keep-alive connections, a signed-in"
         f" caller; median of {args.rounds} alternating rounds of {args.seconds:g} s per server;"
         f" {os.cpu_count()} cores shared by client, servers, PostgreSQL and Redis.",
@@ -96,17 +79,23 @@ def write_report(
         "| --- | --- | --- | --- | --- |",
     ]
     for label, row in results.items():
-        lines.append(
+        body.append(
             f"| {label} `{row['path']}` | {row['rps_limits_on']:.0f} | {row['rps_limits_off']:.0f}"
             f" | {row['ratio_on_over_off']:.3f} | {row['overhead_us_per_request']} µs |"
         )
-    lines += [
+    body += [
         "",
-        f"One allowed limiter check measured in a single process against the same Redis (two"
-        f" round trips: count the hit, read the window): {check_us} µs.",
+        f"One allowed limiter check measured in a single process against the same Redis (one"
+        f" script call: count the hit and read the window): {check_us} µs.",
     ]
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    fields = {
+        "seconds_per_round": args.seconds,
+        "rounds": args.rounds,
+        "connections": args.connections,
+        "routes": results,
+        "check_us_in_process": check_us,
+    }
+    write_results("limiter", fields, body)
 
 
 def main() -> int:

@@ -24,7 +24,6 @@ Prints the figures and writes bench/results/<date>-micro.{json,md}.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import subprocess
@@ -33,7 +32,6 @@ import sys
 import httpx
 import msgspec
 from benchkit import (
-    RESULTS,
     alternating_rounds,
     bench_arguments,
     http_request,
@@ -42,6 +40,7 @@ from benchkit import (
     seed_user,
     start_web,
     stop_all,
+    write_results,
 )
 
 from wingman.config import ServerSettings
@@ -126,21 +125,7 @@ def main() -> int:
 
 def write_report(args: argparse.Namespace, results: dict[str, dict[str, object]]) -> None:
     """Print the figures and write bench/results/<date>-micro.{json,md}."""
-    now = dt.datetime.now(dt.UTC)
-    report = {
-        "name": "micro",
-        "at": now.isoformat(timespec="seconds"),
-        "host_cores": os.cpu_count(),
-        "seconds_per_round": args.seconds,
-        "rounds": args.rounds,
-        "connections": args.connections,
-        "cases": results,
-    }
-    out = RESULTS / f"{now.date().isoformat()}-micro"
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    lines = [
-        f"# micro ({report['at']})",
-        "",
+    body = [
         f"One Granian worker per server (same settings for Wingman and the bare app),"
         f" {args.connections} keep-alive connections, median of {args.rounds} alternating rounds"
         f" of {args.seconds:g} s; {os.cpu_count()} cores shared by client, servers, PostgreSQL"
@@ -150,9 +135,14 @@ def write_report(args: argparse.Namespace, results: dict[str, dict[str, object]]
         "| --- | ---: | ---: |",
     ]
     for label, row in results.items():
-        lines.append(f"| {label} | {row['rps']:.0f} | {row['ratio_to_bare']:.3f} |")
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+        body.append(f"| {label} | {row['rps']:.0f} | {row['ratio_to_bare']:.3f} |")
+    fields = {
+        "seconds_per_round": args.seconds,
+        "rounds": args.rounds,
+        "connections": args.connections,
+        "cases": results,
+    }
+    write_results("micro", fields, body)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,23 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 # An allowance nobody reaches in a benchmark run.
 ROOMY = {"limit": 100_000_000, "period": "hour"}
+
+
+def write_results(name: str, fields: dict[str, Any], body: list[str]) -> None:
+    """Write bench/results/<date>-<name>.json (``fields`` with the name, time and core count)
+    and .md (a heading, then ``body``), and print the Markdown."""
+    now = datetime.now(UTC)
+    report = {
+        "name": name,
+        "at": now.isoformat(timespec="seconds"),
+        "host_cores": os.cpu_count(),
+        **fields,
+    }
+    out = RESULTS / f"{now.date().isoformat()}-{name}"
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = [f"# {name} ({report['at']})", "", *body]
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 def log(message: str) -> None:

@@ -74,9 +74,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         # Producers: handlers enqueue jobs after their transaction commits. The rate limiter
         # shares the queue-role Redis pool (opened by redis_lifespan, which runs first).
         app.state.queues = {name: create_queue(settings, name) for name in QUEUE_NAMES}
-        app.state.rate_limiter = RateLimiter.on_redis(
-            app.state.redis.queue, settings.redis.queue_url
-        )
+        app.state.rate_limiter = RateLimiter.on_redis(app.state.redis)
         try:
             yield
         finally:
@@ -95,7 +93,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
     @asynccontextmanager
     async def cache_lifespan(app: Litestar) -> AsyncIterator[None]:
         # Session list and detail reads, kept in the cache-role Redis.
-        app.state.read_cache = ReadCache(app.state.redis.cache, settings.cache)
+        app.state.read_cache = ReadCache(
+            app.state.redis.cache, settings.cache, mux=app.state.redis.cache_mux
+        )
         yield
 
     @asynccontextmanager

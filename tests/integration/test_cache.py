@@ -20,6 +20,7 @@ from wingman.config import CacheSettings, Settings
 from wingman.db.models import ChatSession
 from wingman.server.cache import ReadCache, invalidate_user
 from wingman.server.metrics import CACHE_REQUESTS
+from wingman.server.redis_mux import RedisMux
 
 
 class Page(msgspec.Struct):
@@ -53,8 +54,12 @@ class Loader:
         return Page(items=list(self.value))
 
 
-async def test_hit_after_miss_and_a_bump_invalidates(redis_cache: Redis) -> None:
-    cache = ReadCache(redis_cache, CacheSettings())
+@pytest.mark.parametrize("pipelined", [False, True], ids=["redis-py", "mux"])
+async def test_hit_after_miss_and_a_bump_invalidates(
+    redis_cache: Redis, settings: Settings, pipelined: bool
+) -> None:
+    mux = RedisMux(settings.redis.effective_cache_url) if pipelined else None
+    cache = ReadCache(redis_cache, CacheSettings(), mux=mux)
     user = uuid4()
     load = Loader(["a"])
     hits, misses = counted("unit", "hit"), counted("unit", "miss")
@@ -75,6 +80,8 @@ async def test_hit_after_miss_and_a_bump_invalidates(redis_cache: Redis) -> None
     await invalidate_user(redis_cache, user)
     await cache.get_or_load("unit", other, "k", load, Page)
     assert load.calls == 3
+    if mux is not None:
+        await mux.close()
 
 
 async def test_entries_expire(redis_cache: Redis) -> None:

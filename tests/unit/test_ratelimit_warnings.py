@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wingman.server.ratelimit import WarningGate
+from wingman.server.log_gate import WarningGate
 from wingman.server.request_log import request_id_from
 
 

@@ -46,6 +46,7 @@ from redis.exceptions import RedisError
 
 from wingman.config import CacheSettings
 from wingman.server.metrics import CACHE_REQUESTS
+from wingman.server.redis_mux import RedisMux
 
 log = structlog.get_logger(__name__)
 
@@ -74,12 +75,23 @@ async def invalidate_user(redis_cache: Redis, user_id: UUID) -> None:
 class ReadCache:
     """Per-user cached reads on one Redis client (the cache role)."""
 
-    def __init__(self, redis: Redis, settings: CacheSettings) -> None:
+    def __init__(self, redis: Redis, settings: CacheSettings, mux: RedisMux | None = None) -> None:
         self.redis = redis
         self.enabled = settings.enabled
         self.ttl = settings.ttl_seconds
         self.lock_seconds = settings.lock_seconds
-        self._read = redis.register_script(_READ)
+        # The read every request makes goes through the pipelined connection when there is one
+        # (server/redis_mux.py); misses, locks and stores through redis-py.
+        self._mux = mux
+        self._read_script = redis.register_script(_READ)
+
+    async def _read(self, keys: list[str], args: list[str]) -> tuple[bytes, bytes | None]:
+        """The user's version and the entry under it (None: a miss)."""
+        if self._mux is not None:
+            version, entry = await self._mux.evalsha(_READ, keys, args)
+        else:
+            version, entry = await self._read_script(keys=keys, args=args)
+        return version, entry
 
     async def get_or_load(
         self,
@@ -94,7 +106,7 @@ class ReadCache:
             return await load()
         head, tail = f"{PREFIX}:e:{name}:{user_id}:", f":{key}"
         try:
-            version, raw = await self._read(keys=[version_key(user_id)], args=[head, tail])
+            version, raw = await self._read([version_key(user_id)], [head, tail])
         except RedisError as exc:
             log.warning("cache_unavailable", cache=name, error=type(exc).__name__)
             return await load()

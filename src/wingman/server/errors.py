@@ -11,6 +11,8 @@ from http import HTTPStatus
 from typing import Any
 
 import structlog
+from advanced_alchemy.exceptions import RepositoryError
+from advanced_alchemy.extensions.litestar.exception_handler import exception_to_http_response
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.plugins.problem_details import (
@@ -20,6 +22,10 @@ from litestar.plugins.problem_details import (
 )
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from sqlalchemy.exc import DataError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from wingman.server.log_gate import WarningGate
+from wingman.server.metrics import DB_POOL_TIMEOUTS
 
 log = structlog.get_logger(__name__)
 
@@ -123,4 +129,35 @@ def _unstorable(request: Request[Any, Any, Any], exc: DataError) -> Response[Any
     ).to_response(request)
 
 
-EXCEPTION_HANDLERS = {Exception: _unexpected, DataError: _unstorable}
+_pool_warnings = WarningGate()
+
+
+def _busy(request: Request[Any, Any, Any], exc: PoolTimeout) -> Response[Any]:
+    # No database connection came free within database.pool_timeout: the process is overloaded,
+    # not broken. 503 with Retry-After tells clients and proxies to come back (a 500 would be
+    # reported as a bug); the warning is written at most once per interval.
+    DB_POOL_TIMEOUTS.inc()
+    held = _pool_warnings.open("pool")
+    if held is not None:
+        log.warning("database_pool_exhausted", path=request.url.path, suppressed=held)
+    return Problem(
+        503,
+        "server-busy",
+        "The server is too busy to answer right now; try again shortly.",
+        headers={"Retry-After": "2"},
+    ).to_response(request)
+
+
+def _repository(request: Request[Any, Any, Any], exc: RepositoryError) -> Response[Any]:
+    # advanced-alchemy's repositories wrap SQLAlchemy's errors, the pool timeout included.
+    if isinstance(exc.__cause__, PoolTimeout):
+        return _busy(request, exc.__cause__)
+    return exception_to_http_response(request, exc)
+
+
+EXCEPTION_HANDLERS = {
+    Exception: _unexpected,
+    DataError: _unstorable,
+    PoolTimeout: _busy,
+    RepositoryError: _repository,
+}

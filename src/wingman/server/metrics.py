@@ -91,6 +91,11 @@ RATE_LIMITED = Counter(
     "Requests refused with 429 by a rate limit, by scope.",
     ["scope"],
 )
+DB_POOL_TIMEOUTS = Counter(
+    "wingman_db_pool_timeouts",
+    "Requests answered 503 because no database connection came free within the pool timeout.",
+)
+
 RATE_LIMITER_ERRORS = Counter(
     "wingman_rate_limiter_errors",
     "Rate-limit checks that could not reach their store (the limiter failed open or closed).",

@@ -49,8 +49,11 @@ def watch_pool(engine: AsyncEngine) -> None:
 def time_redis(clients: RedisClients) -> None:
     """Time every command of both role clients (one client when both roles share it)."""
     _time_client(clients.queue, "queue")
+    clients.queue_mux.observe = REDIS_COMMAND_DURATION.labels("queue").observe
     if clients.cache is not clients.queue:
         _time_client(clients.cache, "cache")
+    if clients.cache_mux is not clients.queue_mux:
+        clients.cache_mux.observe = REDIS_COMMAND_DURATION.labels("cache").observe
 
 
 def _time_client(client: Redis, role: str) -> None:

@@ -1,10 +1,19 @@
 """Rate limits shared by every web worker: a moving window per (scope, identifier) in Redis.
 
-Built on the ``limits`` package and its async Redis storage (Lua scripts, so a check-and-count is
-one atomic step however many processes serve requests). A :class:`RateRule` names a scope
+A :class:`RateRule` names a scope
 (``"otp:ip"``, ``"api:user"``, ``"chat:user"``) and an allowance such as ``5/minute``; the
 caller supplies the identifier (an IP, a user id, a destination hash). Nothing here knows about
 accounts or tiers, so later areas add scopes without touching this module.
+
+**The window** is the ``limits`` package's moving window, kept exactly as it lays it out (one
+Redis list of hit timestamps per key, newest first, trimmed to the allowance, key names from
+``limits``' items under :data:`KEY_PREFIX`), but counted by our own Lua script,
+:data:`_HIT_ALL`. ``limits``' storage needs two round trips per check (``acquire_entry``, then
+``get_moving_window`` for the budget headers) and one check per scope; the script checks every
+scope of a request, counts the hit in all of them only if all allow it, and returns each window's
+count and oldest hit, in one round trip. On the hottest route (a cached read) that halved the
+limiter's share of a request (bench: scripts/bench_micro.py, "(b)" with and without the limiter).
+Parsing allowances stays with ``limits``.
 
 The storage shares the queue-role Redis client's connection pool: limits are shared state that
 must survive a cache flush, and the cache role evicts keys under memory pressure.
@@ -12,7 +21,7 @@ must survive a cache flush, and the cache role evicts keys under memory pressure
 When Redis cannot be reached a check fails open (the request goes on uncounted) unless the caller
 asks for ``fail_closed`` (sign-in codes: sending them costs money and invites abuse), which answers
 503. Either way the failure is counted in ``wingman_rate_limiter_errors_total{scope}`` and logged
-as a warning at most once per :data:`WARNING_INTERVAL` seconds per scope, so an outage does not
+as a warning at most once per ten seconds per scope (server/log_gate.py), so an outage does not
 write one line per request.
 """
 
@@ -20,26 +29,74 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import structlog
 from limits import RateLimitItem, parse
-from limits.aio.storage import RedisStorage
-from limits.aio.strategies import MovingWindowRateLimiter
-from limits.errors import StorageError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from wingman.server.errors import Problem
+from wingman.server.log_gate import WarningGate
 from wingman.server.metrics import RATE_LIMITED, RATE_LIMITER_ERRORS
+from wingman.server.redis import RedisClients
+from wingman.server.redis_mux import RedisMux
 
 log = structlog.get_logger(__name__)
 
 KEY_PREFIX = "wingman:ratelimit"
-WARNING_INTERVAL = 10.0
-# What an unreachable or failing Redis raises through the ``limits`` storage.
-STORE_ERRORS = (StorageError, RedisError, OSError)
+# What an unreachable or failing Redis raises.
+STORE_ERRORS = (RedisError, OSError)
+
+# KEYS: one window list per scope. ARGV[1]: now (seconds, float); then per key its allowance and
+# window length in seconds. Refuses when a window already holds its allowance of hits younger than
+# the window (limits' acquire_moving_window); otherwise pushes ``now`` onto every list. Returns
+# {index of the refusing key or 0, then per key: hits in the window, oldest of them (as a string:
+# Lua numbers come back as integers)}. The lists are newest first, so the hits still inside the
+# window are a prefix, found by binary search (limits' moving_window).
+_HIT_ALL = """
+local now = tonumber(ARGV[1])
+local refused = 0
+for i = 1, #KEYS do
+    local limit = tonumber(ARGV[2 * i])
+    local entry = redis.call('LINDEX', KEYS[i], limit - 1)
+    if entry and tonumber(entry) >= now - tonumber(ARGV[2 * i + 1]) then
+        refused = i
+        break
+    end
+end
+if refused == 0 then
+    for i = 1, #KEYS do
+        redis.call('LPUSH', KEYS[i], ARGV[1])
+        redis.call('LTRIM', KEYS[i], 0, tonumber(ARGV[2 * i]) - 1)
+        redis.call('EXPIRE', KEYS[i], tonumber(ARGV[2 * i + 1]))
+    end
+end
+local out = {refused}
+for i = 1, #KEYS do
+    local since = now - tonumber(ARGV[2 * i + 1])
+    local low, high, last = 0, redis.call('LLEN', KEYS[i]) - 1, -1
+    while low <= high do
+        local mid = math.floor((low + high) / 2)
+        local value = tonumber(redis.call('LINDEX', KEYS[i], mid))
+        if value and value >= since then
+            last = mid
+            low = mid + 1
+        else
+            high = mid - 1
+        end
+    end
+    if last >= 0 then
+        out[#out + 1] = last + 1
+        out[#out + 1] = redis.call('LINDEX', KEYS[i], last)
+    else
+        out[#out + 1] = 0
+        out[#out + 1] = ARGV[1]
+    end
+end
+return out
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,29 +140,6 @@ def seconds_until(reset_at: float, now: float) -> int:
     return max(1, math.ceil(reset_at - now))
 
 
-class WarningGate:
-    """Lets a repeated warning through at most once per ``interval`` seconds per key, and says
-    how many were held back since the last one."""
-
-    def __init__(
-        self, interval: float = WARNING_INTERVAL, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.interval = interval
-        self._clock = clock
-        self._next: dict[str, float] = {}
-        self._held: dict[str, int] = {}
-
-    def open(self, key: str) -> int | None:
-        """The number of warnings held back since the last one let through, or None to hold
-        this one back too."""
-        now = self._clock()
-        if now < self._next.get(key, float("-inf")):
-            self._held[key] = self._held.get(key, 0) + 1
-            return None
-        self._next[key] = now + self.interval
-        return self._held.pop(key, 0)
-
-
 def refusal(rule: RateRule, decision: RateDecision) -> Problem:
     """The 429 problem for a refused hit."""
     return Problem(
@@ -120,35 +154,51 @@ def refusal(rule: RateRule, decision: RateDecision) -> Problem:
 class RateLimiter:
     """Moving-window limiter on Redis; one instance per process, safe to share between tasks."""
 
-    def __init__(self, storage: RedisStorage) -> None:
-        self._storage = storage
-        self._strategy = MovingWindowRateLimiter(storage)
+    def __init__(self, client: Redis, mux: RedisMux) -> None:
+        self._client = client
+        self._mux = mux
         self._warnings = WarningGate()
 
     @classmethod
-    def on_redis(cls, client: Redis, url: str) -> RateLimiter:
-        """A limiter that borrows ``client``'s connection pool (``url`` names the same server)."""
-        storage = RedisStorage(
-            "async+" + url,
-            implementation="redispy",
-            key_prefix=KEY_PREFIX,
-            connection_pool=client.connection_pool,  # type: ignore[arg-type]
-            wrap_exceptions=True,
-        )
-        return cls(storage)
+    def on_redis(cls, clients: RedisClients) -> RateLimiter:
+        """A limiter on the queue-role Redis (limits must survive a cache flush): the per-request
+        script through the pipelined connection, the rest through redis-py."""
+        return cls(clients.queue, clients.queue_mux)
+
+    @staticmethod
+    def key(rule: RateRule, identifier: str) -> str:
+        return f"{KEY_PREFIX}:{rule.item.key_for(rule.scope, identifier)}"
+
+    async def hit_all(
+        self, checks: Sequence[tuple[RateRule, str]]
+    ) -> tuple[int | None, list[RateDecision]]:
+        """Count one request against every (rule, identifier), all or none: if any window is
+        full, nothing is counted. Returns the index of the first full window (None when the hit
+        was counted) and each window's decision; every decision says ``allowed`` only when the
+        hit was counted."""
+        now = time.time()
+        args: list[float | int] = [now]
+        for rule, _ in checks:
+            args += [rule.item.amount, rule.item.get_expiry()]
+        reply = await self._mux.evalsha(_HIT_ALL, [self.key(*check) for check in checks], args)
+        refused = int(reply[0]) - 1
+        decisions = []
+        for index, (rule, _) in enumerate(checks):
+            count, oldest = int(reply[1 + 2 * index]), float(reply[2 + 2 * index])
+            decisions.append(
+                RateDecision(
+                    allowed=refused < 0,
+                    limit=rule.item.amount,
+                    remaining=max(0, rule.item.amount - count),
+                    reset_after=seconds_until(oldest + rule.item.get_expiry(), now),
+                )
+            )
+        return (None if refused < 0 else refused), decisions
 
     async def hit(self, rule: RateRule, identifier: str) -> RateDecision:
         """Count one request against ``rule`` for ``identifier``, unless that would exceed it."""
-        allowed = await self._strategy.hit(rule.item, rule.scope, identifier)
-        reset_at, remaining = await self._strategy.get_window_stats(
-            rule.item, rule.scope, identifier
-        )
-        return RateDecision(
-            allowed=allowed,
-            limit=rule.item.amount,
-            remaining=max(0, remaining),
-            reset_after=seconds_until(reset_at, time.time()),
-        )
+        _, (decision,) = await self.hit_all([(rule, identifier)])
+        return decision
 
     async def check(
         self, rule: RateRule, identifier: str, *, fail_closed: bool = False
@@ -158,54 +208,58 @@ class RateLimiter:
         None when the store cannot be reached (fail open); with ``fail_closed`` a 503 problem is
         raised instead.
         """
+        return await self.enforce((rule, identifier), fail_closed=fail_closed, raise_refusal=False)
+
+    async def enforce(
+        self,
+        *checks: tuple[RateRule, str],
+        fail_closed: bool = False,
+        raise_refusal: bool = True,
+    ) -> RateDecision | None:
+        """Hit every (rule, identifier) at once (:meth:`hit_all`); raise a 429 problem naming
+        the first full window.
+
+        Nothing is counted when one refuses, so a throttled client does not also use up
+        allowances it never got to spend. Returns the decision of the last check, or of the
+        refusing one with ``raise_refusal`` off (None without checks, or when the store could not
+        be reached and ``fail_closed`` is off).
+        """
+        if not checks:
+            return None
         try:
-            decision = await self.hit(rule, identifier)
+            refused, decisions = await self.hit_all(checks)
         except STORE_ERRORS as exc:
-            self._store_failed(rule.scope, exc)
+            scope = ",".join(rule.scope for rule, _ in checks)
+            self._store_failed(scope, exc)
             if fail_closed:
                 raise Problem(
                     503,
                     "rate-limiter-unavailable",
                     "This request cannot be checked against its allowance right now; try again"
                     " shortly.",
-                    extra={"scope": rule.scope},
+                    extra={"scope": scope},
                     headers={"Retry-After": "5"},
                 ) from None
             return None
-        if not decision.allowed:
-            RATE_LIMITED.labels(scope=rule.scope).inc()
-        return decision
-
-    async def enforce(
-        self, *checks: tuple[RateRule, str], fail_closed: bool = False
-    ) -> RateDecision | None:
-        """Hit each (rule, identifier) in order; raise a 429 problem at the first refusal.
-
-        Later rules are not counted once one refuses, so a throttled client does not also use up
-        allowances it never got to spend. Returns the last decision (None without checks, or when
-        the store could not be reached and ``fail_closed`` is off).
-        """
-        decision: RateDecision | None = None
-        for rule, identifier in checks:
-            decision = await self.check(rule, identifier, fail_closed=fail_closed)
-            if decision is None:
-                return None
-            if not decision.allowed:
-                raise refusal(rule, decision)
+        if refused is None:
+            return decisions[-1]
+        rule, decision = checks[refused][0], decisions[refused]
+        RATE_LIMITED.labels(scope=rule.scope).inc()
+        if raise_refusal:
+            raise refusal(rule, decision)
         return decision
 
     def _store_failed(self, scope: str, exc: BaseException) -> None:
         RATE_LIMITER_ERRORS.labels(scope=scope).inc()
         held = self._warnings.open(scope)
         if held is not None:
-            cause = exc.storage_error if isinstance(exc, StorageError) else exc
             log.warning(
                 "rate_limiter_unavailable",
                 scope=scope,
-                error=type(cause).__name__,
+                error=type(exc).__name__,
                 suppressed=held,
             )
 
     async def clear(self, rule: RateRule, identifier: str) -> None:
         """Forget the hits of ``identifier`` under ``rule`` (admin unblock, tests)."""
-        await self._strategy.clear(rule.item, rule.scope, identifier)
+        await self._client.delete(self.key(rule, identifier))

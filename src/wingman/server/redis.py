@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from wingman.config import RedisSettings
+from wingman.server.redis_mux import RedisMux
 
 
 def connect(url: str, settings: RedisSettings, name: str) -> Redis:
@@ -28,20 +29,37 @@ def connect(url: str, settings: RedisSettings, name: str) -> Redis:
 
 @dataclass(slots=True)
 class RedisClients:
+    """redis-py clients per role, and a pipelined connection per role (server/redis_mux.py) for
+    the calls every request makes (request limiter, read cache)."""
+
     queue: Redis
     cache: Redis
+    queue_mux: RedisMux
+    cache_mux: RedisMux
 
     @classmethod
     def from_settings(cls, settings: RedisSettings, process: str) -> RedisClients:
         queue = connect(settings.queue_url, settings, f"{process}-queue")
-        cache = (
-            queue
-            if settings.effective_cache_url == settings.queue_url
-            else connect(settings.effective_cache_url, settings, f"{process}-cache")
+        queue_mux = RedisMux(
+            settings.queue_url, timeout=settings.socket_timeout, name=f"{process}-queue-mux"
         )
-        return cls(queue=queue, cache=cache)
+        if settings.effective_cache_url == settings.queue_url:
+            return cls(queue=queue, cache=queue, queue_mux=queue_mux, cache_mux=queue_mux)
+        return cls(
+            queue=queue,
+            cache=connect(settings.effective_cache_url, settings, f"{process}-cache"),
+            queue_mux=queue_mux,
+            cache_mux=RedisMux(
+                settings.effective_cache_url,
+                timeout=settings.socket_timeout,
+                name=f"{process}-cache-mux",
+            ),
+        )
 
     async def close(self) -> None:
         await self.queue.aclose()
+        await self.queue_mux.close()
         if self.cache is not self.queue:
             await self.cache.aclose()
+        if self.cache_mux is not self.queue_mux:
+            await self.cache_mux.close()

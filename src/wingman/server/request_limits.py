@@ -29,7 +29,7 @@ from litestar.datastructures import State
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from wingman.db.models import UserTier
 from wingman.domain.catalog.registry import RateLimits
@@ -46,13 +46,10 @@ def rule_for(scope: str, notation: str) -> RateRule:
 
 
 async def rate_limits(state: State) -> RateLimits:
-    """The ``rate_limits`` config in force, through the process's catalog cache.
-
-    A session is only used on a cache miss; creating one opens no connection.
-    """
+    """The ``rate_limits`` config in force, through the process's catalog cache (a database
+    session is opened only on a miss)."""
     engine: AsyncEngine = state.alchemy.get_engine()
-    async with AsyncSession(engine) as session:
-        return await config_value(state.catalog, session, "rate_limits", RateLimits)
+    return await config_value(state.catalog, engine, "rate_limits", RateLimits)
 
 
 def caller_rule(limits: RateLimits, scope: Scope) -> tuple[RateRule, str]:

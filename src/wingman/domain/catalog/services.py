@@ -18,7 +18,7 @@ from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from wingman.db.models import AuditLogEntry, GlobalConfig, Tone, User, utcnow
 from wingman.domain.catalog import registry
@@ -197,17 +197,25 @@ async def load_config(session: AsyncSession) -> dict[str, ConfigValue]:
     }
 
 
-async def current_config(cache: CatalogCache, session: AsyncSession) -> dict[str, ConfigValue]:
-    """Every known key's value in force (cached per process)."""
+async def current_config(
+    cache: CatalogCache, session: AsyncSession | AsyncEngine
+) -> dict[str, ConfigValue]:
+    """Every known key's value in force (cached per process). Given an engine, a session is
+    opened only on a miss (callers outside handlers, on every request)."""
 
     async def load() -> dict[str, ConfigValue]:
+        if isinstance(session, AsyncEngine):
+            async with AsyncSession(session) as own:
+                return await load_config(own)
         return await load_config(session)
 
     values: dict[str, ConfigValue] = await cache.get("config", load)
     return values
 
 
-async def config_value(cache: CatalogCache, session: AsyncSession, key: str, schema: type[V]) -> V:
+async def config_value(
+    cache: CatalogCache, session: AsyncSession | AsyncEngine, key: str, schema: type[V]
+) -> V:
     """One key's value as its schema, e.g. ``config_value(cache, db, "ai", AiConfig)``."""
     value = (await current_config(cache, session))[key]
     if not isinstance(value, schema):

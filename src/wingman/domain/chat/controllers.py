@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 from uuid import UUID
 
@@ -82,6 +84,15 @@ def provide_chat(
     return ChatService(db_session, current_user.id, cursor_key(state.settings.security.secret_key))
 
 
+@asynccontextmanager
+async def chat_reader(state: State, user: AuthUser) -> AsyncIterator[ChatService]:
+    """A :class:`ChatService` on a session of its own, for a cached read's loader: a request
+    answered from the cache then opens no database session at all (the ``chat`` dependency
+    would make, commit and close one per request, a tenth of a cached read's time)."""
+    async with AsyncSession(state.alchemy.get_engine()) as db:
+        yield ChatService(db, user.id, cursor_key(state.settings.security.secret_key))
+
+
 def set_fields(data: msgspec.Struct) -> dict[str, object]:
     """The fields a PATCH body actually carries (``null`` included, left-out ones not)."""
     return {
@@ -140,12 +151,12 @@ class ChatSessionController(Controller):
         self,
         state: State,
         current_user: NamedDependency[AuthUser],
-        chat: NamedDependency[ChatService],
         cursor: Cursor = None,
         limit: PageSize = DEFAULT_PAGE,
     ) -> SessionPage:
         async def load() -> SessionPage:
-            rows, next_cursor = await chat.list_sessions(cursor, limit)
+            async with chat_reader(state, current_user) as chat:
+                rows, next_cursor = await chat.list_sessions(cursor, limit)
             return SessionPage(items=[session_out(row) for row in rows], next_cursor=next_cursor)
 
         if cursor is not None:
@@ -172,11 +183,11 @@ class ChatSessionController(Controller):
         session_id: FromPath[UUID],
         state: State,
         current_user: NamedDependency[AuthUser],
-        chat: NamedDependency[ChatService],
         limit: PageSize = DEFAULT_PAGE,
     ) -> SessionDetail:
         async def load() -> SessionDetail:
-            return await session_detail(chat, session_id, limit)
+            async with chat_reader(state, current_user) as chat:
+                return await session_detail(chat, session_id, limit)
 
         # Keyed by the caller: another user's id misses and gets the 404 from the database.
         cache: ReadCache = state.read_cache

@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATA ?= var
 
-.PHONY: run test bootstrap lint typecheck format check down status build clean image image-test
+.PHONY: run test bootstrap lint typecheck format check down status build clean image image-test bundle
 
 ## Set up (venv, dependencies, PostgreSQL/Redis binaries) and run the whole stack until Ctrl-C.
 run: bootstrap
@@ -37,6 +37,11 @@ down:
 
 build: bootstrap
 	$(BIN)/python -m build --outdir dist .
+
+## Build an upgrade bundle for `wingmanctl upgrade` (the wingman wheel and the locked runtime
+## wheels, checksummed) into var/bundle/wingman-<version>-bundle.tar.
+bundle: bootstrap
+	scripts/build-bundle
 
 clean:
 	rm -rf dist build .pytest_cache .mypy_cache .ruff_cache

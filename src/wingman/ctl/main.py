@@ -13,13 +13,14 @@ from wingman.ctl.logs import logs
 from wingman.ctl.migrate import migrate
 from wingman.ctl.status import status
 from wingman.ctl.tune import tune
+from wingman.ctl.upgrade import upgrade
 from wingman.ctl.users import users
 
 
 @click.group()
 @click.version_option(package_name="wingman")
 def main() -> None:
-    """Administer Wingman: status, tuning, users, backups, migrations and the dev stack."""
+    """Administer Wingman: status, tuning, users, backups, upgrades, migrations, the dev stack."""
 
 
 main.add_command(dev)
@@ -33,3 +34,4 @@ main.add_command(doctor)
 main.add_command(logs)
 main.add_command(config)
 main.add_command(bench)
+main.add_command(upgrade)

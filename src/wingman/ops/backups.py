@@ -11,7 +11,6 @@ Nothing is restored before the archive is proven whole: its size and sha256 matc
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import subprocess
@@ -30,6 +29,7 @@ from sqlalchemy.engine import make_url
 from wingman import __version__
 from wingman.db.migrations import alembic_config, head_revision
 from wingman.devstack.binaries import find_postgres
+from wingman.ops.checksums import sha256_of
 
 Report = Callable[[str], None]
 MANIFEST_FORMAT = 1
@@ -116,14 +116,6 @@ class Connection(msgspec.Struct, frozen=True):
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def manifest_path(dump: Path) -> Path:

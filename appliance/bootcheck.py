@@ -4,12 +4,15 @@ Two ways to run it:
 
 ``inside``
     In the booted image, by ``wingman-bootcheck.service``, which only starts when the kernel
-    (or, in a container, PID 1's) command line holds ``wingman.bootcheck=1``. Waits until every
+    (or, in a container, PID 1's) command line holds ``wingman.bootcheck=1``, or the system
+    has a credential ``wingman.bootcheck`` (a VM's SMBIOS or fw_cfg). Waits until every
     Wingman unit is active and ``/health/ready`` answers 200, signs in and gets an AI reply,
-    prints the tuning in force, then stops ``wingman.target``, checks that no Wingman process is
-    left, and powers off. The seed file's webhook settings say where the code arrives: this
-    script listens there. With ``wingman.bootcheck=report`` it only waits for the units and
-    readiness and prints the tuning (a VM whose round trip runs from outside).
+    checks ``wingmanctl status --json`` (healthy with every unit and the configured worker
+    processes; degraded, naming it, while one worker unit is stopped), prints the tuning in
+    force, then stops ``wingman.target``, checks that no Wingman process is left, and powers
+    off. The seed file's webhook settings say where the code arrives: this script listens there.
+    With ``wingman.bootcheck=report`` it only waits for the units and readiness and prints the
+    tuning (a VM whose round trip runs from outside).
 
 ``remote --base-url URL --listen HOST:PORT --secret S``
     From the machine that runs a VM: the same sign-in and reply through a forwarded port, the
@@ -255,6 +258,123 @@ def wait_units(timeout: float) -> None:
         time.sleep(0.5)
 
 
+# The names ``wingmanctl status`` gives the appliance's units.
+STATUS_UNITS = (
+    "web",
+    "worker-ai",
+    "worker-default",
+    "worker-heavy",
+    "postgres",
+    "redis-queue",
+    "redis-cache",
+)
+QUEUES = ("ai", "default", "heavy")
+
+
+def wingmanctl_status() -> tuple[int, dict[str, Any]]:
+    """``wingmanctl status --json``: its exit status and report."""
+    result = subprocess.run(
+        ["/opt/wingman/bin/wingmanctl", "status", "--json", "--metrics-window", "0.5"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    try:
+        report = json.loads(result.stdout)
+    except ValueError:
+        raise CheckFailed(
+            f"wingmanctl status --json printed no report (exit {result.returncode}): "
+            f"{result.stderr.strip()[-300:]}"
+        ) from None
+    return result.returncode, report
+
+
+def not_ok(report: dict[str, Any]) -> list[str]:
+    return [
+        f"{row['group']}/{row['name']}: {row['value']}"
+        for row in report["rows"]
+        if row["state"] != "ok"
+    ]
+
+
+def wait_status(code: int, timeout: float) -> dict[str, Any]:
+    """Poll ``wingmanctl status`` until it exits with ``code``; its report."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status, report = wingmanctl_status()
+        if status == code:
+            return report
+        if time.monotonic() > deadline:
+            raise CheckFailed(
+                f"wingmanctl status exits {status} ({report.get('overall')}), not {code}, "
+                f"after {timeout:.0f} s: {not_ok(report)}"
+            )
+        time.sleep(1)
+
+
+def expected_worker_processes() -> dict[str, int]:
+    """Worker processes per queue: the unit's environment (an override) or the tuning in force."""
+    with Path("/etc/wingman/tuning.toml").open("rb") as fh:
+        tuned = tomllib.load(fh).get("worker", {}).get("queues", {})
+    expected = {}
+    for name in QUEUES:
+        expected[name] = int(tuned.get(name, {}).get("processes", 1))
+        environment = subprocess.run(
+            ["systemctl", "show", "--value", "--property=Environment", f"wingman-worker@{name}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        key = f"WINGMAN_WORKER__QUEUES__{name.upper()}__PROCESSES="
+        for word in environment:
+            if word.startswith(key):
+                expected[name] = int(word.removeprefix(key))
+    return expected
+
+
+def status_check(timeout: float) -> None:
+    """``wingmanctl status`` against the systemd units: healthy, then degraded by one worker."""
+    # The daily backup timer's job, once: without any backup the appliance's status warns.
+    subprocess.run(["systemctl", "start", "wingman-backup.service"], check=True)
+    report = wait_status(0, timeout)
+    units = {row["name"]: row for row in report["rows"] if row["group"] == "units"}
+    missing = [name for name in STATUS_UNITS if name not in units]
+    if missing or report["overall"] != "healthy":
+        raise CheckFailed(f"wingmanctl status: {report['overall']}, units missing: {missing}")
+    down = [name for name, row in units.items() if row["state"] != "ok"]
+    if down:
+        raise CheckFailed(f"wingmanctl status: healthy but units not up: {down}")
+    say(f"wingmanctl status: healthy (exit 0), units up: {', '.join(units)}")
+    # Every configured worker process runs and has registered with its queue.
+    workers = {
+        row["name"]: row["figures"].get("workers")
+        for row in report["rows"]
+        if row["group"] == "queues"
+    }
+    expected = expected_worker_processes()
+    if workers != expected:
+        raise CheckFailed(f"live workers per queue {workers}, configured processes {expected}")
+    say(f"worker processes per queue, as configured: {workers}")
+
+    subprocess.run(["systemctl", "stop", "wingman-worker@heavy.service"], check=True)
+    try:
+        status, report = wingmanctl_status()
+        failing = not_ok(report)
+        if status != 1 or report["overall"] != "degraded":
+            raise CheckFailed(
+                f"with wingman-worker@heavy stopped, status exits {status} "
+                f"({report['overall']}), not 1 (degraded): {failing}"
+            )
+        if not any(line.startswith("units/worker-heavy:") for line in failing):
+            raise CheckFailed(f"the degraded status does not name worker-heavy: {failing}")
+        say(f"wingman-worker@heavy stopped: degraded (exit 1): {'; '.join(failing)}")
+    finally:
+        subprocess.run(["systemctl", "start", "wingman-worker@heavy.service"], check=True)
+    wait_status(0, timeout)
+    say("wingman-worker@heavy started again: healthy (exit 0)")
+
+
 def wingman_processes() -> list[str]:
     """Processes of the wingman user or of a Wingman Redis (the stop must leave none)."""
     wingman_uid = pwd.getpwnam("wingman").pw_uid
@@ -273,8 +393,22 @@ def wingman_processes() -> list[str]:
     return found
 
 
+SYSTEM_CREDENTIAL = Path("/run/credentials/@system/wingman.bootcheck")
+
+
 def boot_flag() -> str:
-    """The value of ``wingman.bootcheck=`` on the kernel command line (PID 1's in a container)."""
+    """The boot check's mode: ``1`` (whole check) or ``report``.
+
+    From the system credential ``wingman.bootcheck`` when there is one (a VM gets it from the
+    host: ``-smbios type=11,value=io.systemd.credential:wingman.bootcheck=report``), else from
+    ``wingman.bootcheck=`` on the kernel command line (PID 1's in a container).
+    """
+    try:
+        value = SYSTEM_CREDENTIAL.read_text().strip()
+    except OSError:
+        value = ""
+    if value:
+        return value
     in_container = Path("/run/systemd/container").exists()
     raw = Path("/proc/1/cmdline" if in_container else "/proc/cmdline").read_bytes()
     for word in raw.replace(b"\0", b" ").decode().split():
@@ -344,6 +478,7 @@ def inside(timeout: float) -> None:
         say(f"round trip: sign-in, session, message, AI reply in {seconds:.1f} s")
     finally:
         inbox.close()
+    status_check(timeout)
     say(f"tuned: {tuning_report()}")
     started = time.monotonic()
     subprocess.run(["systemctl", "stop", "wingman.target"], check=True)

@@ -63,12 +63,31 @@ def serve(host: str | None, port: int | None, workers: int | None, target: str) 
 @click.option(
     "--queue", "queue_name", type=click.Choice(QUEUE_NAMES), required=True, help="Queue to work."
 )
-def worker(queue_name: str) -> None:
-    """Run an SAQ worker for one queue until SIGTERM or Ctrl-C (jobs finish or are requeued)."""
+@click.option(
+    "--processes",
+    type=click.IntRange(min=1),
+    help="Worker processes for the queue (default: worker.queues.<queue>.processes).",
+)
+def worker(queue_name: str, processes: int | None) -> None:
+    """Run SAQ workers for one queue until SIGTERM or Ctrl-C (jobs finish or are requeued).
+
+    With more than one process this one supervises them: each is a `--processes 1` worker, one
+    that dies is started again, and SIGTERM stops them all (see wingman.worker_processes).
+    """
     from wingman.server.logging import configure_logging
-    from wingman.server.metrics_directory import use_for_worker
 
     settings = _settings()
+    count = processes or settings.worker.queue(queue_name).processes
+    if count > 1:
+        from wingman.worker_processes import supervise
+
+        configure_logging(settings, process=f"worker-{queue_name}")
+        one = [sys.executable, "-m", "wingman", "worker", "--queue", queue_name, "--processes", "1"]
+        # Children get the grace period for their jobs, plus time to start and close.
+        sys.exit(supervise(one, count, stop_timeout=settings.worker.shutdown_grace + 10))
+
+    from wingman.server.metrics_directory import use_for_worker
+
     # Before wingman.worker imports prometheus-client, so its job metrics reach /metrics.
     use_for_worker(settings, queue_name)
     from wingman.worker import create_worker

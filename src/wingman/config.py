@@ -94,8 +94,8 @@ class QueueSettings(Section):
     heartbeat: int = 30
     retry_delay: float = 1.0
     retry_backoff: bool = True
-    # Worker processes the service manager runs for this queue (instances of
-    # wingman-worker@<queue>); set by `wingmanctl tune` from the host's cores and memory.
+    # Worker processes for this queue: `wingman worker --queue <queue>` (the unit
+    # wingman-worker@<queue>) supervises this many; set by `wingmanctl tune` from the host.
     processes: int = 1
 
 

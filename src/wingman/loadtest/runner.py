@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import ssl
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,7 +25,6 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-import httpx
 from sqlalchemy import func, select
 
 from wingman.config import Settings, load_settings
@@ -142,14 +142,10 @@ async def run_load(plan: LoadPlan, progress: Any = print) -> dict[str, Any]:
     recorder = Recorder()
     stop = asyncio.Event()
     run_tag = datetime.now(UTC).strftime("%H%M%S") + os.urandom(2).hex()
-    limits = httpx.Limits(max_connections=plan.users + 10, max_keepalive_connections=plan.users)
-    async with (
-        httpx.AsyncClient(timeout=30.0, limits=limits) as http,
-        LogCodes(stack.log_dir / "worker-default.log") as codes,
-    ):
+    async with LogCodes(stack.log_dir / "worker-default.log") as codes:
         shared = Shared(
             base_url=base_url,
-            http=http,
+            tls=ssl.create_default_context(),
             codes=codes,
             recorder=recorder,
             cycle_seconds=plan.cycle_seconds,

@@ -4,6 +4,7 @@ budget figures, and the same window layout the ``limits`` package reads."""
 from __future__ import annotations
 
 import asyncio
+import math
 import uuid
 from collections.abc import AsyncIterator
 
@@ -125,3 +126,61 @@ async def test_matches_a_model_of_the_windows(
                 used[i] += 1
         for i, decision in zip(chosen, decisions, strict=True):
             assert decision.remaining == allowances[i] - used[i]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_900_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@hypothesis_settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    allowances=st.lists(st.integers(1, 5), min_size=1, max_size=3),
+    steps=st.lists(
+        st.tuples(
+            # Seconds before the request: often none, sometimes exactly a window's length.
+            st.sampled_from([0.0, 0.0, 0.25, 1.0, 3.0, 9.5, 10.0, 10.5, 25.0]),
+            st.lists(st.booleans(), min_size=3, max_size=3),
+        ),
+        max_size=30,
+    ),
+)
+async def test_matches_a_moving_window_as_time_passes(
+    settings: Settings,
+    allowances: list[int],
+    steps: list[tuple[float, list[bool]]],
+) -> None:
+    """Against a plain model of moving windows of 10 s: a request is counted iff every scope it
+    names holds fewer than its allowance of counted hits from the last 10 s (a hit exactly 10 s
+    old still counts), and then in all of them; remaining and reset follow from that model."""
+    clock = Clock()
+    clients = RedisClients.from_settings(settings.redis, process="tests")
+    limiter = RateLimiter(clients.queue, clients.queue_mux, clock=clock)
+    try:
+        who = fresh_id()
+        rules = [
+            RateRule.parse(f"test:moving{i}", f"{n}/10 seconds") for i, n in enumerate(allowances)
+        ]
+        counted: list[list[float]] = [[] for _ in rules]
+        for pause, picks in steps:
+            clock.now += pause
+            chosen = [i for i in range(len(rules)) if picks[i]] or [0]
+            window = {i: [t for t in counted[i] if t >= clock.now - 10] for i in chosen}
+            full = [i for i in chosen if len(window[i]) >= allowances[i]]
+            refused, decisions = await limiter.hit_all([(rules[i], who) for i in chosen])
+            assert refused == (chosen.index(full[0]) if full else None)
+            for i, decision in zip(chosen, decisions, strict=True):
+                if not full:
+                    counted[i].append(clock.now)
+                    window[i].append(clock.now)
+                assert decision.allowed is (not full)
+                assert decision.remaining == allowances[i] - len(window[i])
+                oldest = min(window[i], default=clock.now)
+                assert decision.reset_after == max(1, math.ceil(oldest + 10 - clock.now))
+    finally:
+        await clients.close()

@@ -97,7 +97,7 @@ def serving_pids(log: Path, route: str) -> set[int]:
     return pids
 
 
-def test_counts_are_exact_across_web_workers(instance: Instance) -> None:
+def test_counts_are_exact_across_web_workers(instance: Instance, settings: Settings) -> None:
     for _ in range(REQUESTS):
         # A new client per request: no keep-alive, so the kernel spreads them over both workers.
         with httpx.Client(timeout=10) as client:
@@ -112,8 +112,10 @@ def test_counts_are_exact_across_web_workers(instance: Instance) -> None:
     assert value(text, "wingman_request_duration_seconds_count", **labels) == REQUESTS
     # Only the scrape itself is in flight, summed over both workers' live gauges.
     assert value(text, "wingman_requests_in_flight") == 1
-    # The pools (5 each) of both web workers and of the SAQ worker are added up.
-    assert value(text, "wingman_db_pool_connections", state="size") == 3 * 5
+    # The pools of both web workers and of the SAQ worker are added up (each may keep
+    # pool_size + max_overflow open).
+    per_process = settings.database.pool_size + settings.database.max_overflow
+    assert value(text, "wingman_db_pool_connections", state="size") == 3 * per_process
 
 
 async def test_job_metrics_of_a_worker_process_appear(

@@ -67,8 +67,8 @@ REQUESTS_IN_FLIGHT = Gauge(
 
 DB_POOL_CONNECTIONS = Gauge(
     "wingman_db_pool_connections",
-    "Database pool connections over all live processes: size (configured), checked_out "
-    "(in use), overflow (opened beyond size).",
+    "Database pool connections over all live processes: size (what the pools may keep open), "
+    "open (held now), checked_out (in use).",
     ["state"],
     multiprocess_mode="livesum",
 )

@@ -25,21 +25,22 @@ _BLOCKING = frozenset({"BLPOP", "BRPOP", "BLMOVE", "BRPOPLPUSH", "BZPOPMIN", "BZ
 def watch_pool(engine: AsyncEngine) -> None:
     """Keep ``wingman_db_pool_connections{state}`` current on every checkout and checkin.
 
-    SQLAlchemy's queue pool does not say how many callers wait for a connection, so ``waiting``
-    is not reported; ``checked_out`` reaching ``size`` plus the overflow limit is the sign.
+    ``size`` is what the pool may keep open (``pool_size`` + ``max_overflow``, see
+    server/database.py), ``open`` what it holds now, ``checked_out`` what is in use. SQLAlchemy's
+    queue pool does not say how many callers wait for a connection, so ``waiting`` is not
+    reported; ``checked_out`` at ``size`` is the sign.
     """
     pool: Pool = engine.sync_engine.pool
     size = getattr(pool, "size", None)
     checked_out = getattr(pool, "checkedout", None)
-    overflow = getattr(pool, "overflow", None)
-    if not (callable(size) and callable(checked_out) and callable(overflow)):
+    checked_in = getattr(pool, "checkedin", None)
+    if not (callable(size) and callable(checked_out) and callable(checked_in)):
         return  # a pool without counters (NullPool, StaticPool)
 
     def update(*_: Any) -> None:
         DB_POOL_CONNECTIONS.labels("size").set(size())
+        DB_POOL_CONNECTIONS.labels("open").set(checked_in() + checked_out())
         DB_POOL_CONNECTIONS.labels("checked_out").set(checked_out())
-        # The queue pool counts overflow from -size upwards; only the positive part is real.
-        DB_POOL_CONNECTIONS.labels("overflow").set(max(0, overflow()))
 
     for name in ("connect", "checkout", "checkin", "close"):
         event.listen(pool, name, update)

@@ -23,6 +23,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
@@ -215,12 +216,15 @@ class LastSeenTracker:
 
 
 def _claims_user(token: Token) -> AuthUser:
+    return _user_of(token.sub, str(token.extras.get("tier")), str(token.extras.get("role")))
+
+
+@lru_cache(maxsize=VERIFIED_TOKENS)
+def _user_of(sub: str, tier: str, role: str) -> AuthUser:
+    """The caller named by a verified token's claims (parsed once per distinct claims: the
+    result is immutable, and every request of a signed-in client carries the same ones)."""
     try:
-        return AuthUser(
-            id=UUID(token.sub),
-            tier=UserTier(str(token.extras.get("tier"))),
-            role=UserRole(str(token.extras.get("role"))),
-        )
+        return AuthUser(id=UUID(sub), tier=UserTier(tier), role=UserRole(role))
     except ValueError:
         raise NotAuthorizedException("Invalid token") from None
 

@@ -34,7 +34,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from functools import lru_cache
+from typing import Any, TypeVar
 from uuid import UUID
 
 import msgspec
@@ -61,6 +62,12 @@ _READ = """
 local version = redis.call('GET', KEYS[1]) or '0'
 return {version, redis.call('GET', ARGV[1] .. version .. ARGV[2])}
 """
+
+
+@lru_cache(maxsize=64)
+def _counted(name: str, result: str) -> Any:
+    """The labelled lookup counter (``labels()`` checks and locks on every call)."""
+    return CACHE_REQUESTS.labels(name, result)
 
 
 def version_key(user_id: UUID) -> str:
@@ -111,9 +118,9 @@ class ReadCache:
             log.warning("cache_unavailable", cache=name, error=type(exc).__name__)
             return await load()
         if raw is not None:
-            CACHE_REQUESTS.labels(name, "hit").inc()
+            _counted(name, "hit").inc()
             return msgspec.msgpack.decode(raw, type=type_)
-        CACHE_REQUESTS.labels(name, "miss").inc()
+        _counted(name, "miss").inc()
         entry = f"{head}{version.decode()}{tail}"
         return await self._load_once(entry, load, type_)
 

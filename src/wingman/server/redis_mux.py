@@ -48,23 +48,49 @@ Reply = Any
 
 
 class _Protocol(asyncio.Protocol):
-    def __init__(self) -> None:
+    def __init__(self, timeout: float) -> None:
         self.reader = hiredis.Reader(replyError=ResponseError)
-        self.waiting: collections.deque[asyncio.Future[Reply]] = collections.deque()
+        # Callers in the order their commands were sent, each with the time its reply is due by.
+        self.waiting: collections.deque[tuple[asyncio.Future[Reply], float]] = collections.deque()
         self.transport: asyncio.Transport | None = None
         self.lost = False
+        self.timeout = timeout
         # Commands asked for in this turn of the event loop, written together at its end.
         self.outgoing: list[bytes] = []
+        # One timer for the whole connection instead of one per call: replies come in order, so
+        # only the oldest caller can be overdue, and the timer sleeps until its deadline.
+        self._watchdog: asyncio.TimerHandle | None = None
 
-    def queue(self, command: bytes) -> None:
+    def call(self, command: bytes) -> asyncio.Future[Reply]:
+        """Queue ``command``; the future gets its reply (or its error)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Reply] = loop.create_future()
+        self.waiting.append((future, loop.time() + self.timeout))
         if not self.outgoing:
-            asyncio.get_running_loop().call_soon(self.flush)
+            loop.call_soon(self.flush)
         self.outgoing.append(command)
+        if self._watchdog is None:
+            self._watchdog = loop.call_later(self.timeout, self._check_overdue)
+        return future
 
     def flush(self) -> None:
         commands, self.outgoing = self.outgoing, []
         if self.transport is not None and not self.lost:
             self.transport.write(b"".join(commands))
+
+    def _check_overdue(self) -> None:
+        self._watchdog = None
+        if self.lost or not self.waiting:
+            return
+        loop = asyncio.get_running_loop()
+        future, due = self.waiting[0]
+        if due > loop.time():
+            self._watchdog = loop.call_at(due, self._check_overdue)
+            return
+        if not future.done():
+            future.set_exception(RedisTimeoutError(f"No reply from Redis within {self.timeout} s"))
+        # Later replies would go to the wrong callers: start again on a new connection.
+        self._abandon(RedisConnectionError("Dropped after a Redis call timed out"))
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # a stream transport
@@ -75,8 +101,8 @@ class _Protocol(asyncio.Protocol):
             if not self.waiting:  # a reply nobody asked for: the stream is out of step
                 self._abandon(RedisConnectionError("Redis sent an unexpected reply"))
                 return
-            future = self.waiting.popleft()
-            if future.done():  # its caller timed out: the connection is being dropped anyway
+            future, _ = self.waiting.popleft()
+            if future.done():  # its caller was cancelled; the reply is its, and dropped
                 continue
             if isinstance(reply, ResponseError):
                 future.set_exception(reply)
@@ -88,8 +114,11 @@ class _Protocol(asyncio.Protocol):
 
     def _abandon(self, error: Exception) -> None:
         self.lost = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         while self.waiting:
-            future = self.waiting.popleft()
+            future, _ = self.waiting.popleft()
             if not future.done():
                 future.set_exception(error)
         if self.transport is not None:
@@ -146,20 +175,7 @@ class RedisMux:
     def _send(self, protocol: _Protocol, args: tuple[Any, ...]) -> asyncio.Future[Reply]:
         if protocol.transport is None:
             raise RedisConnectionError("Not connected to Redis")
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Reply] = loop.create_future()
-        protocol.waiting.append(future)
-        protocol.queue(hiredis.pack_command(args))
-        timer = loop.call_later(self.timeout, self._expire, protocol, future)
-        future.add_done_callback(lambda _: timer.cancel())
-        return future
-
-    def _expire(self, protocol: _Protocol, future: asyncio.Future[Reply]) -> None:
-        if future.done():
-            return
-        future.set_exception(RedisTimeoutError(f"No reply from Redis within {self.timeout} s"))
-        # Later replies would go to the wrong callers: start again on a new connection.
-        protocol._abandon(RedisConnectionError("Dropped after a Redis call timed out"))
+        return protocol.call(hiredis.pack_command(args))
 
     async def _connect(self) -> _Protocol:
         if self._connecting is None:
@@ -195,11 +211,15 @@ class RedisMux:
     async def _open(self) -> _Protocol:
         loop = asyncio.get_running_loop()
         settings = self._settings
+
+        def make() -> _Protocol:
+            return _Protocol(self.timeout)
+
         if settings["path"]:
-            _, protocol = await loop.create_unix_connection(_Protocol, settings["path"])
+            _, protocol = await loop.create_unix_connection(make, settings["path"])
         else:
             _, protocol = await loop.create_connection(
-                _Protocol,
+                make,
                 settings["host"],
                 settings["port"],
                 ssl=ssl.create_default_context() if settings["tls"] else None,

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import re
 import time
-import uuid
 from typing import Any
 
 import structlog
@@ -36,7 +35,7 @@ def request_id_from(value: str | None) -> str:
     """The client's id if it is acceptable, else a new random one."""
     if value is not None and REQUEST_ID_PATTERN.fullmatch(value):
         return value
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # a uuid4's randomness and text, without building the UUID
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -79,18 +78,20 @@ class RequestLog:
             await send(message)
 
         start = time.perf_counter()
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
-            try:
-                await self.app(scope, receive, send_with_id)
-            finally:
-                log.info(
-                    "request",
-                    method=scope.get("method"),
-                    route=scope.get("path_template") or None,
-                    status=status,
-                    duration_ms=round((time.perf_counter() - start) * 1000, 2),
-                    user_id=_user_id(scope),
-                    client_ip=self.addresses.of(scope),
-                    # Which worker process served it (several share one port).
-                    pid=os.getpid(),
-                )
+        # bind/reset rather than bound_contextvars(): the same, without a generator per request.
+        bound = structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            log.info(
+                "request",
+                method=scope.get("method"),
+                route=scope.get("path_template") or None,
+                status=status,
+                duration_ms=round((time.perf_counter() - start) * 1000, 2),
+                user_id=_user_id(scope),
+                client_ip=self.addresses.of(scope),
+                # Which worker process served it (several share one port).
+                pid=os.getpid(),
+            )
+            structlog.contextvars.reset_contextvars(**bound)

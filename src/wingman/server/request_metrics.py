@@ -8,6 +8,7 @@ ids in labels would make one time series per row. A path that matched no route i
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -20,10 +21,26 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 
 class RequestMetrics:
-    """ASGI wrapper: ``wingman_requests_total``, ``..._duration_seconds``, ``..._in_flight``."""
+    """ASGI wrapper: ``wingman_requests_total``, ``..._duration_seconds``, ``..._in_flight``.
+
+    The labelled series are looked up once per (method, route, status) and kept: ``labels()``
+    checks and locks on every call, a measurable part of a cached read. Labels are bounded
+    (methods are folded, routes are templates), so the table stays small.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def _series_of(self, method: str, route: str, status: int) -> tuple[Any, Any]:
+        key = (method, route, status)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = (
+                REQUESTS.labels(method, route, str(status)),
+                REQUEST_DURATION.labels(method, route),
+            )
+        return series
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
@@ -46,5 +63,6 @@ class RequestMetrics:
             sent = str(scope.get("method", ""))
             method = sent if sent in METHODS else "other"
             route = scope.get("path_template") or UNMATCHED
-            REQUESTS.labels(method, route, str(status)).inc()
-            REQUEST_DURATION.labels(method, route).observe(time.perf_counter() - start)
+            count, duration = self._series_of(method, route, status)
+            count.inc()
+            duration.observe(time.perf_counter() - start)

@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tests.integration.realtime.conftest import (
+    REALTIME,
     close_code,
     open_socket,
     receive,
@@ -148,12 +149,15 @@ async def test_a_client_that_does_not_read_is_closed_while_others_keep_up(
                     received += 1
 
         reading = asyncio.create_task(read_all())
-        for n in range(count):
-            await bus.publish(caller.id, "message.delta", {"n": n, "text": payload})
-            if n % 20 == 0:
-                # A brisk stream (about 4 MB/s), not a flood no reader could keep up with.
-                await asyncio.sleep(0.01)
-        await asyncio.wait_for(reading, 30)
+        async with asyncio.timeout(60):
+            for n in range(count):
+                await bus.publish(caller.id, "message.delta", {"n": n, "text": payload})
+                # A brisk stream the reader keeps up with: never more than half the outbound
+                # queue (64 here) ahead of it, however slow the host is at the moment. The
+                # sleeper falls behind by the whole stream.
+                while n + 1 - received > REALTIME.outbound_queue_size // 2:
+                    await asyncio.sleep(0.002)
+            await reading
         assert received == count
         assert await close_code(sleeper, within=15) == CloseCode.TOO_SLOW
 

@@ -31,6 +31,7 @@ from wingman.domain.catalog.controllers import (
     CatalogController,
 )
 from wingman.domain.chat.controllers import ChatSessionController
+from wingman.domain.chat.hot_list import CachedSessionList
 from wingman.domain.health.controllers import HealthController
 from wingman.domain.profiles.controllers import ProfileController
 from wingman.domain.realtime.controllers import realtime_lifespan, realtime_socket
@@ -176,6 +177,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         logging_config=None,
         debug=False,
     )
+    # The cached first page of sessions is answered before routing (see its module).
+    app.asgi_handler = CachedSessionList(app.asgi_handler, app, jwt_auth)
     # Outside routing, so every request is capped and logged, matched or not (refusals too).
     app.asgi_handler = RequestLog(
         ConnectionCap(app.asgi_handler, client_addresses, settings.server.max_connections_per_ip),

@@ -32,6 +32,7 @@ import msgspec
 import structlog
 from litestar import Request
 from litestar.connection import ASGIConnection
+from litestar.datastructures import State
 from litestar.exceptions import NotAuthorizedException
 from litestar.security.jwt import JWTAuth, Token
 from redis.asyncio import Redis
@@ -267,11 +268,32 @@ async def account_is_active(connection: ASGIConnection[Any, Any, Any, Any], user
     return active
 
 
+def verify_bearer(jwt_auth: JWTAuth[AuthUser, Token], encoded: str) -> Token:
+    """The token of an ``Authorization: Bearer`` header checked exactly as ``jwt_auth``'s
+    middleware checks it (the same parameters, so the same remembered verifications); raises
+    ``NotAuthorizedException`` for a bad token."""
+    return jwt_auth.token_cls.decode(
+        encoded_token=encoded,
+        secret=jwt_auth.token_secret,
+        algorithm=jwt_auth.algorithm,
+        audience=jwt_auth.accepted_audiences,
+        issuer=jwt_auth.accepted_issuers,
+        require_claims=jwt_auth.require_claims,
+        verify_exp=jwt_auth.verify_expiry,
+        verify_nbf=jwt_auth.verify_not_before,
+        strict_audience=jwt_auth.strict_audience,
+    )
+
+
 async def retrieve_user(token: Token, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthUser:
-    """JWTAuth's user handler: claims, then the cached status check (which also brings the
-    current tier), then last-seen."""
+    """JWTAuth's user handler: see :func:`signed_in_user`."""
+    return await signed_in_user(token, connection.app.state)
+
+
+async def signed_in_user(token: Token, state: State) -> AuthUser:
+    """The caller of a verified token: claims, then the cached status check (which also brings
+    the current tier), then last-seen. Raises a 401 problem for a disabled or deleted account."""
     user = _claims_user(token)
-    state = connection.app.state
     # The plugin's engine (its state key is made unique per app, so ask the config for it).
     engine: AsyncEngine = state.alchemy.get_engine()
 

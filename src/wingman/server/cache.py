@@ -100,6 +100,20 @@ class ReadCache:
             version, entry = await self._read_script(keys=keys, args=args)
         return version, entry
 
+    async def peek(self, name: str, user_id: UUID, key: str) -> bytes | None:
+        """The stored value of ``name``/``key`` for this user (msgpack), or None: a miss, the
+        cache off or unreachable. Only a hit is counted: whoever loads on a miss counts that."""
+        if not self.enabled:
+            return None
+        entry = [f"{PREFIX}:e:{name}:{user_id}:", f":{key}"]
+        try:
+            _, raw = await self._read([version_key(user_id)], entry)
+        except RedisError:
+            return None
+        if raw is not None:
+            _counted(name, "hit").inc()
+        return raw
+
     async def get_or_load(
         self,
         name: str,

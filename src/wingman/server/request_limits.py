@@ -36,7 +36,7 @@ from wingman.domain.catalog.registry import RateLimits
 from wingman.domain.catalog.services import config_value
 from wingman.server.auth import AuthUser
 from wingman.server.client_ip import client_ip
-from wingman.server.ratelimit import RateLimiter, RateRule, refusal
+from wingman.server.ratelimit import RateDecision, RateLimiter, RateRule, refusal
 
 
 @lru_cache(maxsize=64)
@@ -61,6 +61,29 @@ def caller_rule(limits: RateLimits, scope: Scope) -> tuple[RateRule, str]:
     return rule_for("anon:ip", limits.anon.notation), client_ip(scope)
 
 
+# Where a request's counted hit is kept, so that it is counted once whoever asks first (the
+# cached session list answers before routing; see domain/chat/hot_list.py).
+_DECIDED = "wingman.rate_decision"
+
+
+async def request_decision(state: State, scope: Scope) -> tuple[RateRule, RateDecision | None]:
+    """This request's hit against its caller's allowance, counted on the first call and
+    remembered in the scope; the decision is None when Redis cannot be reached (fail open)."""
+    decided: Any = scope.get(_DECIDED)
+    if decided is None:
+        limiter: RateLimiter = state.rate_limiter
+        rule, identifier = caller_rule(await rate_limits(state), scope)
+        decided = (rule, await limiter.check(rule, identifier))
+        scope[_DECIDED] = decided  # type: ignore[literal-required]
+    rule_and_decision: tuple[RateRule, RateDecision | None] = decided
+    return rule_and_decision
+
+
+def budget_headers(decision: RateDecision) -> list[tuple[bytes, bytes]]:
+    """The ``RateLimit-*`` headers of an allowed answer, as ASGI header pairs."""
+    return [(k.lower().encode(), v.encode()) for k, v in decision.headers().items()]
+
+
 class RequestLimits(ASGIMiddleware):
     """Counts each request against its caller's allowance; see the module docstring."""
 
@@ -71,15 +94,13 @@ class RequestLimits(ASGIMiddleware):
         if not state.settings.server.rate_limits:
             await next_app(scope, receive, send)
             return
-        limiter: RateLimiter = state.rate_limiter
-        rule, identifier = caller_rule(await rate_limits(state), scope)
-        decision = await limiter.check(rule, identifier)
+        rule, decision = await request_decision(state, scope)
         if decision is None:
             await next_app(scope, receive, send)
             return
         if not decision.allowed:
             raise refusal(rule, decision)
-        extra = [(k.lower().encode(), v.encode()) for k, v in decision.headers().items()]
+        extra = budget_headers(decision)
 
         async def send_with_budget(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -48,6 +48,14 @@ from wingman.server.errors import Problem
 
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
+# The read cache's name for the caller's first page of sessions (also read before routing, by
+# domain/chat/hot_list.py).
+SESSION_LIST_CACHE = "sessions"
+
+
+def first_page_key(limit: int) -> str:
+    return f"first:{limit}"
+
 
 Cursor = Annotated[str | None, Parameter(max_length=MAX_CURSOR_CHARS)]
 PageSize = Annotated[int, Parameter(ge=1, le=MAX_PAGE)]
@@ -163,8 +171,8 @@ class ChatSessionController(Controller):
             return await load()
         # The first page is the hot read (every app start); any write of the user's drops it.
         cache: ReadCache = state.read_cache
-        key = f"first:{limit}"
-        return await cache.get_or_load("sessions", current_user.id, key, load, SessionPage)
+        key = first_page_key(limit)
+        return await cache.get_or_load(SESSION_LIST_CACHE, current_user.id, key, load, SessionPage)
 
     @post("", status_code=HTTP_201_CREATED, summary="Start a session")
     async def create_session(

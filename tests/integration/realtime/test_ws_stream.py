@@ -155,7 +155,7 @@ async def test_a_client_that_does_not_read_is_closed_while_others_keep_up(
                 # A brisk stream the reader keeps up with: never more than half the outbound
                 # queue (64 here) ahead of it, however slow the host is at the moment. The
                 # sleeper falls behind by the whole stream.
-                while n + 1 - received > REALTIME.outbound_queue_size // 2:
+                while n + 1 - received > REALTIME.outbound_queue_size // 2:  # noqa: ASYNC110  # polls a counter
                     await asyncio.sleep(0.002)
             await reading
         assert received == count

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.support.accounts import Caller, create_caller
+from tests.support.ratelimits import clear_rate_limit_counts, set_rate_limits
 from wingman.app import create_app
 from wingman.config import Settings
 from wingman.db.models import UserRole
@@ -60,3 +61,14 @@ async def bob(engine: AsyncEngine, settings: Settings) -> Caller:
 @pytest.fixture
 async def admin(engine: AsyncEngine, settings: Settings) -> Caller:
     return await create_caller(engine, settings, role=UserRole.ADMIN)
+
+
+@pytest.fixture
+async def fresh_limits(settings: Settings) -> AsyncIterator[None]:
+    """Empty windows before, default allowances after."""
+    await clear_rate_limit_counts(settings)
+    try:
+        yield
+    finally:
+        await set_rate_limits(settings, {})
+        await clear_rate_limit_counts(settings)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import msgspec
@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
 from tests.support.accounts import Caller, create_caller
-from tests.support.ratelimits import clear_rate_limit_counts, set_rate_limits
+from tests.support.ratelimits import set_rate_limits
 from tests.support.services import PrivateServices
 from wingman.app import create_app
 from wingman.config import RedisSettings, Settings
@@ -24,17 +24,6 @@ from wingman.db.models import UserRole, UserTier
 from wingman.devstack.processes import free_port
 from wingman.devstack.redis import RedisServer
 from wingman.server.database import create_engine
-
-
-@pytest.fixture
-async def fresh_limits(settings: Settings) -> AsyncIterator[None]:
-    """Empty windows before, default allowances after."""
-    await clear_rate_limit_counts(settings)
-    try:
-        yield
-    finally:
-        await set_rate_limits(settings, {})
-        await clear_rate_limit_counts(settings)
 
 
 async def make_caller(settings: Settings, **kwargs: Any) -> Caller:

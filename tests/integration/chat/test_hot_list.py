@@ -4,7 +4,6 @@ but a cache hit left to Litestar."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -24,16 +23,6 @@ LIST = "/api/v1/sessions"
 ROUTED = f"{LIST}?limit=20"
 # Headers whose values may differ between two answers of the same content.
 VOLATILE = {"date", "x-request-id", "ratelimit-remaining", "ratelimit-reset"}
-
-
-@pytest.fixture
-async def fresh_limits(settings: Settings) -> AsyncIterator[None]:
-    await clear_rate_limit_counts(settings)
-    try:
-        yield
-    finally:
-        await set_rate_limits(settings, {})
-        await clear_rate_limit_counts(settings)
 
 
 async def start_sessions(client: AsyncTestClient[Litestar], caller: Caller, n: int) -> None:

@@ -20,6 +20,7 @@ import msgspec
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.jobs import wait_until_done
 from tests.support.services import child_env, wait_until_ready
 from wingman.config import ServerSettings, Settings
 from wingman.devstack.processes import free_port, wait_for
@@ -124,7 +125,7 @@ async def test_job_metrics_of_a_worker_process_appear(
     queue = create_queue(settings, "default")
     try:
         job = await enqueue(queue, settings, "ping", echo="metrics")
-        await job.refresh(until_complete=30)
+        await wait_until_done(job)
         assert job.status.value == "complete", job.error
     finally:
         await queue.disconnect()

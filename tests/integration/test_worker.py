@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import bad_settings_env, run_cli
+from tests.support.jobs import wait_until_done
 from tests.support.services import child_env
 from wingman.config import Settings
 from wingman.queues import create_queue, enqueue, job_options
@@ -42,7 +43,7 @@ async def test_ping_round_trip(settings: Settings, worker_process: subprocess.Po
     try:
         job = await enqueue(queue, settings, "ping", echo="hello")
         assert job is not None
-        await job.refresh(until_complete=30)
+        await wait_until_done(job)
     finally:
         await queue.disconnect()
     assert job.status == "complete", job.error

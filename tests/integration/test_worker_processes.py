@@ -21,6 +21,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from tests.support.jobs import wait_until_done
 from tests.support.services import PrivateServices, child_env
 from wingman.config import QueueSettings, RedisSettings, Settings
 from wingman.queues import create_queue, enqueue
@@ -126,7 +127,7 @@ async def ping_pids(settings: Settings, jobs: int) -> set[int]:
         pids = set()
         for job in enqueued:
             assert job is not None
-            await job.refresh(until_complete=30)
+            await wait_until_done(job)
             assert job.status == "complete", job.error
             pids.add(job.result["worker_pid"])
         return pids

@@ -1,0 +1,31 @@
+"""Waiting for a SAQ job to finish, by reading it rather than listening for it.
+
+SAQ's ``Job.refresh(until_complete=…)`` reads the job, then subscribes to its status channel
+in a task of its own; a job that finishes between the read and the subscription publishes to
+nobody, and the wait runs out its whole timeout. Fast jobs (a ping) on a busy machine hit that
+window, so tests poll the stored job instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from saq.job import TERMINAL_STATUSES, Job
+
+
+async def wait_until_done(job: Job, seconds: float = 30.0) -> Job:
+    """Re-read ``job`` every 50 ms until it reaches a terminal status (at most ``seconds``)."""
+
+    async def poll() -> None:
+        while True:
+            await job.refresh()
+            if job.status in TERMINAL_STATUSES:
+                return
+            await asyncio.sleep(0.05)
+
+    try:
+        async with asyncio.timeout(seconds):
+            await poll()
+    except TimeoutError:
+        raise AssertionError(f"job {job.key} still {job.status} after {seconds} s") from None
+    return job

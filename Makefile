@@ -51,8 +51,9 @@ clean:
 image: bootstrap
 	scripts/build-image --oci
 
-## Build the image, boot it with systemd-nspawn, podman, then twice under QEMU; each boot checks
-## a sign-in and an AI reply (VM_BOOTS=1: one QEMU boot).
+## Build the image, boot it twice with systemd-nspawn (the second time on one core, same data),
+## with podman, then twice under QEMU; each boot checks a sign-in and an AI reply (VM_BOOTS=1:
+## one QEMU boot).
 image-test: image
 	scripts/image-test
 	scripts/image-test-container

@@ -12,7 +12,9 @@ Two ways to run it:
     force, then stops ``wingman.target``, checks that no Wingman process is left, and powers
     off. The seed file's webhook settings say where the code arrives: this script listens there.
     With ``wingman.bootcheck=report`` it only waits for the units and readiness and prints the
-    tuning (a VM whose round trip runs from outside).
+    tuning (a VM whose round trip runs from outside). With ``wingman.bootcheck=again`` (a later
+    boot on the data of an earlier one) the user must find the earlier boot's session before
+    the round trip; then the tuning is printed and the system powers off.
 
 ``remote --base-url URL --listen HOST:PORT --secret S``
     From the machine that runs a VM: the same sign-in and reply through a forwarded port, the
@@ -397,7 +399,7 @@ SYSTEM_CREDENTIAL = Path("/run/credentials/@system/wingman.bootcheck")
 
 
 def boot_flag() -> str:
-    """The boot check's mode: ``1`` (whole check) or ``report``.
+    """The boot check's mode: ``1`` (whole check), ``again`` or ``report``.
 
     From the system credential ``wingman.bootcheck`` when there is one (a VM gets it from the
     host: ``-smbios type=11,value=io.systemd.credential:wingman.bootcheck=report``), else from
@@ -454,8 +456,10 @@ def tuning_report() -> str:
 
 
 def inside(timeout: float) -> None:
-    """``wingman.bootcheck=1``: the whole check; ``=report``: units, readiness, tuning only."""
-    if boot_flag() == "report":
+    """``wingman.bootcheck=1``: the whole check; ``=again``: the round trip must find the
+    earlier boot's session, then the tuning; ``=report``: units, readiness, tuning only."""
+    flag = boot_flag()
+    if flag == "report":
         wait_units(timeout)
         say("every Wingman unit is active")
         wait_ready("http://127.0.0.1:8000", timeout)
@@ -474,10 +478,14 @@ def inside(timeout: float) -> None:
         base = "http://127.0.0.1:8000"
         wait_ready(base, timeout)
         say("READY /health/ready 200")
-        seconds = round_trip(base, inbox, "bootcheck@example.com", timeout)
+        earlier = 1 if flag == "again" else 0
+        seconds = round_trip(base, inbox, "bootcheck@example.com", timeout, earlier)
         say(f"round trip: sign-in, session, message, AI reply in {seconds:.1f} s")
     finally:
         inbox.close()
+    if flag == "again":
+        say(f"tuned: {tuning_report()}")
+        return
     status_check(timeout)
     say(f"tuned: {tuning_report()}")
     started = time.monotonic()

@@ -74,9 +74,15 @@ def version_key(user_id: UUID) -> str:
     return f"{PREFIX}:v:{user_id}"
 
 
-async def invalidate_user(redis_cache: Redis, user_id: UUID) -> None:
-    """Make every cached read of ``user_id`` miss. Call it after the change has committed."""
-    await redis_cache.incr(version_key(user_id))
+async def invalidate_user(redis_cache: Redis | RedisMux, user_id: UUID) -> None:
+    """Make every cached read of ``user_id`` miss. Call it after the change has committed.
+
+    Every write request and every finished AI reply makes this call: the web and the workers
+    pass their pipelined connection to the cache Redis (server/redis_mux.py)."""
+    if isinstance(redis_cache, RedisMux):
+        await redis_cache.execute("INCR", version_key(user_id))
+    else:
+        await redis_cache.incr(version_key(user_id))
 
 
 class ReadCache:
@@ -218,7 +224,7 @@ class WriteBarrier:
 
 
 async def _bump(scope: Scope, user_id: UUID) -> None:
-    redis: Redis = scope["litestar_app"].state.redis.cache
+    redis: RedisMux = scope["litestar_app"].state.redis.cache_mux
     try:
         await invalidate_user(redis, user_id)
     except RedisError as exc:

@@ -25,7 +25,9 @@ both clients alike:
 Scripts are run with ``EVALSHA``; after a ``NOSCRIPT`` (a restarted or flushed server) the
 script is sent in full once and the call answered from that.
 
-Everything else (the job queue, pub/sub, cache misses and writes) stays on redis-py.
+The event bus's publish script (per message posted and per streamed delta) and the read
+cache's version bump use it too. Everything else (the job queue, subscriptions, cache misses and
+stores) stays on redis-py.
 """
 
 from __future__ import annotations

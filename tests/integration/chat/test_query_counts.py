@@ -1,4 +1,5 @@
-"""The session detail costs the same few statements whatever the page size."""
+"""Statements per request: the session detail costs the same few whatever the page size, and a
+message post reads nothing back after its inserts."""
 
 from __future__ import annotations
 
@@ -16,9 +17,16 @@ from tests.support.accounts import Caller
 from wingman.db.models import Message, MessageSender, ProcessingStatus, utcnow
 
 
-async def statements_for(
-    client: AsyncTestClient[Litestar], app: Litestar, url: str, caller: Caller
-) -> int:
+async def statements_of(
+    client: AsyncTestClient[Litestar],
+    app: Litestar,
+    method: str,
+    url: str,
+    caller: Caller,
+    *,
+    body: dict[str, Any] | None = None,
+    status: int = 200,
+) -> list[str]:
     executed: list[str] = []
 
     def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
@@ -27,11 +35,17 @@ async def statements_for(
     engine = app.state.alchemy.get_engine().sync_engine
     event.listen(engine, "before_cursor_execute", count)
     try:
-        response = await client.get(url, headers=caller.headers)
+        response = await client.request(method, url, json=body, headers=caller.headers)
     finally:
         event.remove(engine, "before_cursor_execute", count)
-    assert response.status_code == 200, response.text
-    return len(executed)
+    assert response.status_code == status, response.text
+    return executed
+
+
+async def statements_for(
+    client: AsyncTestClient[Litestar], app: Litestar, url: str, caller: Caller
+) -> int:
+    return len(await statements_of(client, app, "GET", url, caller))
 
 
 async def test_detail_queries_do_not_grow_with_page_size(
@@ -71,3 +85,19 @@ async def test_detail_queries_do_not_grow_with_page_size(
     assert len(body["messages"]["items"]) == 50
     assert body["tone"]["id"] == tone_id
     assert body["profile"]["name"] == "Q"
+
+
+async def test_a_message_post_reads_nothing_back(
+    app: Litestar, client: AsyncTestClient[Litestar], alice: Caller
+) -> None:
+    chat = await new_session(client, alice)
+    url = f"/api/v1/sessions/{chat['id']}/messages"
+    # Warm the per-process caches (caller status, last seen, global config).
+    await client.post(url, json={"content": "warm-up"}, headers=alice.headers)
+
+    executed = await statements_of(
+        client, app, "POST", url, alice, body={"content": "How was your weekend?"}, status=202
+    )
+    kinds = [statement.split(None, 1)[0].upper() for statement in executed]
+    # The session check, both messages (each INSERT returns its row), the session's counters.
+    assert kinds == ["SELECT", "INSERT", "INSERT", "UPDATE"], executed

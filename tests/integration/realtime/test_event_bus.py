@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from uuid import uuid4
 
 import pytest
@@ -10,11 +11,19 @@ from redis.asyncio import Redis
 
 from wingman.config import Settings
 from wingman.domain.realtime.events import EventBus, decode_frame, user_channel
+from wingman.server.redis_mux import RedisMux
 
 
-@pytest.fixture
-def bus(redis_queue: Redis) -> EventBus:
-    return EventBus(redis_queue, history_size=5, history_seconds=60)
+@pytest.fixture(params=["redis-py", "pipelined"])
+async def bus(
+    request: pytest.FixtureRequest, redis_queue: Redis, settings: Settings
+) -> AsyncIterator[EventBus]:
+    """The bus publishing through redis-py, and through the pipelined connection (as the web
+    and the workers do); every test runs with both."""
+    mux = RedisMux(settings.redis.queue_url) if request.param == "pipelined" else None
+    yield EventBus(redis_queue, history_size=5, history_seconds=60, mux=mux)
+    if mux is not None:
+        await mux.close()
 
 
 async def test_ids_increase_per_user_and_frames_reach_the_channel(

@@ -32,6 +32,7 @@ from wingman.domain.ai.offline import OfflineProvider
 from wingman.domain.ai.openai import OpenAICompatibleProvider
 from wingman.queues import enqueue
 from wingman.server.cache import invalidate_user
+from wingman.server.redis_mux import RedisMux
 
 if TYPE_CHECKING:
     from wingman.worker import WorkerContext
@@ -142,7 +143,7 @@ class ReplyRuntime:
             catalog=ctx["catalog"],
             events=ctx["events"],
             providers=Providers(OfflineProvider(settings.ai.offline.token_interval_ms), openai),
-            on_change=functools.partial(_invalidate_reads, ctx["redis"].cache),
+            on_change=functools.partial(_invalidate_reads, ctx["redis"].cache_mux),
         )
         running = RunningReplies()
         listener = asyncio.create_task(running.listen(ctx["redis"].queue), name="cancel-listener")
@@ -157,7 +158,7 @@ class ReplyRuntime:
             await self.deps.providers.openai.close()
 
 
-async def _invalidate_reads(redis_cache: Redis, user_id: UUID) -> None:
+async def _invalidate_reads(redis_cache: Redis | RedisMux, user_id: UUID) -> None:
     """Drop the user's cached reads (session detail shows the reply's state)."""
     try:
         await invalidate_user(redis_cache, user_id)

@@ -159,7 +159,8 @@ class ChatService:
         """
         await self.get_session(session_id)
         now = utcnow()
-        user_message_id = await self.session.scalar(
+        # Each INSERT returns its whole row as an entity: no read-back afterwards.
+        user_message = await self.session.scalar(
             insert(Message)
             .values(
                 id=uuid7(),
@@ -176,11 +177,11 @@ class ChatService:
                 index_elements=[Message.session_id, Message.idempotency_key],
                 index_where=Message.idempotency_key.is_not(None),
             )
-            .returning(Message.id)
+            .returning(Message)
         )
-        if user_message_id is None:
+        if user_message is None:
             return await self._replay(session_id, idempotency_key)
-        ai_message_id = await self.session.scalar(
+        ai_message = await self.session.scalar(
             insert(Message)
             .values(
                 id=uuid7(),
@@ -188,11 +189,11 @@ class ChatService:
                 sender=MessageSender.AI,
                 content="",
                 processing_status=ProcessingStatus.QUEUED,
-                reply_to_id=user_message_id,
+                reply_to_id=user_message.id,
                 created_at=now,
                 updated_at=now,
             )
-            .returning(Message.id)
+            .returning(Message)
         )
         # Relative update under the row lock: exact however many posts run at once.
         await self.session.execute(
@@ -205,15 +206,9 @@ class ChatService:
             )
             .execution_options(synchronize_session=False)
         )
-        if ai_message_id is None:  # pragma: no cover - a plain INSERT ... RETURNING returns its row
-            raise RuntimeError("AI message insert returned no id")
-        rows = {
-            row.id: row
-            for row in await self.session.scalars(
-                select(Message).where(Message.id.in_([user_message_id, ai_message_id]))
-            )
-        }
-        return MessagePair(rows[user_message_id], rows[ai_message_id], created=True)
+        if ai_message is None:  # pragma: no cover - a plain INSERT ... RETURNING returns its row
+            raise RuntimeError("AI message insert returned no row")
+        return MessagePair(user_message, ai_message, created=True)
 
     async def _replay(self, session_id: UUID, idempotency_key: str | None) -> MessagePair:
         user_message = await self.session.scalar(

@@ -33,6 +33,7 @@ from redis.exceptions import RedisError
 
 from wingman.config import Settings
 from wingman.server.redis import RedisClients
+from wingman.server.redis_mux import RedisMux
 
 EventType = Literal[
     "message.created",
@@ -110,13 +111,24 @@ class Replay:
 class EventBus:
     """Publishes and replays one user's events; one instance per process, safe to share."""
 
-    def __init__(self, redis: Redis, *, history_size: int, history_seconds: int) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        history_size: int,
+        history_seconds: int,
+        mux: RedisMux | None = None,
+    ) -> None:
         if history_size < 1 or history_seconds < 1:
             raise ValueError("history_size and history_seconds must be at least 1")
         self._redis = redis
         self._history_size = history_size
         self._history_seconds = history_seconds
-        self._publish = redis.register_script(_PUBLISH)
+        # Publishing is the call made per message posted and per streamed delta: it goes through
+        # the process's pipelined connection to the same server when there is one
+        # (server/redis_mux.py); replay and the rest through redis-py.
+        self._mux = mux
+        self._script = redis.register_script(_PUBLISH)
 
     @property
     def redis(self) -> Redis:
@@ -125,16 +137,18 @@ class EventBus:
     async def publish(self, user_id: UUID, type_: EventType, data: dict[str, Any]) -> int:
         """Number, keep and fan out one event; returns its ``event_id``."""
         body = _encoder.encode(_Unnumbered(type=type_, at=datetime.now(UTC), data=data))
-        event_id = await self._publish(
-            keys=[_sequence_key(user_id), _history_key(user_id)],
-            args=[
-                user_channel(user_id),
-                body,
-                self._history_size,
-                self._history_seconds,
-                SEQUENCE_TTL_SECONDS,
-            ],
-        )
+        keys = [_sequence_key(user_id), _history_key(user_id)]
+        args: list[str | bytes | int] = [
+            user_channel(user_id),
+            body,
+            self._history_size,
+            self._history_seconds,
+            SEQUENCE_TTL_SECONDS,
+        ]
+        if self._mux is not None:
+            event_id = await self._mux.evalsha(_PUBLISH, keys, args)
+        else:
+            event_id = await self._script(keys=keys, args=args)
         return int(event_id)
 
     async def publish_quietly(self, user_id: UUID, type_: EventType, data: dict[str, Any]) -> None:
@@ -185,4 +199,5 @@ def event_bus(settings: Settings, redis: RedisClients) -> EventBus:
         redis.queue,
         history_size=settings.realtime.history_size,
         history_seconds=settings.realtime.history_seconds,
+        mux=redis.queue_mux,
     )

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import bindparam, exists, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
@@ -32,6 +32,57 @@ from wingman.server.errors import Problem
 
 SESSIONS_CURSOR = "sessions"
 MESSAGES_CURSOR = "messages"
+
+# The statements a message post runs, built once with bound parameters. Building them per call
+# (coercing every value and comparison into SQL elements) was about a third of a post's CPU in
+# a profile; the compiled forms were cached already, the construction was not.
+_OWN_SESSION = select(ChatSession).where(
+    ChatSession.id == bindparam("session_id"), ChatSession.user_id == bindparam("user_id")
+)
+_INSERT_USER_MESSAGE = (
+    insert(Message)
+    .values(
+        id=bindparam("id"),
+        session_id=bindparam("session_id"),
+        sender=MessageSender.USER,
+        content=bindparam("content"),
+        processing_status=ProcessingStatus.DONE,
+        idempotency_key=bindparam("idempotency_key"),
+        created_at=bindparam("now"),
+        updated_at=bindparam("now"),
+        completed_at=bindparam("now"),
+    )
+    .on_conflict_do_nothing(
+        index_elements=[Message.session_id, Message.idempotency_key],
+        index_where=Message.idempotency_key.is_not(None),
+    )
+    .returning(Message)
+)
+_INSERT_AI_MESSAGE = (
+    insert(Message)
+    .values(
+        id=bindparam("id"),
+        session_id=bindparam("session_id"),
+        sender=MessageSender.AI,
+        content="",
+        processing_status=ProcessingStatus.QUEUED,
+        reply_to_id=bindparam("reply_to_id"),
+        created_at=bindparam("now"),
+        updated_at=bindparam("now"),
+    )
+    .returning(Message)
+)
+# Relative update under the row lock: exact however many posts run at once.
+_COUNT_TWO_MESSAGES = (
+    update(ChatSession)
+    .where(ChatSession.id == bindparam("session_id"))
+    .values(
+        message_count=ChatSession.message_count + 2,
+        last_message_at=bindparam("now"),
+        updated_at=bindparam("now"),
+    )
+    .execution_options(synchronize_session=False)
+)
 
 
 def session_not_found() -> Problem:
@@ -55,13 +106,11 @@ class ChatService:
     # --- Sessions -----------------------------------------------------------------------------
 
     async def get_session(self, session_id: UUID, *, with_related: bool = False) -> ChatSession:
-        query = select(ChatSession).where(
-            ChatSession.id == session_id, ChatSession.user_id == self.user_id
-        )
+        query = _OWN_SESSION
         if with_related:
             # One statement for the session, its profile and its tone.
             query = query.options(joinedload(ChatSession.profile), joinedload(ChatSession.tone))
-        chat = await self.session.scalar(query)
+        chat = await self.session.scalar(query, {"session_id": session_id, "user_id": self.user_id})
         if chat is None:
             raise session_not_found()
         return chat
@@ -161,51 +210,22 @@ class ChatService:
         now = utcnow()
         # Each INSERT returns its whole row as an entity: no read-back afterwards.
         user_message = await self.session.scalar(
-            insert(Message)
-            .values(
-                id=uuid7(),
-                session_id=session_id,
-                sender=MessageSender.USER,
-                content=content,
-                processing_status=ProcessingStatus.DONE,
-                idempotency_key=idempotency_key,
-                created_at=now,
-                updated_at=now,
-                completed_at=now,
-            )
-            .on_conflict_do_nothing(
-                index_elements=[Message.session_id, Message.idempotency_key],
-                index_where=Message.idempotency_key.is_not(None),
-            )
-            .returning(Message)
+            _INSERT_USER_MESSAGE,
+            {
+                "id": uuid7(),
+                "session_id": session_id,
+                "content": content,
+                "idempotency_key": idempotency_key,
+                "now": now,
+            },
         )
         if user_message is None:
             return await self._replay(session_id, idempotency_key)
         ai_message = await self.session.scalar(
-            insert(Message)
-            .values(
-                id=uuid7(),
-                session_id=session_id,
-                sender=MessageSender.AI,
-                content="",
-                processing_status=ProcessingStatus.QUEUED,
-                reply_to_id=user_message.id,
-                created_at=now,
-                updated_at=now,
-            )
-            .returning(Message)
+            _INSERT_AI_MESSAGE,
+            {"id": uuid7(), "session_id": session_id, "reply_to_id": user_message.id, "now": now},
         )
-        # Relative update under the row lock: exact however many posts run at once.
-        await self.session.execute(
-            update(ChatSession)
-            .where(ChatSession.id == session_id)
-            .values(
-                message_count=ChatSession.message_count + 2,
-                last_message_at=now,
-                updated_at=now,
-            )
-            .execution_options(synchronize_session=False)
-        )
+        await self.session.execute(_COUNT_TWO_MESSAGES, {"session_id": session_id, "now": now})
         if ai_message is None:  # pragma: no cover - a plain INSERT ... RETURNING returns its row
             raise RuntimeError("AI message insert returned no row")
         return MessagePair(user_message, ai_message, created=True)

@@ -33,9 +33,10 @@ from wingman.server.errors import Problem
 SESSIONS_CURSOR = "sessions"
 MESSAGES_CURSOR = "messages"
 
-# The statements a message post runs, built once with bound parameters. Building them per call
-# (coercing every value and comparison into SQL elements) was about a third of a post's CPU in
-# a profile; the compiled forms were cached already, the construction was not.
+# The ownership check every session route makes and the statements of a message post, built
+# once with bound parameters. Building them per call (coercing every value and comparison into
+# SQL elements) was about a third of a post's CPU in a profile; the compiled forms were cached
+# already, the construction was not.
 _OWN_SESSION = select(ChatSession).where(
     ChatSession.id == bindparam("session_id"), ChatSession.user_id == bindparam("user_id")
 )

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import structlog
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from saq import Queue
 from saq.job import CronJob, Status
@@ -158,7 +157,7 @@ class ReplyRuntime:
             await self.deps.providers.openai.close()
 
 
-async def _invalidate_reads(redis_cache: Redis | RedisMux, user_id: UUID) -> None:
+async def _invalidate_reads(redis_cache: RedisMux, user_id: UUID) -> None:
     """Drop the user's cached reads (session detail shows the reply's state)."""
     try:
         await invalidate_user(redis_cache, user_id)

@@ -44,6 +44,11 @@ def test_a_verified_token_is_remembered_and_still_checked() -> None:
     # Another key: refused, although the token text is remembered.
     with pytest.raises(NotAuthorizedException):
         decode_access_token(settings(secret="t" * 48), token)
+    # Other checks (another accepted issuer): checked afresh, and refused.
+    with pytest.raises(NotAuthorizedException):
+        AccessToken.decode(token, config.security.jwt_key, ALGORITHM, issuer=["elsewhere"])
+    # The same checks again: still remembered.
+    assert AccessToken.decode(token, config.security.jwt_key, ALGORITHM, **checks) is one
 
 
 def test_an_expired_token_is_refused_even_when_remembered() -> None:
@@ -51,7 +56,7 @@ def test_an_expired_token_is_refused_even_when_remembered() -> None:
     token = issue_access_token(config, uuid.uuid4(), "free", "user")
     with pytest.raises(AccessTokenExpired):
         decode_access_token(config, token)
-    assert not any(key[0] == token for key in auth._verified)  # not remembered
+    assert token not in auth._verified  # not remembered
     time.sleep(0.01)
     with pytest.raises(AccessTokenExpired):
         decode_access_token(config, token)
@@ -64,4 +69,4 @@ def test_the_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     tokens = [issue_access_token(config, uuid.uuid4(), "free", "user") for _ in range(5)]
     for token in tokens:
         decode_access_token(config, token)
-    assert [key[0] for key in auth._verified] == tokens[2:]
+    assert list(auth._verified) == tokens[2:]

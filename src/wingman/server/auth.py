@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import jwt
@@ -77,23 +77,31 @@ class AccessToken(Token):
     Decoding remembers the tokens it has verified (up to :data:`VERIFIED_TOKENS` per process,
     oldest forgotten first): a client sends the same token with every request for its 15
     minutes, and checking it again (base64, HMAC, JSON, claims) was the largest piece of a cached
-    read after the Redis calls. A remembered token is keyed by its exact text and the checking
-    parameters, so a changed byte or another secret is checked afresh; expiry is compared on
-    every use, and an expired token goes through the full check, which raises the usual error.
+    read after the Redis calls. A remembered token is found by its exact text and used only when
+    it was checked with equal parameters (secret, algorithm, claims checks), so a changed byte
+    or another secret is checked afresh; expiry is compared on every use, and an expired token
+    goes through the full check, which raises the usual error.
     """
 
     @classmethod
     def decode(  # type: ignore[override]  # same parameters, passed on by keyword
         cls, encoded_token: str, secret: str, algorithm: str, **checks: Any
     ) -> AccessToken:
-        key = (encoded_token, secret, algorithm, repr(sorted(checks.items())))
-        token = _verified.get(key)
-        if token is not None and token.exp > datetime.now(UTC):
-            return token
+        # Keyed by the text alone and the parameters compared: a key made of them all cost
+        # more than the rest of the lookup (the checks hold lists, so they are not hashable).
+        known = _verified.get(encoded_token)
+        if (
+            known is not None
+            and known.secret == secret
+            and known.algorithm == algorithm
+            and known.checks == checks
+            and known.token.exp > datetime.now(UTC)
+        ):
+            return known.token
         token = super().decode(encoded_token, secret, algorithm, **checks)
-        if len(_verified) >= VERIFIED_TOKENS:
+        if encoded_token not in _verified and len(_verified) >= VERIFIED_TOKENS:
             del _verified[next(iter(_verified))]
-        _verified[key] = token
+        _verified[encoded_token] = _Verified(token, secret, algorithm, checks)
         return token
 
     def encode(self, secret: str, algorithm: str) -> str:
@@ -102,7 +110,16 @@ class AccessToken(Token):
         return jwt.encode(payload=claims, key=secret, algorithm=algorithm)
 
 
-_verified: dict[tuple[str, str, str, str], AccessToken] = {}
+class _Verified(NamedTuple):
+    """A verified token and the parameters it was checked with."""
+
+    token: AccessToken
+    secret: str
+    algorithm: str
+    checks: dict[str, Any]
+
+
+_verified: dict[str, _Verified] = {}
 
 
 def issue_access_token(settings: Settings, user_id: UUID, tier: str, role: str) -> str:

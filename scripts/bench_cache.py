@@ -86,7 +86,7 @@ def write_report(args: argparse.Namespace, result: dict[str, object]) -> None:
         "sessions_on_page": SESSIONS,
         "route": result,
     }
-    write_results("cache", fields, body)
+    write_results("cache", fields, body, args.tag)
 
 
 def main() -> int:

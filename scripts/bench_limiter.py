@@ -95,7 +95,7 @@ def write_report(
         "routes": results,
         "check_us_in_process": check_us,
     }
-    write_results("limiter", fields, body)
+    write_results("limiter", fields, body, args.tag)
 
 
 def main() -> int:

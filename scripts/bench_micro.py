@@ -28,10 +28,14 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any
 
 import httpx
 import msgspec
 from benchkit import (
+    LOAD_GENERATOR,
+    Case,
+    CpuPerRequest,
     alternating_rounds,
     bench_arguments,
     http_request,
@@ -49,6 +53,7 @@ from wingman.server.auth import issue_access_token
 BARE = [sys.executable, "-m", "wingman", "serve", "--workers", "1", "--app"]
 BARE.append("wingman.loadtest.bare:create_app")
 MESSAGES = 20
+BARE_CASE = "(a) bare JSON endpoint"
 
 
 def seed_session(port: int, token: str) -> str:
@@ -85,7 +90,7 @@ def main() -> int:
             session = seed_session(port, token)
             body = json.dumps({"content": "How was your weekend?"}).encode()
             cases = {
-                "(a) bare JSON endpoint": (bare_port, http_request("GET", "/bare", token), 200),
+                BARE_CASE: (bare_port, http_request("GET", "/bare", token), 200),
                 "(b) cached GET /sessions": (
                     port,
                     http_request("GET", "/api/v1/sessions", token),
@@ -107,23 +112,57 @@ def main() -> int:
                     202,
                 ),
             }
-            results: dict[str, dict[str, object]] = {}
-            medians, rounds = alternating_rounds(cases, args)
-            ceiling = medians["(a) bare JSON endpoint"]
-            for label in cases:
-                results[label] = {
-                    "rps": medians[label],
-                    "ratio_to_bare": round(medians[label] / ceiling, 3),
-                    "rounds": rounds[label],
+            servers_of = {bare_port: bare, port: web, open_port: bare_limits}
+            cpu = CpuPerRequest(
+                {
+                    label: {"server": servers_of[case[0]].pid, **services.pids}
+                    for label, case in cases.items()
                 }
-                log(f"{label}: {medians[label]:.0f}/s ({medians[label] / ceiling:.3f} of bare)")
+            )
+            medians, rounds = alternating_rounds(cases, args, cpu)
+            results = figures(cases, medians, rounds, cpu)
         finally:
             stop_all(servers)
     write_report(args, results)
     return 0
 
 
-def write_report(args: argparse.Namespace, results: dict[str, dict[str, object]]) -> None:
+def figures(
+    cases: dict[str, Case],
+    medians: dict[str, float],
+    rounds: dict[str, list[float]],
+    cpu: CpuPerRequest,
+) -> dict[str, dict[str, Any]]:
+    """Per case: requests/s and its share of (a); the server side's CPU per request (the web
+    process tree, PostgreSQL and both Redis servers; the load generator apart) and the requests
+    per core-second that gives, with its share of (a)'s."""
+    ceiling = medians[BARE_CASE]
+    per_core_ceiling = 0.0
+    results: dict[str, dict[str, Any]] = {}
+    for label in cases:
+        used = cpu.medians(label)
+        client = used.pop(LOAD_GENERATOR)
+        server_side = sum(used.values())
+        per_core = 1e6 / server_side if server_side else 0.0
+        per_core_ceiling = per_core_ceiling or per_core  # (a) comes first
+        results[label] = {
+            "rps": medians[label],
+            "ratio_to_bare": round(medians[label] / ceiling, 3),
+            "cpu_us_per_request": {k: round(v, 1) for k, v in used.items()},
+            "load_generator_cpu_us_per_request": round(client, 1),
+            "requests_per_core_second": round(per_core),
+            "per_core_ratio_to_bare": round(per_core / per_core_ceiling, 3),
+            "rounds": rounds[label],
+        }
+        log(
+            f"{label}: {medians[label]:.0f}/s ({medians[label] / ceiling:.3f} of bare),"
+            f" {server_side:.0f} us server-side CPU per request"
+            f" ({per_core / per_core_ceiling:.3f} of bare per core)"
+        )
+    return results
+
+
+def write_report(args: argparse.Namespace, results: dict[str, dict[str, Any]]) -> None:
     """Print the figures and write bench/results/<date>-micro.{json,md}."""
     body = [
         f"One Granian worker per server (same settings for Wingman and the bare app),"
@@ -131,18 +170,30 @@ def write_report(args: argparse.Namespace, results: dict[str, dict[str, object]]
         f" of {args.seconds:g} s; {os.cpu_count()} cores shared by client, servers, PostgreSQL"
         " and Redis.",
         "",
-        "| case | requests/s | share of (a) |",
-        "| --- | ---: | ---: |",
+        "Server-side CPU is the web process (all its threads), PostgreSQL and both Redis servers,"
+        " read from /proc; per core is requests per second of that CPU. The load generator's own"
+        " CPU is shown apart and counted nowhere else.",
+        "",
+        "| case | requests/s | share of (a) | server CPU µs/request (web + PostgreSQL + Redis)"
+        " | per core | share of (a) per core | load generator µs/request |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for label, row in results.items():
-        body.append(f"| {label} | {row['rps']:.0f} | {row['ratio_to_bare']:.3f} |")
+        used = row["cpu_us_per_request"]
+        parts = used["server"], sum(v for k, v in used.items() if k != "server")
+        body.append(
+            f"| {label} | {row['rps']:.0f} | {row['ratio_to_bare']:.3f}"
+            f" | {sum(parts):.0f} ({parts[0]:.0f} + {parts[1]:.0f})"
+            f" | {row['requests_per_core_second']} | {row['per_core_ratio_to_bare']:.3f}"
+            f" | {row['load_generator_cpu_us_per_request']:.0f} |"
+        )
     fields = {
         "seconds_per_round": args.seconds,
         "rounds": args.rounds,
         "connections": args.connections,
         "cases": results,
     }
-    write_results("micro", fields, body)
+    write_results("micro", fields, body, args.tag)
 
 
 if __name__ == "__main__":

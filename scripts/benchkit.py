@@ -5,8 +5,10 @@
 - :func:`start_web`: a real ``wingman serve`` process (one worker) on a free port with the given
   settings and its own metrics folder, returned once ``/health/ready`` answers.
 - :func:`drive`: requests per second over keep-alive connections with a minimal HTTP/1.1 client
-  (a few microseconds per request on the client side, so the server is what is measured even
-  when both share a small host).
+  (40-90 us of CPU per request on the 2-core benchmark host, measured by :class:`CpuPerRequest`
+  and reported, since it shares the cores with the servers).
+- :class:`CpuPerRequest`: the server side's CPU per request (web process tree, PostgreSQL,
+  Redis) from ``/proc``, so a figure per core does not depend on how busy the client kept it.
 
 The scripts import it as a sibling module (``python scripts/bench_x.py`` puts scripts/ first on
 the import path).
@@ -18,6 +20,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import secrets
 import shutil
 import statistics
@@ -26,9 +29,9 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -48,6 +51,7 @@ from wingman.db.migrations import upgrade_to_head
 from wingman.devstack.postgres import PostgresCluster
 from wingman.devstack.processes import free_port, wait_for
 from wingman.devstack.redis import RedisServer
+from wingman.loadtest.processes import ProcessSampler
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -55,9 +59,11 @@ RESULTS = REPO / "bench" / "results"
 ROOMY = {"limit": 100_000_000, "period": "hour"}
 
 
-def write_results(name: str, fields: dict[str, Any], body: list[str]) -> None:
-    """Write bench/results/<date>-<name>.json (``fields`` with the name, time and core count)
-    and .md (a heading, then ``body``), and print the Markdown."""
+def write_results(
+    name: str, fields: dict[str, Any], body: list[str], tag: str | None = None
+) -> None:
+    """Write bench/results/<date>-<name>[-<tag>].json (``fields`` with the name, time and core
+    count) and .md (a heading, then ``body``), and print the Markdown."""
     now = datetime.now(UTC)
     report = {
         "name": name,
@@ -65,7 +71,7 @@ def write_results(name: str, fields: dict[str, Any], body: list[str]) -> None:
         "host_cores": os.cpu_count(),
         **fields,
     }
-    out = RESULTS / f"{now.date().isoformat()}-{name}"
+    out = RESULTS / "-".join([now.date().isoformat(), name, *([tag] if tag else [])])
     out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [f"# {name} ({report['at']})", "", *body]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
@@ -81,6 +87,8 @@ class Services:
     root: Path
     database_url: str
     settings: Settings
+    # Root pids of PostgreSQL (its postmaster) and the two Redis servers, by name.
+    pids: dict[str, int]
 
 
 @contextmanager
@@ -109,7 +117,8 @@ def private_services(prefix: str) -> Iterator[Services]:
         settings = msgspec.structs.replace(
             settings, log=msgspec.structs.replace(settings.log, format="json")
         )
-        yield Services(root, url, settings)
+        pids = {"postgresql": pg.pid(), "redis-queue": queue.pid(), "redis-cache": cache.pid()}
+        yield Services(root, url, settings, {k: v for k, v in pids.items() if v is not None})
     finally:
         queue.stop()
         cache.stop()
@@ -222,21 +231,68 @@ async def drive(
 
 # A case: (port, raw request, expected status).
 Case = tuple[int, bytes, int]
+# CpuPerRequest's name for the CPU of this process, which drives the requests.
+LOAD_GENERATOR = "load generator"
+
+
+@dataclass
+class CpuPerRequest:
+    """Server-side CPU per answered request, measured by :func:`alternating_rounds`.
+
+    ``roots`` names, per case, the process trees its requests keep busy (the web server and the
+    data services) by their root pids; ``rounds`` gets, per case and tree, the CPU microseconds
+    per request of every round (from ``/proc``), and the load generator's own apart.
+    """
+
+    roots: dict[str, dict[str, int]]
+    # Per case and tree (and :data:`LOAD_GENERATOR`), microseconds per request of each round.
+    rounds: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+
+    def measure(self, case: str, run: Callable[[], float]) -> float:
+        """``run()`` (which returns requests/s), with the CPU its trees used recorded."""
+        sampler = ProcessSampler(self.roots[case])
+        sampler.start()
+        start, own = time.monotonic(), time.process_time()
+        rps = run()
+        wall, own = time.monotonic() - start, time.process_time() - own
+        sampler.stop()
+        answered = max(rps * wall, 1.0)
+        used = sampler.cpu_seconds()
+        used[LOAD_GENERATOR] = own
+        for tree, seconds in used.items():
+            per_request = round(seconds / answered * 1e6, 1)
+            self.rounds.setdefault(case, {}).setdefault(tree, []).append(per_request)
+        return rps
+
+    def medians(self, case: str) -> dict[str, float]:
+        """Median CPU microseconds per request of each tree of ``case``."""
+        return {tree: statistics.median(v) for tree, v in self.rounds.get(case, {}).items()}
 
 
 def alternating_rounds(
-    cases: dict[str, Case], args: Any
+    cases: dict[str, Case], args: Any, cpu: CpuPerRequest | None = None
 ) -> tuple[dict[str, float], dict[str, list[float]]]:
     """Drive every case in turn, ``args.rounds`` times (after a 1 s warm-up each), so drift on
-    a shared host hits all alike. Returns the median requests/s per case and every round."""
+    a shared host hits all alike. Returns the median requests/s per case and every round; with
+    ``cpu``, each round's server-side CPU per request is recorded there too."""
     for port, request, ok in cases.values():  # warm-up: caches, pools, first-call costs
         asyncio.run(drive(port, request, 1.0, args.connections, ok))
     rounds: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(args.rounds):
         for name, (port, request, ok) in cases.items():
-            rps = asyncio.run(drive(port, request, args.seconds, args.connections, ok))
+
+            def run(port: int = port, request: bytes = request, ok: int = ok) -> float:
+                return asyncio.run(drive(port, request, args.seconds, args.connections, ok))
+
+            rps = run() if cpu is None else cpu.measure(name, run)
             rounds[name].append(round(rps, 1))
     return {name: statistics.median(values) for name, values in rounds.items()}, rounds
+
+
+def _tag(text: str) -> str:
+    if not re.fullmatch(r"[a-z0-9-]{1,40}", text):
+        raise argparse.ArgumentTypeError("lower-case letters, digits and dashes only")
+    return text
 
 
 def bench_arguments(description: str) -> argparse.Namespace:
@@ -244,4 +300,9 @@ def bench_arguments(description: str) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument(
+        "--tag",
+        type=_tag,
+        help="appended to the results files' name (a second run on one day keeps the first)",
+    )
     return parser.parse_args()

@@ -76,13 +76,17 @@ class ProcessSampler:
     def stop(self) -> None:
         self._cpu_end = {name: self._cpu(pid) for name, pid in self.roots.items()}
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds each tree used between :meth:`start` and :meth:`stop`."""
+        return {
+            name: self._cpu_end.get(name, 0) - self._cpu_start.get(name, 0) for name in self.roots
+        }
+
     def report(self, seconds: float) -> dict[str, dict[str, float]]:
         return {
             name: {
-                "cpu_percent": round(
-                    100 * (self._cpu_end.get(name, 0) - self._cpu_start.get(name, 0)) / seconds, 1
-                ),
+                "cpu_percent": round(100 * used / seconds, 1),
                 "peak_rss_mb": round(self.peak_rss.get(name, 0) / 2**20, 1),
             }
-            for name in self.roots
+            for name, used in self.cpu_seconds().items()
         }

@@ -5,7 +5,7 @@
 - :func:`start_web`: a real ``wingman serve`` process (one worker) on a free port with the given
   settings and its own metrics folder, returned once ``/health/ready`` answers.
 - :func:`drive`: requests per second over keep-alive connections with a minimal HTTP/1.1 client
-  (40-90 us of CPU per request on the 2-core benchmark host, measured by :class:`CpuPerRequest`
+  (40-95 us of CPU per request on the 2-core benchmark host, measured by :class:`CpuPerRequest`
   and reported, since it shares the cores with the servers).
 - :class:`CpuPerRequest`: the server side's CPU per request (web process tree, PostgreSQL,
   Redis) from ``/proc``, so a figure per core does not depend on how busy the client kept it.

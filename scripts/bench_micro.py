@@ -136,15 +136,18 @@ def figures(
     """Per case: requests/s and its share of (a); the server side's CPU per request (the web
     process tree, PostgreSQL and both Redis servers; the load generator apart) and the requests
     per core-second that gives, with its share of (a)'s."""
+
+    def server_side(label: str) -> float:
+        """Microseconds of server-side CPU per request of ``label`` (the generator left out)."""
+        return sum(v for tree, v in cpu.medians(label).items() if tree != LOAD_GENERATOR)
+
     ceiling = medians[BARE_CASE]
-    per_core_ceiling = 0.0
+    per_core_ceiling = 1e6 / server_side(BARE_CASE)
     results: dict[str, dict[str, Any]] = {}
     for label in cases:
         used = cpu.medians(label)
         client = used.pop(LOAD_GENERATOR)
-        server_side = sum(used.values())
-        per_core = 1e6 / server_side if server_side else 0.0
-        per_core_ceiling = per_core_ceiling or per_core  # (a) comes first
+        per_core = 1e6 / server_side(label)
         results[label] = {
             "rps": medians[label],
             "ratio_to_bare": round(medians[label] / ceiling, 3),
@@ -156,7 +159,7 @@ def figures(
         }
         log(
             f"{label}: {medians[label]:.0f}/s ({medians[label] / ceiling:.3f} of bare),"
-            f" {server_side:.0f} us server-side CPU per request"
+            f" {server_side(label):.0f} us server-side CPU per request"
             f" ({per_core / per_core_ceiling:.3f} of bare per core)"
         )
     return results

@@ -31,16 +31,28 @@ def main() -> None:
 @click.option("--app", "target", default="wingman.app:create_app", hidden=True)
 def serve(host: str | None, port: int | None, workers: int | None, target: str) -> None:
     """Serve the API with Granian (ASGI, uvloop) until SIGTERM or Ctrl-C."""
+    import structlog
     from granian import Granian
     from granian.constants import Interfaces, Loops
 
     from wingman.server.logging import configure_logging, granian_log_config
     from wingman.server.metrics_directory import use_for_web
+    from wingman.server.open_files import raise_for_connections
 
     settings = _settings()
     # Before Granian forks its workers, which import prometheus-client (multiprocess mode).
     use_for_web(settings, port)
     configure_logging(settings, process="web")
+    # Before Granian starts its workers, which inherit the limit.
+    files = raise_for_connections(settings.server.connections_per_worker)
+    if not files.as_configured:
+        structlog.get_logger("wingman.serve").warning(
+            "open_file_limit_too_low",
+            connections_per_worker=settings.server.connections_per_worker,
+            held=files.connections,
+            hard_limit=files.hard_limit,
+            fix="raise LimitNOFILE (unit) or `ulimit -Hn`, or lower server.connections_per_worker",
+        )
     server = Granian(
         target,
         factory=True,
@@ -50,6 +62,7 @@ def serve(host: str | None, port: int | None, workers: int | None, target: str) 
         workers=workers or settings.server.workers,
         loop=Loops.uvloop,
         backlog=settings.server.backlog,
+        backpressure=files.connections,
         log_dictconfig=granian_log_config(),
         log_access=False,
         workers_kill_timeout=settings.server.graceful_timeout,

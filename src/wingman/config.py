@@ -73,7 +73,14 @@ class ServerSettings(Section):
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
-    backlog: int = 1024
+    # Connections the kernel queues for accept(); Linux caps it at net.core.somaxconn (4096 by
+    # default since 5.4). It only absorbs connect bursts: what a worker holds open is below.
+    backlog: int = 4096
+    # Connections one web worker holds open at once (Granian's backpressure): keep-alive clients
+    # and WebSockets both count. Past it new connections wait in the backlog, unanswered, so it is
+    # sized for the users a host is planned for (`wingmanctl tune`), never left at Granian's
+    # backlog / workers, which walls the whole host at about a thousand clients.
+    connections_per_worker: int = 10_000
     # Seconds Granian waits for in-flight requests on shutdown.
     graceful_timeout: int = 20
     cors_allow_origins: list[str] = msgspec.field(default_factory=list)
@@ -418,11 +425,7 @@ def validate(settings: Settings) -> None:
         problems.append("database.max_overflow: must not be negative")
     if not db.url.startswith("postgresql+psycopg://"):
         problems.append("database.url: must use the psycopg driver (postgresql+psycopg://...)")
-    if not 0 < settings.server.port < 65536:
-        problems.append("server.port: must be between 1 and 65535")
-    if settings.server.workers < 1:
-        problems.append("server.workers: must be at least 1")
-    problems.extend(_proxy_problems(settings.server))
+    problems.extend(_server_problems(settings.server))
     for name, queue in settings.worker.queues.items():
         if name not in QUEUE_NAMES:
             problems.append(
@@ -445,8 +448,16 @@ def validate(settings: Settings) -> None:
         raise SettingsError("; ".join(problems))
 
 
-def _proxy_problems(server: ServerSettings) -> list[str]:
+def _server_problems(server: ServerSettings) -> list[str]:
     problems: list[str] = []
+    if not 0 < server.port < 65536:
+        problems.append("server.port: must be between 1 and 65535")
+    if server.workers < 1:
+        problems.append("server.workers: must be at least 1")
+    if server.backlog < 128:
+        problems.append("server.backlog: must be at least 128")
+    if server.connections_per_worker < 1:
+        problems.append("server.connections_per_worker: must be at least 1")
     for entry in server.trusted_proxies:
         try:
             ipaddress.ip_network(entry.strip(), strict=False)

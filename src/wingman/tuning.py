@@ -25,6 +25,8 @@ from typing import Any, Generic, Literal, TypeVar
 
 import msgspec
 
+from wingman.server.open_files import RESERVED_DESCRIPTORS
+
 T = TypeVar("T")
 DiskKind = Literal["ssd", "hdd"]
 
@@ -71,6 +73,23 @@ DEFAULT_QUEUE_CONCURRENCY = 10
 # (DESIGN section 2: concurrency 1-2).
 HEAVY_QUEUE_CONCURRENCY_SMALL = 1
 HEAVY_QUEUE_CONCURRENCY_LARGE = 2
+
+# Client connections (DESIGN section 9): every active user holds a keep-alive connection and a
+# WebSocket. A web worker holds at most server.connections_per_worker (Granian's backpressure);
+# past it new clients wait in the kernel's accept queue, unanswered. Idle connections are cheap (a
+# Tokio task and its buffers until a request arrives), so the cap is set well above the planned
+# users: reconnect storms after a restart, and Granian's workers racing on one listening socket,
+# which spreads clients unevenly over workers.
+CONNECTIONS_PER_USER = 2
+CONNECTION_HEADROOM = 4
+MIN_CONNECTIONS_PER_WORKER = 4096
+# systemd/wingman-web.service's LimitNOFILE, less what a worker needs besides clients.
+WEB_UNIT_OPEN_FILES = 65536
+MAX_CONNECTIONS_PER_WORKER = WEB_UNIT_OPEN_FILES - RESERVED_DESCRIPTORS
+# The accept queue only absorbs connect bursts; Linux caps it at net.core.somaxconn (4096 by
+# default since 5.4), so asking for more buys nothing without a sysctl the appliance cannot set
+# inside a container.
+LISTEN_BACKLOG = 4096
 
 # Connections: about 3 busy connections per core (DESIGN: 2-4x cores; PostgreSQL wiki / HikariCP
 # (cores x 2) + spindles). Pools never drop below 2 so one slow query does not block a process.
@@ -167,6 +186,8 @@ class AppPlan(msgspec.Struct, frozen=True, kw_only=True):
     """Web workers, SAQ workers and the database pool every one of those processes opens."""
 
     web_workers: Tuned[int]
+    connections_per_worker: Tuned[int]
+    backlog: Tuned[int]
     queues: dict[str, QueuePlan]
     pool_size: Tuned[int]
     max_overflow: Tuned[int]
@@ -329,11 +350,26 @@ def plan_for(host: HostFacts) -> TuningPlan:
         ),
     }
 
+    planned_users = math.ceil(cores * USERS_PER_CORE)
+    per_worker = math.ceil(planned_users * CONNECTIONS_PER_USER / web_workers) * CONNECTION_HEADROOM
+    connections = _clamp(per_worker, MIN_CONNECTIONS_PER_WORKER, MAX_CONNECTIONS_PER_WORKER)
+    connections_reason = (
+        f"{planned_users} users planned x {CONNECTIONS_PER_USER} connections (keep-alive + "
+        f"WebSocket) / {web_workers} worker(s) x {CONNECTION_HEADROOM} headroom (reconnect "
+        f"storms, uneven spread), within {MIN_CONNECTIONS_PER_WORKER}..{MAX_CONNECTIONS_PER_WORKER}"
+        " (the unit's open-file limit)"
+    )
+
     processes = web_workers + ai_processes + 2
     active_target = ACTIVE_CONNECTIONS_PER_CORE * cores
     pool_size = _clamp(active_target // processes, MIN_POOL_SIZE, MAX_POOL_SIZE)
     app = AppPlan(
         web_workers=Tuned(web_workers, web_reason),
+        connections_per_worker=Tuned(connections, connections_reason),
+        backlog=Tuned(
+            LISTEN_BACKLOG,
+            "absorbs connect bursts; Linux caps it at net.core.somaxconn (4096 by default)",
+        ),
         queues=queues,
         pool_size=Tuned(
             pool_size,
@@ -454,6 +490,12 @@ def plan_rows(plan: TuningPlan) -> list[PlanRow]:
         add(f"redis.{role}.maxmemory-policy", redis.maxmemory_policy.value, redis.maxmemory_policy)
         add(f"redis.{role}.persistence", redis.persistence.value, redis.persistence)
     add("server.workers", str(app.web_workers.value), app.web_workers)
+    add(
+        "server.connections_per_worker",
+        str(app.connections_per_worker.value),
+        app.connections_per_worker,
+    )
+    add("server.backlog", str(app.backlog.value), app.backlog)
     add("database.pool_size", str(app.pool_size.value), app.pool_size)
     add("database.max_overflow", str(app.max_overflow.value), app.max_overflow)
     add("database.reserve", str(app.connection_reserve.value), app.connection_reserve)
@@ -514,7 +556,11 @@ def settings_overrides(plan: TuningPlan) -> dict[str, object]:
     """The part of the plan the Wingman processes read: the ``tuning.toml`` layer."""
     app = plan.app
     return {
-        "server": {"workers": app.web_workers.value},
+        "server": {
+            "workers": app.web_workers.value,
+            "connections_per_worker": app.connections_per_worker.value,
+            "backlog": app.backlog.value,
+        },
         "database": {"pool_size": app.pool_size.value, "max_overflow": app.max_overflow.value},
         "worker": {
             "queues": {
@@ -537,6 +583,10 @@ def tuning_toml(plan: TuningPlan) -> str:
         "[server]",
         f"# {app.web_workers.reason}",
         f"workers = {app.web_workers.value}",
+        f"# {app.connections_per_worker.reason}",
+        f"connections_per_worker = {app.connections_per_worker.value}",
+        f"# {app.backlog.reason}",
+        f"backlog = {app.backlog.value}",
         "",
         "[database]",
         f"# {app.pool_size.reason}",

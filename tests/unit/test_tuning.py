@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import tomllib
 from pathlib import Path
 
@@ -11,8 +12,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from wingman.config import Settings, SettingsError, load_settings
+from wingman.server.open_files import RESERVED_DESCRIPTORS
 from wingman.tuning import (
+    CONNECTIONS_PER_USER,
     MAINTENANCE_WORK_MEM_MAX_MB,
+    MAX_CONNECTIONS_PER_WORKER,
+    MIN_CONNECTIONS_PER_WORKER,
+    USERS_PER_CORE,
+    WEB_UNIT_OPEN_FILES,
     WORK_MEM_MIN_KB,
     HostFacts,
     TuningPlan,
@@ -172,3 +179,22 @@ def test_written_tuning_toml_loads_as_a_settings_layer(tmp_path: Path) -> None:
     (tmp_path / "tuning.toml").write_text("[worker.queues.ai]\nprocesses = 0\n")
     with pytest.raises(SettingsError, match=r"worker\.queues\.ai\.processes"):
         load_settings(environ)
+
+
+@given(hosts)
+def test_web_workers_hold_every_planned_client(host: HostFacts) -> None:
+    """No connection wall below the plan: the workers together hold every planned user's
+    keep-alive connection and WebSocket, unless a memory-bound host reached the unit's limit."""
+    app = plan_for(host).app
+    per_worker = app.connections_per_worker.value
+    assert MIN_CONNECTIONS_PER_WORKER <= per_worker <= MAX_CONNECTIONS_PER_WORKER
+    planned = math.ceil(host.cores * USERS_PER_CORE) * CONNECTIONS_PER_USER
+    assert per_worker * app.web_workers.value >= planned or per_worker == MAX_CONNECTIONS_PER_WORKER
+    assert 128 <= app.backlog.value <= 4096
+
+
+def test_connection_cap_fits_the_web_units_open_file_limit() -> None:
+    unit = (Path(__file__).parents[2] / "systemd" / "wingman-web.service").read_text()
+    limits = [line.split("=")[1] for line in unit.splitlines() if line.startswith("LimitNOFILE=")]
+    assert limits == [str(WEB_UNIT_OPEN_FILES)]
+    assert MAX_CONNECTIONS_PER_WORKER + RESERVED_DESCRIPTORS <= WEB_UNIT_OPEN_FILES

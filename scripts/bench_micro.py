@@ -6,6 +6,8 @@ wingman.loadtest.bare:create_app`): the ceiling. Then, in alternating rounds so 
 alike, drives over keep-alive connections:
 
   (a) GET /bare                                  the ceiling
+  (a2) GET /bare/users/{id}                      the ceiling for a route that reads PostgreSQL:
+                                                 one row by key, same engine and pool settings
   (b) GET /api/v1/sessions                       authenticated, served from the read cache
                                                  (also against a second server without the
                                                  request limiter, to show its share)
@@ -13,7 +15,8 @@ alike, drives over keep-alive connections:
   (d) POST /api/v1/sessions/{id}/messages        a message post (user + queued AI message,
                                                  events, enqueue; no AI worker runs)
 
-Each figure is the median round, and (b)-(d) are reported as a ratio of (a) from the same run.
+Each figure is the median round, and every case is reported as a ratio of (a) from the same run,
+and per core as a ratio of (a2) too (the database routes against what the stack allows).
 "One worker" is one Granian process; PostgreSQL, Redis and the client share the same cores.
 
 Prints the figures and writes bench/results/<date>-micro.{json,md}.
@@ -54,6 +57,7 @@ BARE = [sys.executable, "-m", "wingman", "serve", "--workers", "1", "--app"]
 BARE.append("wingman.loadtest.bare:create_app")
 MESSAGES = 20
 BARE_CASE = "(a) bare JSON endpoint"
+ONE_ROW_CASE = "(a2) bare one-row database endpoint"
 
 
 def seed_session(port: int, token: str) -> str:
@@ -91,6 +95,11 @@ def main() -> int:
             body = json.dumps({"content": "How was your weekend?"}).encode()
             cases = {
                 BARE_CASE: (bare_port, http_request("GET", "/bare", token), 200),
+                ONE_ROW_CASE: (
+                    bare_port,
+                    http_request("GET", f"/bare/users/{user_id}", token),
+                    200,
+                ),
                 "(b) cached GET /sessions": (
                     port,
                     http_request("GET", "/api/v1/sessions", token),
@@ -143,6 +152,7 @@ def figures(
 
     ceiling = medians[BARE_CASE]
     per_core_ceiling = 1e6 / server_side(BARE_CASE)
+    per_core_one_row = 1e6 / server_side(ONE_ROW_CASE)
     results: dict[str, dict[str, Any]] = {}
     for label in cases:
         used = cpu.medians(label)
@@ -155,12 +165,14 @@ def figures(
             "load_generator_cpu_us_per_request": round(client, 1),
             "requests_per_core_second": round(per_core),
             "per_core_ratio_to_bare": round(per_core / per_core_ceiling, 3),
+            "per_core_ratio_to_one_row": round(per_core / per_core_one_row, 3),
             "rounds": rounds[label],
         }
         log(
             f"{label}: {medians[label]:.0f}/s ({medians[label] / ceiling:.3f} of bare),"
             f" {server_side(label):.0f} us server-side CPU per request"
-            f" ({per_core / per_core_ceiling:.3f} of bare per core)"
+            f" ({per_core / per_core_ceiling:.3f} of bare, {per_core / per_core_one_row:.3f} of"
+            " one-row per core)"
         )
     return results
 
@@ -178,8 +190,9 @@ def write_report(args: argparse.Namespace, results: dict[str, dict[str, Any]]) -
         " CPU is shown apart and counted nowhere else.",
         "",
         "| case | requests/s | share of (a) | server CPU µs/request (web + PostgreSQL + Redis)"
-        " | per core | share of (a) per core | load generator µs/request |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        " | per core | share of (a) per core | share of (a2) per core"
+        " | load generator µs/request |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for label, row in results.items():
         used = row["cpu_us_per_request"]
@@ -188,6 +201,7 @@ def write_report(args: argparse.Namespace, results: dict[str, dict[str, Any]]) -
             f"| {label} | {row['rps']:.0f} | {row['ratio_to_bare']:.3f}"
             f" | {sum(parts):.0f} ({parts[0]:.0f} + {parts[1]:.0f})"
             f" | {row['requests_per_core_second']} | {row['per_core_ratio_to_bare']:.3f}"
+            f" | {row['per_core_ratio_to_one_row']:.3f}"
             f" | {row['load_generator_cpu_us_per_request']:.0f} |"
         )
     fields = {

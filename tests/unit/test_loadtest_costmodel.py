@@ -12,6 +12,7 @@ from wingman.loadtest.costmodel import (
     MEASURABLE_CPU_MS,
     MULTI_PROCESS_BUSY,
     SINGLE_THREAD_BUSY,
+    Usage,
     cost_model,
     model_of,
     project,
@@ -31,21 +32,23 @@ COMPONENTS = (
 costs = st.dictionaries(
     st.sampled_from(COMPONENTS), st.floats(0.0, 10_000.0, allow_nan=False), min_size=1
 )
+idle = st.dictionaries(st.sampled_from(COMPONENTS), st.floats(0.0, 4.0, allow_nan=False))
 hosts = st.tuples(st.integers(1, 128), st.integers(2, 1024))
 
 
-@given(costs, hosts)
+@given(costs, idle, hosts)
 def test_each_component_holds_what_its_cores_allow_at_its_ceiling(
-    cost: dict[str, float], host: tuple[int, int]
+    cost: dict[str, float], idle_cores: dict[str, float], host: tuple[int, int]
 ) -> None:
     cores, ram = host
-    projection = project(cost, cores, ram)
+    projection = project(cost, cores, ram, idle_cores)
     for row in [*projection.rows, projection.host]:
         if row.cpu_ms_per_user_minute < MEASURABLE_CPU_MS:
             assert row.users is None
             continue
         assert row.users is not None
-        budget = row.cores * row.busy * CPU_MS_PER_CORE_MINUTE
+        # What the share leaves once the idle load (polling, heartbeats) is served.
+        budget = max(0.0, row.cores * row.busy - row.idle_cores) * CPU_MS_PER_CORE_MINUTE
         # The largest whole number of users whose CPU fits the component's share.
         assert row.users * row.cpu_ms_per_user_minute <= budget * (1 + 1e-9)
         assert (row.users + 1) * row.cpu_ms_per_user_minute > budget * (1 - 1e-9)
@@ -75,14 +78,18 @@ def test_single_threaded_servers_get_one_core_at_most_sixty_percent_busy(
         assert (rows["web"].cores, rows["web"].busy) == expected
 
 
-@given(costs, st.integers(1, 64), st.floats(1.0, 4.0))
-def test_more_cost_never_projects_more_users(
-    cost: dict[str, float], cores: int, factor: float
+@given(costs, idle, st.integers(1, 64), st.floats(1.0, 4.0))
+def test_more_cost_or_more_idle_load_never_projects_more_users(
+    cost: dict[str, float], idle_cores: dict[str, float], cores: int, factor: float
 ) -> None:
     cheap = project(cost, cores, 4 * cores)
     dear = project({name: value * factor for name, value in cost.items()}, cores, 4 * cores)
-    if cheap.users is not None and dear.users is not None:
+    busy = project(cost, cores, 4 * cores, idle_cores)
+    if cheap.users is not None:
+        assert dear.users is not None
+        assert busy.users is not None
         assert dear.users <= cheap.users
+        assert busy.users <= cheap.users
 
 
 def test_the_first_to_saturate_on_the_reference_host() -> None:
@@ -94,20 +101,32 @@ def test_the_first_to_saturate_on_the_reference_host() -> None:
     assert rows["redis-queue"].users == 6_000
     assert projection.host.users == math.floor(16 * 0.8 * 60_000 / 66)
     assert (projection.first, projection.users) == ("redis-queue", 6_000)
+    # A Redis kept 0.1 of a core busy by polling has 0.5 of a core left for users: 5,000.
+    polled = project({"web": 60.0, "redis-queue": 6.0}, 16, 32, {"redis-queue": 0.1})
+    assert (polled.first, polled.users) == ("redis-queue", 5_000)
 
 
-def test_the_cost_model_is_per_user_minute() -> None:
-    model = cost_model(
-        {"web": 30.0, "postgres": 6.0}, {"redis-queue": {"evalsha": 600, "get": 300}}, 100, 120
+def test_the_cost_model_is_per_user_minute_beyond_the_idle_stack() -> None:
+    idle = Usage({"web": 0.5, "postgres": 0.0}, {"redis-queue": {"brpoplpush": 50}}, 10.0)
+    loaded = Usage(
+        {"web": 36.0, "postgres": 6.0},
+        {"redis-queue": {"evalsha": 600, "get": 300, "brpoplpush": 600}},
+        120.0,
     )
+    model = cost_model(loaded, idle, 100, 60.0)
     assert model is not None
-    # 30 CPU seconds over 100 users x 2 minutes: 150 ms per user-minute.
+    # Idle, web kept 0.05 of a core busy: 6 of its 36 CPU seconds over 120 s. The other 30
+    # over 100 users x 2 minutes: 150 ms per user-minute.
+    assert model["idle_cores"] == {"web": 0.05, "postgres": 0.0}
     assert model["cpu_ms_per_user_minute"] == {"web": 150.0, "postgres": 30.0}
+    # 300 polls a minute idle: 600 in 2 minutes are not the users'.
     assert model["redis_commands_per_user_minute"]["redis-queue"] == {
         "total": 4.5,
+        "idle_per_minute": 300.0,
         "by_command": {"evalsha": 3.0, "get": 1.5},
     }
-    assert cost_model({"web": 1.0}, {}, 0, 60) is None
+    assert model["cycle_s"] == 60.0
+    assert cost_model(loaded, idle, 0, 60.0) is None
 
 
 def test_a_capacity_search_is_modelled_at_the_step_that_held() -> None:

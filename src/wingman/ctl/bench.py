@@ -257,11 +257,13 @@ def project(*, cores: int, ram_gb: float, source: Path | None, out: Path, as_jso
         where = path if path is not None else f"{out}/*.json"
         click.echo(f"error: no cost model in {where} (run `wingmanctl bench load` first)", err=True)
         raise SystemExit(EXIT_DOWN)
-    projection = project_host(model["cpu_ms_per_user_minute"], cores, ram_gb)
+    projection = project_host(
+        model["cpu_ms_per_user_minute"], cores, ram_gb, model.get("idle_cores")
+    )
     if as_json:
         emit_object(
             {"from": str(path), "cost_model": model, "projection": asdict(projection)},
             as_json=True,
         )
         return
-    click.echo("\n".join(projection_lines(projection, str(path))))
+    click.echo("\n".join(projection_lines(projection, str(path), model.get("cycle_s", 60.0))))

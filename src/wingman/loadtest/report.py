@@ -88,15 +88,17 @@ def generator_lines(generators: dict[str, Any]) -> list[str]:
 
 def cost_lines(model: dict[str, Any]) -> list[str]:
     lines = [
-        f"Cost model ({model['users']} users, {model['seconds']} s): CPU ms per user-minute.",
+        f"Cost model ({model['users']} users, {model['seconds']} s): CPU ms per user-minute "
+        f"beyond the idle stack (measured for {model.get('idle_seconds', '-')} s).",
         "",
-        "| component | CPU ms / user-minute | Redis commands / user-minute |",
-        "| --- | ---: | ---: |",
+        "| component | CPU ms / user-minute | idle cores | Redis commands / user-minute |",
+        "| --- | ---: | ---: | ---: |",
     ]
     redis = model["redis_commands_per_user_minute"]
+    idle = model.get("idle_cores", {})
     for name, cost in model["cpu_ms_per_user_minute"].items():
         commands = redis[name]["total"] if name in redis else "-"
-        lines.append(f"| {name} | {cost} | {commands} |")
+        lines.append(f"| {name} | {cost} | {idle.get(name, '-')} | {commands} |")
     return lines
 
 
@@ -113,20 +115,30 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join([title, "", *load_section(result)]) + "\n"
 
 
-def projection_lines(projection: Projection, source: str) -> list[str]:
+def projection_lines(projection: Projection, source: str, cycle_s: float = 60.0) -> list[str]:
     """The projection as people read it: users per component, the first to saturate."""
     lines = [
         f"Projection for {projection.cores} cores, {projection.ram_gb:g} GB RAM "
         f"(cost model from {source}):",
         "",
-        "| component | CPU ms / user-minute | cores | busy at most | users | why |",
-        "| --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    if cycle_s != 60:
+        lines += [
+            f"Users of the measured run: one profile cycle every {cycle_s:g} s, not every "
+            "60 s as in the profile (DESIGN section 10), so each is busier than a profile user.",
+            "",
+        ]
+    lines += [
+        "| component | CPU ms / user-minute | idle cores | cores | busy at most | users | why |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for row in [*projection.rows, projection.host]:
         users = "-" if row.users is None else f"{row.users:,}"
         mark = " ← first" if row.component == projection.first else ""
         lines.append(
-            f"| {row.component}{mark} | {row.cpu_ms_per_user_minute} | {row.cores:g} "
+            f"| {row.component}{mark} | {round(row.cpu_ms_per_user_minute, 3):g} "
+            f"| {round(row.idle_cores, 4):g} "
+            f"| {row.cores:g} "
             f"| {row.busy:.0%} | {users} | {row.basis} |"
         )
     if projection.users is None:

@@ -35,7 +35,7 @@ from wingman.db.models import Message, MessageSender, ProcessingStatus
 from wingman.devstack.stack import DevStack
 from wingman.domain.catalog.cache import announce_change
 from wingman.domain.catalog.services import Actor, ConfigService
-from wingman.loadtest.costmodel import cost_model
+from wingman.loadtest.costmodel import Usage, cost_model
 from wingman.loadtest.fleet import Fleet, split_users
 from wingman.loadtest.generator import DRAIN_SECONDS, Finished, GeneratorPlan
 from wingman.loadtest.histogram import RELATIVE_PRECISION
@@ -50,6 +50,8 @@ from wingman.server.redis import RedisClients
 WIDE_PER_IP = {"limit": 1_000_000, "period": "hour"}
 # Past this share of a core a generator may be what sets the latencies.
 GENERATOR_BUSY_WARNING = 0.7
+# The idle stack is measured this long before the users arrive.
+IDLE_SECONDS = 5.0
 # Beyond the ramp itself: starting the generator processes and the last sign-ins.
 RAMP_GRACE_SECONDS = 120.0
 
@@ -197,6 +199,8 @@ async def _drive(
     plan: LoadPlan, fleet: Fleet, settings: Settings, roots: dict[str, int], progress: Any
 ) -> dict[str, Any]:
     redis = redis_servers(settings.redis)
+    progress(f"measuring the idle stack for {IDLE_SECONDS:.0f} s")
+    idle = await _idle(roots, redis)
     try:
         await fleet.start()
         progress(f"{len(fleet.plans)} generator(s); {fleet.pinning}")
@@ -247,13 +251,28 @@ async def _drive(
         "errors": dict(recorder.errors),
         "processes": servers.report(measured),
         "generators": generator_rows,
-        "cost_model": cost_model(servers.cpu_seconds(), calls, held, measured),
+        "cost_model": cost_model(
+            Usage(servers.cpu_seconds(), calls, measured), idle, held, plan.cycle_seconds
+        ),
         "replies": {
             "posted": sum(len(report.posted) for report in finished),
             "duplicated": sum(report.completed_twice for report in finished),
         },
         "posted_ids": [ai_id for report in finished for ai_id in report.posted],
     }
+
+
+async def _idle(roots: dict[str, int], redis: dict[str, str]) -> Usage:
+    """What the stack spends with no user: SAQ's polling, heartbeats, cron; the cost model
+    counts it once, not per user."""
+    sampler = ProcessSampler(roots)
+    before = await all_calls(redis)
+    sampler.start()
+    started = time.monotonic()
+    await asyncio.sleep(IDLE_SECONDS)
+    sampler.stop()
+    seconds = time.monotonic() - started
+    return Usage(sampler.cpu_seconds(), calls_between(before, await all_calls(redis)), seconds)
 
 
 def _generator_rows(

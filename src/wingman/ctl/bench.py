@@ -23,7 +23,7 @@ GENERATORS = click.option(
     type=click.IntRange(1, 256),
     default=1,
     show_default=True,
-    help="Generator processes the users are split between (one drives ~1,500 users).",
+    help="Generator processes the users are split between (about 1,000 users each).",
 )
 OUT = click.option(
     "--out",

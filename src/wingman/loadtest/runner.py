@@ -236,7 +236,7 @@ async def _drive(
         recorder.merge(Recorder.decode(report.measured))
     held = sum(report.users_held for report in finished)
     rest = recorder.combined(REST_KINDS)
-    generator_rows = _generator_rows(fleet, finished, generators, measured)
+    generator_report = generator_rows(fleet, finished, generators, measured)
     return {
         "name": plan.name,
         "taken_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -250,7 +250,7 @@ async def _drive(
         "latency_precision": f"percentiles at most {RELATIVE_PRECISION:.0%} + 1 us above exact",
         "errors": dict(recorder.errors),
         "processes": servers.report(measured),
-        "generators": generator_rows,
+        "generators": generator_report,
         "cost_model": cost_model(
             Usage(servers.cpu_seconds(), calls, measured), idle, held, plan.cycle_seconds
         ),
@@ -275,7 +275,7 @@ async def _idle(roots: dict[str, int], redis: dict[str, str]) -> Usage:
     return Usage(sampler.cpu_seconds(), calls_between(before, await all_calls(redis)), seconds)
 
 
-def _generator_rows(
+def generator_rows(
     fleet: Fleet, finished: list[Finished], sampler: ProcessSampler, measured: float
 ) -> dict[str, Any]:
     """Each generator's CPU, the generators' CPU per user-minute, and a warning for any near a

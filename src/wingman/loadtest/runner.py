@@ -229,6 +229,8 @@ async def _drive(
         progress(f"draining (replies in flight, up to {DRAIN_SECONDS:.0f} s)")
         async with asyncio.timeout(DRAIN_SECONDS + RAMP_GRACE_SECONDS):
             finished = await fleet.finish()
+    except TimeoutError:
+        raise RuntimeError("the load generators did not report in time") from None
     finally:
         await fleet.close()
     recorder = Recorder()

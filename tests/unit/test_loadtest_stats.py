@@ -1,4 +1,4 @@
-"""The load harness's arithmetic: percentiles and the budget verdict."""
+"""The load harness's arithmetic: exact percentiles and the budget verdict."""
 
 from __future__ import annotations
 

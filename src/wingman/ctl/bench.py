@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import msgspec
 
 from wingman.ctl.output import EXIT_DEGRADED, EXIT_DOWN, emit_object, progress
 
@@ -16,6 +17,13 @@ DATA_DIR = click.option(
     default=Path("var"),
     show_default=True,
     help="The development stack's folder (`make run` uses var).",
+)
+GENERATORS = click.option(
+    "--generators",
+    type=click.IntRange(1, 256),
+    default=1,
+    show_default=True,
+    help="Generator processes the users are split between (about 1,000 users each).",
 )
 OUT = click.option(
     "--out",
@@ -66,12 +74,14 @@ def _finish(result: dict[str, Any], out: Path, as_json: bool) -> None:
     help="Seconds per profile cycle (one message each).",
 )
 @click.option("--name", default="load", show_default=True, help="Name in the results file.")
+@GENERATORS
 @DATA_DIR
 @OUT
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 def load(
     *,
     users: int,
+    generators: int,
     duration: float,
     ramp: float,
     cycle: float,
@@ -85,18 +95,29 @@ def load(
     Each user signs in through the one-time-code flow, holds a WebSocket and, every CYCLE seconds
     with think time, lists sessions, opens one, sends a message and waits for its streamed reply,
     posts feedback and reads tones and config. Afterwards every reply is checked in the
-    database. Exit codes: 0 budget met, 1 budget missed, 2 no stack to run against.
+    database. The users are split between GENERATORS processes, each pinned to a CPU of its
+    own when there are enough; their latency histograms are merged exactly. The results carry
+    the cost model `bench project` reads. Exit codes: 0 budget met, 1 budget missed, 2 no stack
+    to run against.
     """
     from wingman.loadtest.runner import LoadPlan, run_load
 
     plan = LoadPlan(
-        users=users, duration=duration, data_dir=data_dir, ramp=ramp, cycle_seconds=cycle, name=name
+        users=users,
+        duration=duration,
+        data_dir=data_dir,
+        ramp=ramp,
+        cycle_seconds=cycle,
+        name=name,
+        generators=min(generators, users),
     )
     try:
         result = asyncio.run(run_load(plan, progress))
     except (RuntimeError, FileNotFoundError) as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(EXIT_DOWN) from None
+    for warning in result["generators"]["warnings"]:
+        progress(f"warning: {warning}")
     _finish(result, out, as_json)
     if not result["verdict"]["passed"]:
         raise SystemExit(EXIT_DEGRADED)
@@ -118,11 +139,13 @@ def load(
     help="Seconds measured per step.",
 )
 @click.option("--cycle", type=click.FloatRange(5), default=60, show_default=True)
+@GENERATORS
 @DATA_DIR
 @OUT
 @click.option("--json", "as_json", is_flag=True)
 def capacity(
     *,
+    generators: int,
     start: int,
     step: int,
     max_users: int,
@@ -151,6 +174,7 @@ def capacity(
             ramp=min(60, users / 10),
             cycle_seconds=cycle,
             name="capacity",
+            generators=min(generators, users),
         )
         try:
             result = asyncio.run(run_load(plan, progress))
@@ -158,6 +182,8 @@ def capacity(
             click.echo(f"error: {exc}", err=True)
             raise SystemExit(EXIT_DOWN) from None
         steps.append(result)
+        for warning in result["generators"]["warnings"]:
+            progress(f"warning: {warning}")
         if not result["verdict"]["passed"]:
             progress("budget missed: " + "; ".join(result["verdict"]["failures"]))
             break
@@ -173,3 +199,71 @@ def capacity(
     _finish(summary, out, as_json)
     if best < start:
         raise SystemExit(EXIT_DEGRADED)
+
+
+def _newest_with_model(folder: Path) -> Path | None:
+    from wingman.loadtest.costmodel import model_of
+
+    files = sorted(folder.glob("*.json"), key=lambda path: path.stat().st_mtime, reverse=True)
+    for path in files:
+        try:
+            result = msgspec.json.decode(path.read_bytes())
+        except msgspec.DecodeError:
+            continue
+        if isinstance(result, dict) and model_of(result):
+            return path
+    return None
+
+
+@bench.command("project")
+@click.option("--cores", type=click.IntRange(1, 1024), required=True, help="The host's cores.")
+@click.option(
+    "--ram", "ram_gb", type=click.FloatRange(1.5, 16_384), required=True, help="RAM in GB."
+)
+@click.option(
+    "--from",
+    "source",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="A results file of `bench load` or `bench capacity` (default: the newest in --out).",
+)
+@OUT
+@click.option("--json", "as_json", is_flag=True, help="Print the projection as JSON.")
+def project(*, cores: int, ram_gb: float, source: Path | None, out: Path, as_json: bool) -> None:
+    """Project the users a host of CORES and RAM holds from a measured cost model.
+
+    The cost model (CPU ms per user-minute of every component, measured by a `bench load` run
+    or the step of `bench capacity` that held the capacity) is spread over the cores the
+    tuning plan gives each component: web and multi-process workers and PostgreSQL on their
+    cores at most 80 % busy, each single-threaded server (each Redis, a one-process queue) on
+    one core at most 60 % busy, and everything together on the host's cores at most 80 % busy.
+    The component that saturates at the fewest users sets the projection. Exit 2 when no
+    results file carries a cost model.
+    """
+    from dataclasses import asdict
+
+    from wingman.loadtest.costmodel import model_of
+    from wingman.loadtest.costmodel import project as project_host
+    from wingman.loadtest.report import projection_lines
+
+    path = source or _newest_with_model(out)
+    model = None
+    if path is not None:
+        try:
+            model = model_of(msgspec.json.decode(path.read_bytes()))
+        except (msgspec.DecodeError, AttributeError, TypeError, KeyError):
+            model = None
+    if path is None or model is None:
+        where = path if path is not None else f"{out}/*.json"
+        click.echo(f"error: no cost model in {where} (run `wingmanctl bench load` first)", err=True)
+        raise SystemExit(EXIT_DOWN)
+    projection = project_host(
+        model["cpu_ms_per_user_minute"], cores, ram_gb, model.get("idle_cores")
+    )
+    if as_json:
+        emit_object(
+            {"from": str(path), "cost_model": model, "projection": asdict(projection)},
+            as_json=True,
+        )
+        return
+    click.echo("\n".join(projection_lines(projection, str(path), model.get("cycle_s", 60.0))))

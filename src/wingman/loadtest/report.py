@@ -7,6 +7,8 @@ from typing import Any
 
 import msgspec
 
+from wingman.loadtest.costmodel import Projection
+
 
 def write_results(result: dict[str, Any], folder: Path) -> tuple[Path, Path]:
     folder.mkdir(parents=True, exist_ok=True)
@@ -26,7 +28,8 @@ def load_section(result: dict[str, Any]) -> list[str]:
     host = result["host"]
     replies = result.get("replies", {})
     lines = [
-        f"Host: {host['cores']} cores, {host['ram_gb']} GB RAM; generator on the same host.",
+        f"Host: {host['cores']} cores, {host['ram_gb']} GB RAM; "
+        f"{result['generators']['count']} generator process(es) on the same host.",
         f"Users: {result['users_held']} held of {result['users']} for {result['duration_s']} s; "
         f"{result['requests_per_s']} REST requests/s.",
         f"Replies: {replies.get('posted', 0)} posted, {replies.get('done', 0)} done, "
@@ -48,7 +51,7 @@ def load_section(result: dict[str, Any]) -> list[str]:
     lines += ["", "| process tree | CPU % | peak RSS MB |", "| --- | ---: | ---: |"]
     for name, row in result["processes"].items():
         lines.append(f"| {name} | {row['cpu_percent']} | {row['peak_rss_mb']} |")
-    lines.append(f"| load generator (this process) | {result['generator_cpu_percent']} | - |")
+    lines += ["", *generator_lines(result["generators"])]
     errors = result["errors"]
     lines += [
         "",
@@ -60,6 +63,42 @@ def load_section(result: dict[str, Any]) -> list[str]:
             "Budget: "
             + ("met" if verdict["passed"] else "missed — " + "; ".join(verdict["failures"]))
         )
+    if result.get("cost_model"):
+        lines += ["", *cost_lines(result["cost_model"])]
+    return lines
+
+
+def generator_lines(generators: dict[str, Any]) -> list[str]:
+    lines = [
+        f"Generators: {generators['pinning']}; "
+        f"{generators['cpu_ms_per_user_minute']} ms of generator CPU per user-minute.",
+        "",
+        "| generator | CPU | users held | CPU % |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for row in generators["processes"]:
+        cpu = "-" if row["cpu"] is None else row["cpu"]
+        lines.append(
+            f"| {row['name']} | {cpu} | {row['users_held']} of {row['users']} "
+            f"| {row['cpu_percent']} |"
+        )
+    lines += [f"**Warning:** {warning}" for warning in generators["warnings"]]
+    return lines
+
+
+def cost_lines(model: dict[str, Any]) -> list[str]:
+    lines = [
+        f"Cost model ({model['users']} users, {model['seconds']} s): CPU ms per user-minute "
+        f"beyond the idle stack (measured for {model.get('idle_seconds', '-')} s).",
+        "",
+        "| component | CPU ms / user-minute | idle cores | Redis commands / user-minute |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    redis = model["redis_commands_per_user_minute"]
+    idle = model.get("idle_cores", {})
+    for name, cost in model["cpu_ms_per_user_minute"].items():
+        commands = redis[name]["total"] if name in redis else "-"
+        lines.append(f"| {name} | {cost} | {idle.get(name, '-')} | {commands} |")
     return lines
 
 
@@ -74,3 +113,39 @@ def markdown(result: dict[str, Any]) -> str:
             body += [f"## {step['users']} users", "", *load_section(step), ""]
         return "\n".join([title, "", *body]).rstrip() + "\n"
     return "\n".join([title, "", *load_section(result)]) + "\n"
+
+
+def projection_lines(projection: Projection, source: str, cycle_s: float = 60.0) -> list[str]:
+    """The projection as people read it: users per component, the first to saturate."""
+    lines = [
+        f"Projection for {projection.cores} cores, {projection.ram_gb:g} GB RAM "
+        f"(cost model from {source}):",
+        "",
+    ]
+    if cycle_s != 60:
+        lines += [
+            f"Users of the measured run: one profile cycle every {cycle_s:g} s, not every "
+            "60 s as in the profile (DESIGN section 10), so each is busier than a profile user.",
+            "",
+        ]
+    lines += [
+        "| component | CPU ms / user-minute | idle cores | cores | busy at most | users | why |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for row in [*projection.rows, projection.host]:
+        users = "-" if row.users is None else f"{row.users:,}"
+        mark = " ← first" if row.component == projection.first else ""
+        lines.append(
+            f"| {row.component}{mark} | {round(row.cpu_ms_per_user_minute, 3):g} "
+            f"| {round(row.idle_cores, 4):g} "
+            f"| {row.cores:g} "
+            f"| {row.busy:.0%} | {users} | {row.basis} |"
+        )
+    if projection.users is None:
+        lines += ["", "No component spent measurable CPU: nothing to project."]
+    else:
+        lines += [
+            "",
+            f"Projected: **{projection.users:,} users**, first limited by {projection.first}.",
+        ]
+    return lines

@@ -1,11 +1,16 @@
 """One load run against a running development stack: ramp up, hold, measure, check, report.
 
-The generator is this process (an asyncio driver: one socket and one task per simulated user,
-which holds thousands of WebSockets in a few tens of MB; a thread- or greenlet-per-user tool
-spends a core on the generator alone at this scale). It reads the stack's settings to reach the
-database afterwards and checks every reply it asked for: a reply is *lost* when its AI message is
-not ``done`` when the run has drained, *duplicated* when two AI messages answer one post or the
-socket delivered ``message.completed`` twice for one message.
+The users are driven by K generator processes (``generator.py``; an asyncio driver each: one
+socket and one task per simulated user, which holds thousands of WebSockets in a few tens of MB,
+yet costs about 0.6 of a core per 1,000 users, so a big host needs several). This process is
+their coordinator: it splits the users between them, starts measuring in all of them at once,
+samples the server's and the generators' CPU from ``/proc`` and the Redis servers' command
+counts, merges the generators' latency histograms (bucket counts add up exactly, see
+``histogram.py``) and checks every reply they asked for in the database: a reply is *lost* when
+its AI message is not ``done`` when the run has drained, *duplicated* when two AI messages
+answer one post or a socket delivered ``message.completed`` twice for one message. The CPU the
+server spent is also kept per user-minute, the cost model ``wingmanctl bench project`` projects
+other hosts from (``costmodel.py``).
 
 All simulated users come from one address, which the per-IP allowances (``anon``, ``otp``) exist
 to stop; the run widens those two in global config for its duration (an audited change, put back
@@ -15,9 +20,7 @@ afterwards) and leaves every per-user allowance as it is.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import ssl
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,16 +35,25 @@ from wingman.db.models import Message, MessageSender, ProcessingStatus
 from wingman.devstack.stack import DevStack
 from wingman.domain.catalog.cache import announce_change
 from wingman.domain.catalog.services import Actor, ConfigService
-from wingman.loadtest.codes import LogCodes
+from wingman.loadtest.costmodel import Usage, cost_model
+from wingman.loadtest.fleet import Fleet, split_users
+from wingman.loadtest.generator import DRAIN_SECONDS, Finished, GeneratorPlan
+from wingman.loadtest.histogram import RELATIVE_PRECISION
 from wingman.loadtest.processes import ProcessSampler
+from wingman.loadtest.redisstats import all_calls, calls_between, redis_servers
 from wingman.loadtest.stats import Recorder
-from wingman.loadtest.user import REST_KINDS, Shared, SimUser
+from wingman.loadtest.user import REST_KINDS
 from wingman.server.database import create_engine, session_maker
 from wingman.server.redis import RedisClients
 
 # Per-IP allowances for the run: every simulated user shares the generator's address.
 WIDE_PER_IP = {"limit": 1_000_000, "period": "hour"}
-DRAIN_SECONDS = 60.0
+# Past this share of a core a generator may be what sets the latencies.
+GENERATOR_BUSY_WARNING = 0.7
+# The idle stack is measured this long before the users arrive.
+IDLE_SECONDS = 5.0
+# Beyond the ramp itself: starting the generator processes and the last sign-ins.
+RAMP_GRACE_SECONDS = 120.0
 
 
 @dataclass(frozen=True)
@@ -60,6 +72,7 @@ class LoadPlan:
     cycle_seconds: float = 60.0
     name: str = "load"
     budget: Budget = Budget()
+    generators: int = 1
 
 
 def stack_settings(data_dir: Path) -> tuple[Settings, DevStack]:
@@ -134,82 +147,98 @@ def _host() -> dict[str, Any]:
     return {"cores": os.cpu_count(), "ram_gb": round(pages / 2**30, 1)}
 
 
+def _codes_log(stack: DevStack) -> Path:
+    path = stack.log_dir / "worker-default.log"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no worker log (is the stack running?)")
+    return path
+
+
+def _server_roots(stack: DevStack) -> dict[str, int]:
+    return {row.name: row.pid for row in stack.status() if row.pid is not None}
+
+
 async def run_load(plan: LoadPlan, progress: Any = print) -> dict[str, Any]:
     settings, stack = stack_settings(plan.data_dir)
     state = stack.state()
-    base_url = f"http://127.0.0.1:{state.web_port}"
-    roots = {row.name: row.pid for row in stack.status() if row.pid is not None}
-    recorder = Recorder()
-    stop = asyncio.Event()
     run_tag = datetime.now(UTC).strftime("%H%M%S") + os.urandom(2).hex()
-    async with LogCodes(stack.log_dir / "worker-default.log") as codes:
-        shared = Shared(
-            base_url=base_url,
-            tls=ssl.create_default_context(),
-            codes=codes,
-            recorder=recorder,
-            cycle_seconds=plan.cycle_seconds,
-            stop=stop,
-        )
-        saved = await _current_config(settings, "rate_limits")
-        widened = {**saved, "anon": WIDE_PER_IP, "otp": WIDE_PER_IP}
-        await _set_config(settings, "rate_limits", widened)
-        try:
-            result = await _drive(plan, shared, roots, progress, run_tag)
-        finally:
-            await _set_config(settings, "rate_limits", saved)
-    replies = await _check_replies(settings, shared.posted)
-    posted = len(shared.posted)
-    result["replies"] = {
-        "posted": posted,
+    fleet = Fleet(
+        [
+            GeneratorPlan(
+                name=f"generator-{n + 1}",
+                base_url=f"http://127.0.0.1:{state.web_port}",
+                codes_log=str(_codes_log(stack)),
+                first_index=first,
+                users=count,
+                ramp=plan.ramp,
+                cycle_seconds=plan.cycle_seconds,
+                run_tag=run_tag,
+            )
+            for n, (first, count) in enumerate(split_users(plan.users, plan.generators))
+        ]
+    )
+    saved = await _current_config(settings, "rate_limits")
+    widened = {**saved, "anon": WIDE_PER_IP, "otp": WIDE_PER_IP}
+    await _set_config(settings, "rate_limits", widened)
+    try:
+        result = await _drive(plan, fleet, settings, _server_roots(stack), progress)
+    finally:
+        await _set_config(settings, "rate_limits", saved)
+    replies = await _check_replies(settings, result.pop("posted_ids"))
+    posted = result["replies"]["posted"]
+    result["replies"] |= {
         "done": replies["done"],
         "lost": posted - replies["done"],
-        "duplicated": replies["answered_twice"]
-        + sum(1 for n in shared.completions.values() if n > 1),
+        "duplicated": replies["answered_twice"] + result["replies"]["duplicated"],
     }
     result["verdict"] = verdict(result, plan.budget)
     return result
 
 
 async def _drive(
-    plan: LoadPlan, shared: Shared, roots: dict[str, int], progress: Any, run_tag: str
+    plan: LoadPlan, fleet: Fleet, settings: Settings, roots: dict[str, int], progress: Any
 ) -> dict[str, Any]:
-    users = [SimUser(n, shared, run_tag) for n in range(plan.users)]
-    tasks: list[asyncio.Task[None]] = []
-    spacing = plan.ramp / max(1, plan.users)
-    progress(f"ramping up {plan.users} users over {plan.ramp:.0f} s")
-    for user in users:
-        tasks.append(asyncio.create_task(user.run()))
-        await asyncio.sleep(spacing)
-    # Give the last users time to sign in before measuring.
-    await asyncio.sleep(min(10.0, plan.ramp / 3 + 2))
-    sampler = ProcessSampler(roots)
-    shared.recorder.measuring = True
-    sampler.start()
-    generator_cpu = time.process_time()
-    started = time.monotonic()
-    progress(f"holding for {plan.duration:.0f} s")
-    while time.monotonic() - started < plan.duration:
-        sampler.sample()
-        await asyncio.sleep(1.0)
-    held = sum(1 for u in users if u.connected and not u.failed)
-    shared.recorder.measuring = False
-    sampler.stop()
-    measured = time.monotonic() - started
-    # The generator is one process: near 100 % it, not the server, sets the latencies.
-    generator_percent = round(100 * (time.process_time() - generator_cpu) / measured, 1)
-    progress(f"draining (replies in flight, up to {DRAIN_SECONDS:.0f} s)")
-    shared.stop.set()
-    done, still = await asyncio.wait(tasks, timeout=DRAIN_SECONDS)
-    for task in still:
-        task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await asyncio.gather(*still, return_exceptions=True)
-    for task in done:
-        if task.exception() is not None:
-            shared.recorder.error(f"user:{type(task.exception()).__name__}")
-    rest = shared.recorder.rest_values(REST_KINDS)
-    kinds = sorted(shared.recorder.samples)
+    redis = redis_servers(settings.redis)
+    progress(f"measuring the idle stack for {IDLE_SECONDS:.0f} s")
+    idle = await _idle(roots, redis)
+    try:
+        await fleet.start()
+        progress(f"{len(fleet.plans)} generator(s); {fleet.pinning}")
+        progress(f"ramping up {plan.users} users over {plan.ramp:.0f} s")
+        async with asyncio.timeout(plan.ramp + RAMP_GRACE_SECONDS):
+            await fleet.wait_ramped()
+        # Give the last users time to sign in before measuring.
+        await asyncio.sleep(min(10.0, plan.ramp / 3 + 2))
+        servers = ProcessSampler(roots)
+        generators = ProcessSampler(fleet.pids)
+        calls_before = await all_calls(redis)
+        await fleet.send("measure")
+        servers.start()
+        generators.start()
+        started = time.monotonic()
+        progress(f"holding for {plan.duration:.0f} s")
+        while time.monotonic() - started < plan.duration:
+            servers.sample()
+            generators.sample()
+            await asyncio.sleep(1.0)
+        await fleet.send("stop")
+        servers.stop()
+        generators.stop()
+        measured = time.monotonic() - started
+        calls = calls_between(calls_before, await all_calls(redis))
+        progress(f"draining (replies in flight, up to {DRAIN_SECONDS:.0f} s)")
+        async with asyncio.timeout(DRAIN_SECONDS + RAMP_GRACE_SECONDS):
+            finished = await fleet.finish()
+    except TimeoutError:
+        raise RuntimeError("the load generators did not report in time") from None
+    finally:
+        await fleet.close()
+    recorder = Recorder()
+    for report in finished:
+        recorder.merge(Recorder.decode(report.measured))
+    held = sum(report.users_held for report in finished)
+    rest = recorder.combined(REST_KINDS)
+    generator_report = generator_rows(fleet, finished, generators, measured)
     return {
         "name": plan.name,
         "taken_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -217,20 +246,73 @@ async def _drive(
         "users": plan.users,
         "users_held": held,
         "duration_s": round(measured, 1),
-        "requests_per_s": round(len(rest) / measured, 1),
-        "rest": _summary(rest),
-        "by_kind": {kind: shared.recorder.summary(kind) for kind in kinds},
-        "errors": dict(shared.recorder.errors),
-        "processes": sampler.report(measured),
-        "generator_cpu_percent": generator_percent,
+        "requests_per_s": round(rest.count / measured, 1),
+        "rest": rest.summary(),
+        "by_kind": {kind: recorder.summary(kind) for kind in sorted(recorder.histograms)},
+        "latency_precision": f"percentiles at most {RELATIVE_PRECISION:.0%} + 1 us above exact",
+        "errors": dict(recorder.errors),
+        "processes": servers.report(measured),
+        "generators": generator_report,
+        "cost_model": cost_model(
+            Usage(servers.cpu_seconds(), calls, measured), idle, held, plan.cycle_seconds
+        ),
+        "replies": {
+            "posted": sum(len(report.posted) for report in finished),
+            "duplicated": sum(report.completed_twice for report in finished),
+        },
+        "posted_ids": [ai_id for report in finished for ai_id in report.posted],
     }
 
 
-def _summary(values: list[float]) -> dict[str, Any]:
-    recorder = Recorder(measuring=True)
-    for value in values:
-        recorder.observe("rest", value)
-    return recorder.summary("rest")
+async def _idle(roots: dict[str, int], redis: dict[str, str]) -> Usage:
+    """What the stack spends with no user: SAQ's polling, heartbeats, cron; the cost model
+    counts it once, not per user."""
+    sampler = ProcessSampler(roots)
+    before = await all_calls(redis)
+    sampler.start()
+    started = time.monotonic()
+    await asyncio.sleep(IDLE_SECONDS)
+    sampler.stop()
+    seconds = time.monotonic() - started
+    return Usage(sampler.cpu_seconds(), calls_between(before, await all_calls(redis)), seconds)
+
+
+def generator_rows(
+    fleet: Fleet, finished: list[Finished], sampler: ProcessSampler, measured: float
+) -> dict[str, Any]:
+    """Each generator's CPU, the generators' CPU per user-minute, and a warning for any near a
+    full core (then the generator, not the server, may be setting the latencies)."""
+    used = sampler.cpu_seconds()
+    held = {report.name: report.users_held for report in finished}
+    rows = []
+    warnings = []
+    for index, gen in enumerate(fleet.plans):
+        percent = round(100 * used[gen.name] / measured, 1)
+        rows.append(
+            {
+                "name": gen.name,
+                "users": gen.users,
+                "users_held": held.get(gen.name, 0),
+                "cpu": fleet.cpus[index] if fleet.cpus is not None else None,
+                "cpu_percent": percent,
+            }
+        )
+        if percent > GENERATOR_BUSY_WARNING * 100:
+            warnings.append(
+                f"{gen.name} used {percent} % of a core (above "
+                f"{GENERATOR_BUSY_WARNING:.0%}): add generators (--generators)"
+            )
+    users = sum(held.values())
+    total = sum(used.values())
+    return {
+        "count": len(fleet.plans),
+        "pinning": fleet.pinning,
+        "processes": rows,
+        "cpu_ms_per_user_minute": (
+            round(1000 * total / (users * measured / 60), 3) if users else None
+        ),
+        "warnings": warnings,
+    }
 
 
 def verdict(result: dict[str, Any], budget: Budget) -> dict[str, Any]:

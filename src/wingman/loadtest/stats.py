@@ -1,14 +1,20 @@
-"""Latency samples and error counts of one load run, and the percentiles reported from them."""
+"""Latency histograms and error counts of one load run, and the percentiles reported from them."""
 
 from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from wingman.loadtest.histogram import EncodedHistogram, LatencyHistogram
 
 
 def percentile(values: list[float], pct: float) -> float | None:
-    """Nearest-rank percentile (no interpolation: every reported figure was observed)."""
+    """Exact nearest-rank percentile (no interpolation): what a histogram's percentile is within
+    its stated precision of."""
     if not values:
         return None
     ordered = sorted(values)
@@ -16,35 +22,57 @@ def percentile(values: list[float], pct: float) -> float | None:
     return ordered[rank - 1]
 
 
+class EncodedRecorder(msgspec.Struct, frozen=True):
+    """One generator's measurements on the wire to the coordinator."""
+
+    histograms: dict[str, EncodedHistogram]
+    errors: dict[str, int]
+
+
 @dataclass
 class Recorder:
-    """Milliseconds per request kind, and errors by kind, collected by every simulated user."""
+    """Latencies per request kind, and errors by kind, collected by every simulated user."""
 
-    samples: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    histograms: dict[str, LatencyHistogram] = field(
+        default_factory=lambda: defaultdict(LatencyHistogram)
+    )
     errors: Counter[str] = field(default_factory=Counter)
     # Only samples taken while ``measuring`` count (the ramp-up is not measured).
     measuring: bool = False
 
     def observe(self, kind: str, milliseconds: float) -> None:
         if self.measuring:
-            self.samples[kind].append(milliseconds)
+            self.histograms[kind].record(milliseconds)
 
     def error(self, kind: str) -> None:
         self.errors[kind] += 1
 
-    def summary(self, kind: str) -> dict[str, float | int | None]:
-        values = self.samples.get(kind, [])
-        return {
-            "count": len(values),
-            "p50_ms": _round(percentile(values, 50)),
-            "p95_ms": _round(percentile(values, 95)),
-            "p99_ms": _round(percentile(values, 99)),
-            "max_ms": _round(max(values) if values else None),
-        }
+    def summary(self, kind: str) -> dict[str, Any]:
+        return self.histograms.get(kind, LatencyHistogram()).summary()
 
-    def rest_values(self, kinds: tuple[str, ...]) -> list[float]:
-        return [v for kind in kinds for v in self.samples.get(kind, [])]
+    def combined(self, kinds: tuple[str, ...]) -> LatencyHistogram:
+        """One histogram of every sample of ``kinds`` (the REST budget's population)."""
+        merged = LatencyHistogram()
+        for kind in kinds:
+            if kind in self.histograms:
+                merged.merge(self.histograms[kind])
+        return merged
 
+    def merge(self, other: Recorder) -> None:
+        for kind, histogram in other.histograms.items():
+            self.histograms[kind].merge(histogram)
+        self.errors.update(other.errors)
 
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 1)
+    def encode(self) -> EncodedRecorder:
+        return EncodedRecorder(
+            histograms={kind: h.encode() for kind, h in self.histograms.items()},
+            errors=dict(self.errors),
+        )
+
+    @classmethod
+    def decode(cls, encoded: EncodedRecorder) -> Recorder:
+        recorder = cls()
+        for kind, histogram in encoded.histograms.items():
+            recorder.histograms[kind] = LatencyHistogram.decode(histogram)
+        recorder.errors.update(encoded.errors)
+        return recorder

@@ -33,6 +33,7 @@ def serve(host: str | None, port: int | None, workers: int | None, target: str) 
     """Serve the API with Granian (ASGI, uvloop) until SIGTERM or Ctrl-C."""
     from granian import Granian
     from granian.constants import Interfaces, Loops
+    from granian.http import HTTP1Settings, HTTP2Settings
 
     from wingman.server.logging import configure_logging, granian_log_config
     from wingman.server.metrics_directory import use_for_web
@@ -41,6 +42,12 @@ def serve(host: str | None, port: int | None, workers: int | None, target: str) 
     # Before Granian forks its workers, which import prometheus-client (multiprocess mode).
     use_for_web(settings, port)
     configure_logging(settings, process="web")
+    # Imported only now: it imports prometheus-client, which must see the folder chosen above.
+    from wingman.server.header_limits import server_buffer_bytes
+
+    # The hard cap on a request head (hyper's default is ~400 KiB; HTTP/2's 16 MiB); the app
+    # answers smaller excesses itself (server/header_limits.py).
+    head_bytes = server_buffer_bytes(settings.server.max_header_bytes)
     server = Granian(
         target,
         factory=True,
@@ -50,6 +57,8 @@ def serve(host: str | None, port: int | None, workers: int | None, target: str) 
         workers=workers or settings.server.workers,
         loop=Loops.uvloop,
         backlog=settings.server.backlog,
+        http1_settings=HTTP1Settings(max_buffer_size=head_bytes),
+        http2_settings=HTTP2Settings(max_headers_size=head_bytes),
         log_dictconfig=granian_log_config(),
         log_access=False,
         workers_kill_timeout=settings.server.graceful_timeout,

@@ -3,6 +3,11 @@
 Each problem carries a stable ``type`` (``urn:wingman:problem:<slug>``) that clients can switch
 on; validation problems list the offending fields. Unexpected exceptions are logged with their
 traceback and answered with a plain 500 that reveals nothing about the internals.
+
+Database errors are answered by what the database said, whether or not a repository wrapped
+them: no free pool connection is 503 ``server-busy``, an unreachable server 503 ``unavailable``
+(both with Retry-After), a value PostgreSQL cannot store 422 ``unstorable-value``, a broken
+constraint 409 ``conflict``.
 """
 
 from __future__ import annotations

@@ -43,6 +43,7 @@ from wingman.server.client_ip import ClientAddresses
 from wingman.server.connection_cap import ConnectionCap
 from wingman.server.database import alchemy_config
 from wingman.server.errors import EXCEPTION_HANDLERS, problem_details_plugin
+from wingman.server.header_limits import HeaderLimits
 from wingman.server.logging import configure_logging
 from wingman.server.metrics import mark_process_dead
 from wingman.server.metrics_endpoint import metrics
@@ -50,6 +51,7 @@ from wingman.server.metrics_hooks import time_redis, watch_pool
 from wingman.server.openapi import complete_document
 from wingman.server.ratelimit import RateLimiter
 from wingman.server.redis import RedisClients
+from wingman.server.request_body import GuardedRequest
 from wingman.server.request_limits import RequestLimits
 from wingman.server.request_log import RequestLog
 from wingman.server.request_metrics import RequestMetrics
@@ -144,6 +146,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         on_startup=[complete_document],
         on_app_init=[jwt_auth.on_app_init],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        request_class=GuardedRequest,
         state=State(
             {
                 "settings": settings,
@@ -180,8 +183,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
     # The cached first page of sessions is answered before routing (see its module).
     app.asgi_handler = CachedSessionList(app.asgi_handler, app, jwt_auth)
     # Outside routing, so every request is capped and logged, matched or not (refusals too).
+    server = settings.server
+    capped = ConnectionCap(app.asgi_handler, client_addresses, server.max_connections_per_ip)
     app.asgi_handler = RequestLog(
-        ConnectionCap(app.asgi_handler, client_addresses, settings.server.max_connections_per_ip),
+        HeaderLimits(capped, server.max_header_bytes, server.max_header_line_bytes),
         client_addresses,
     )
     # A write's cached reads are invalidated after it commits, before the client sees the answer.

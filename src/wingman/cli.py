@@ -34,6 +34,7 @@ def serve(host: str | None, port: int | None, workers: int | None, target: str) 
     import structlog
     from granian import Granian
     from granian.constants import Interfaces, Loops
+    from granian.http import HTTP1Settings, HTTP2Settings
 
     from wingman.server.logging import configure_logging, granian_log_config
     from wingman.server.metrics_directory import use_for_web
@@ -53,6 +54,12 @@ def serve(host: str | None, port: int | None, workers: int | None, target: str) 
             hard_limit=files.hard_limit,
             fix="raise LimitNOFILE (unit) or `ulimit -Hn`, or lower server.connections_per_worker",
         )
+    # Imported only now: it imports prometheus-client, which must see the folder chosen above.
+    from wingman.server.header_limits import server_buffer_bytes
+
+    # The hard cap on a request head (hyper's default is ~400 KiB; HTTP/2's 16 MiB); the app
+    # answers smaller excesses itself (server/header_limits.py).
+    head_bytes = server_buffer_bytes(settings.server.max_header_bytes)
     server = Granian(
         target,
         factory=True,
@@ -63,6 +70,8 @@ def serve(host: str | None, port: int | None, workers: int | None, target: str) 
         loop=Loops.uvloop,
         backlog=settings.server.backlog,
         backpressure=files.connections,
+        http1_settings=HTTP1Settings(max_buffer_size=head_bytes),
+        http2_settings=HTTP2Settings(max_headers_size=head_bytes),
         log_dictconfig=granian_log_config(),
         log_access=False,
         workers_kill_timeout=settings.server.graceful_timeout,

@@ -88,6 +88,10 @@ class ServerSettings(Section):
     trusted_proxies: list[str] = msgspec.field(default_factory=list)
     # Requests in flight plus open WebSockets one client IP may hold per process; 0 = no cap.
     max_connections_per_ip: int = 0
+    # Request headers: in total and per line (name and value), answered 431 above either; see
+    # server/header_limits.py for the hard cap Granian holds on top.
+    max_header_bytes: int = 16384
+    max_header_line_bytes: int = 8192
     # The per-tier request allowances (global config ``rate_limits``); off only for measurements.
     rate_limits: bool = True
 

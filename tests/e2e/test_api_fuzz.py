@@ -3,6 +3,10 @@
 Every operation is called with generated (valid and invalid) input as a signed-in admin, so the
 admin routes are covered too. The checks: no 5xx, and every response matches the documented
 status codes, content types and schemas.
+
+Schemathesis sends well-formed JSON only; a second pass takes its cases and breaks them the way
+a hostile client would: bytes that are not UTF-8 inside the JSON or its query string, and bodies
+nested far deeper than any request needs. Every answer must be a 4xx problem (or a success).
 """
 
 from __future__ import annotations
@@ -11,11 +15,15 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
 
+import httpx
 import msgspec
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from tests.support.accounts import Caller, create_caller
@@ -25,6 +33,7 @@ from wingman.db.migrations import upgrade_to_head
 from wingman.db.models import UserRole
 from wingman.devstack.processes import free_port
 from wingman.server.database import create_engine
+from wingman.server.request_body import MAX_DEPTH
 
 pytestmark = pytest.mark.e2e
 
@@ -97,4 +106,85 @@ def test_api_conforms_and_never_fails(server: str, admin: Caller) -> None:
         except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 - report every operation
             failures.append(f"{operation.label}: {str(exc)[:1500]}")
     assert operations >= 20
+    assert not failures, "\n\n".join(failures)
+
+
+# A lone byte that never starts a character, a cut two-byte sequence, an encoded surrogate, an
+# overlong encoding, a code point past U+10FFFF, a lone continuation byte.
+NOT_UTF8 = (b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xc0\xaf", b"\xf4\x90\x80\x80", b"\x80")
+
+
+@st.composite
+def broken_body(draw: st.DrawFn, body: bytes) -> bytes:
+    """``body`` (JSON) broken one way: a byte that is not UTF-8 inside it, or wrapped in (or
+    given a field of) arrays or objects nested from just past the cap to far past the
+    interpreter's recursion limit."""
+    how = draw(st.sampled_from(["not-utf8", "deep-arrays", "deep-objects", "deep-field"]))
+    if how == "not-utf8":
+        bad = draw(st.sampled_from(NOT_UTF8))
+        quotes = [i for i, byte in enumerate(body) if byte == ord('"')]
+        if not quotes:
+            return b'{"text":"' + bad + b'"}'
+        at = draw(st.sampled_from(quotes)) + 1
+        return body[:at] + bad + body[at:]
+    depth = draw(st.integers(MAX_DEPTH, 20_000))
+    if how == "deep-arrays":
+        return b"[" * depth + body + b"]" * depth
+    if how == "deep-objects":
+        return b'{"a":' * depth + body + b"}" * depth
+    deep = b"[" * depth + b"]" * depth
+    rest = b"," + body[1:] if body.startswith(b"{") and body != b"{}" else b"}"
+    return b'{"field":' + deep + rest
+
+
+def broken_query(params: dict[str, Any], bad: bytes) -> bytes:
+    """The case's query string with a value that decodes to bytes that are not UTF-8."""
+    pairs = {str(k): str(v) for k, v in params.items()}
+    name = next(iter(pairs), "q")
+    pairs.pop(name, None)
+    encoded = "".join(f"%{byte:02x}" for byte in bad)
+    head = urlencode(pairs)
+    return (head + "&" if head else "").encode() + f"{name}=x{encoded}".encode()
+
+
+def test_broken_encodings_and_deep_nesting_never_fail(server: str, admin: Caller) -> None:
+    schema = schemathesis.openapi.from_url(f"{server}/api/docs/openapi.json")
+    failures: list[str] = []
+    with httpx.Client(timeout=60) as client:
+        for result in schema.get_all_operations():
+            operation = result.ok()
+
+            # No shrinking: the first failing request is reported as it is (shrinking one
+            # through a server would take minutes).
+            @given(case=operation.as_strategy(), data=st.data())
+            @settings(
+                max_examples=8,
+                deadline=None,
+                suppress_health_check=list(HealthCheck),
+                phases=[Phase.explicit, Phase.generate],
+            )
+            def check(case: schemathesis.Case, data: st.DataObject) -> None:
+                sent = case.as_transport_kwargs(base_url=server, headers=admin.headers)
+                params = sent.get("params") or {}
+                if "json" in sent:
+                    body = msgspec.json.encode(sent["json"])
+                    content = data.draw(broken_body(body), label="body")
+                    query = urlencode({str(k): str(v) for k, v in params.items()}).encode()
+                else:
+                    content = None
+                    query = broken_query(params, data.draw(st.sampled_from(NOT_UTF8)))
+                response = client.request(
+                    sent["method"],
+                    httpx.URL(sent["url"], query=query),
+                    headers={**sent["headers"], "Content-Type": "application/json"},
+                    content=content,
+                )
+                assert response.status_code < 500, (response.status_code, response.text[:500])
+                if response.status_code >= 400:
+                    assert response.headers["content-type"] == "application/problem+json"
+
+            try:
+                check()
+            except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 - report every operation
+                failures.append(f"{operation.label}: {str(exc)[:1500]}")
     assert not failures, "\n\n".join(failures)

@@ -33,14 +33,9 @@ class PrivateServices:
 
     @classmethod
     def start(cls) -> PrivateServices:
-        # Not under pytest's tmp dir: that is private to root, and the servers may run as the
-        # unprivileged service user, who must be able to reach their folders.
-        root = Path(tempfile.mkdtemp(prefix="wingman-test-"))
-        root.chmod(0o755)
+        root = service_folder("wingman-test-")
         password = secrets.token_urlsafe(16)
-        postgres = PostgresCluster(root / "postgres", free_port(), password)
-        postgres.init()
-        postgres.write_config({"max_connections": 200, "shared_buffers": "64MB"})
+        postgres = new_postgres(root / "postgres", password)
         queue = RedisServer(root / "redis", "queue", free_port(), password)
         cache = RedisServer(root / "redis", "cache", free_port(), password)
         services = cls(root, postgres, queue, cache)
@@ -67,6 +62,23 @@ class PrivateServices:
             security=SecuritySettings(secret_key=secrets.token_urlsafe(48)),
         )
         return _replace(base, **overrides) if overrides else base
+
+
+def service_folder(prefix: str) -> Path:
+    """A new folder for servers' data, removed by the caller."""
+    # Not under pytest's tmp dir: that is private to root, and the servers may run as the
+    # unprivileged service user, who must be able to reach their folders.
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    root.chmod(0o755)
+    return root
+
+
+def new_postgres(root: Path, password: str) -> PostgresCluster:
+    """An initialised, configured, not yet started PostgreSQL cluster under ``root``."""
+    postgres = PostgresCluster(root, free_port(), password)
+    postgres.init()
+    postgres.write_config({"max_connections": 200, "shared_buffers": "64MB"})
+    return postgres
 
 
 def _replace(settings: Settings, **overrides: object) -> Settings:

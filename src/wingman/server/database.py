@@ -1,12 +1,15 @@
-"""The SQLAlchemy engine and session configuration (advanced-alchemy, psycopg 3)."""
+"""The SQLAlchemy engine and session configuration (advanced-alchemy, psycopg 3), and how to tell
+a database that cannot be reached from one that refused a statement."""
 
 from __future__ import annotations
 
+import psycopg
 from advanced_alchemy.extensions.litestar import (
     AsyncSessionConfig,
     EngineConfig,
     SQLAlchemyAsyncConfig,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -64,3 +67,23 @@ def create_engine(db: DatabaseSettings, application_name: str) -> AsyncEngine:
 
 def session_maker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+# SQLSTATEs that mean "this server is not serving you right now": the connection exception class
+# (08), and a server shutting down, crashed or still starting (57P01-57P03). Other operational
+# errors (a statement timeout, a statement too complex) are about the statement, not the server.
+_SHUTDOWN_STATES = frozenset({"57P01", "57P02", "57P03"})
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """True when ``exc`` says PostgreSQL cannot be reached: down, restarting, or the connection
+    was lost. SQLAlchemy marks a lost connection ``connection_invalidated`` (and drops it from the
+    pool); a refused new connection is a psycopg ``OperationalError`` without a SQLSTATE."""
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        exc = exc.orig or exc
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = exc.sqlstate
+    return state is None or state.startswith("08") or state in _SHUTDOWN_STATES

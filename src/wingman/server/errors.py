@@ -3,6 +3,11 @@
 Each problem carries a stable ``type`` (``urn:wingman:problem:<slug>``) that clients can switch
 on; validation problems list the offending fields. Unexpected exceptions are logged with their
 traceback and answered with a plain 500 that reveals nothing about the internals.
+
+Database errors are answered by what the database said, whether or not a repository wrapped
+them: no free pool connection is 503 ``server-busy``, an unreachable server 503 ``unavailable``
+(both with Retry-After), a value PostgreSQL cannot store 422 ``unstorable-value``, a broken
+constraint 409 ``conflict``.
 """
 
 from __future__ import annotations
@@ -11,8 +16,7 @@ from http import HTTPStatus
 from typing import Any
 
 import structlog
-from advanced_alchemy.exceptions import RepositoryError
-from advanced_alchemy.extensions.litestar.exception_handler import exception_to_http_response
+from advanced_alchemy.exceptions import NotFoundError, RepositoryError
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.plugins.problem_details import (
@@ -21,9 +25,11 @@ from litestar.plugins.problem_details import (
     ProblemDetailsPlugin,
 )
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, DBAPIError
+from sqlalchemy.exc import IntegrityError as SQLAlchemyIntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from wingman.server.database import database_unreachable
 from wingman.server.log_gate import WarningGate
 from wingman.server.metrics import DB_POOL_TIMEOUTS
 
@@ -129,7 +135,11 @@ def _unstorable(request: Request[Any, Any, Any], exc: DataError) -> Response[Any
     ).to_response(request)
 
 
-_pool_warnings = WarningGate()
+_warnings = WarningGate()
+
+# Seconds a client is told to wait when the server cannot serve right now (no free pool
+# connection, or PostgreSQL down or restarting; a restart takes a few seconds).
+RETRY_AFTER_SECONDS = "2"
 
 
 def _busy(request: Request[Any, Any, Any], exc: PoolTimeout) -> Response[Any]:
@@ -137,26 +147,69 @@ def _busy(request: Request[Any, Any, Any], exc: PoolTimeout) -> Response[Any]:
     # not broken. 503 with Retry-After tells clients and proxies to come back (a 500 would be
     # reported as a bug); the warning is written at most once per interval.
     DB_POOL_TIMEOUTS.inc()
-    held = _pool_warnings.open("pool")
+    held = _warnings.open("pool")
     if held is not None:
         log.warning("database_pool_exhausted", path=request.url.path, suppressed=held)
     return Problem(
         503,
         "server-busy",
         "The server is too busy to answer right now; try again shortly.",
-        headers={"Retry-After": "2"},
+        headers={"Retry-After": RETRY_AFTER_SECONDS},
     ).to_response(request)
 
 
+def _unreachable(request: Request[Any, Any, Any], exc: DBAPIError) -> Response[Any]:
+    # PostgreSQL is down, restarting, or dropped the connection mid-request. The request's
+    # transaction did not commit (nothing half-done is kept), so the client may simply retry; the
+    # pool replaces dead connections (pre-ping) once the server is back. One warning per interval,
+    # without a traceback: during an outage every request fails the same way.
+    held = _warnings.open("database")
+    if held is not None:
+        log.warning(
+            "database_unreachable",
+            path=request.url.path,
+            error=type(exc.orig or exc).__name__,
+            suppressed=held,
+        )
+    return Problem(
+        503,
+        "unavailable",
+        "The database cannot be reached right now; try again shortly.",
+        headers={"Retry-After": RETRY_AFTER_SECONDS},
+    ).to_response(request)
+
+
+def _database(request: Request[Any, Any, Any], exc: DBAPIError) -> Response[Any]:
+    if database_unreachable(exc):
+        return _unreachable(request, exc)
+    return _unexpected(request, exc)
+
+
 def _repository(request: Request[Any, Any, Any], exc: RepositoryError) -> Response[Any]:
-    # advanced-alchemy's repositories wrap SQLAlchemy's errors, the pool timeout included.
-    if isinstance(exc.__cause__, PoolTimeout):
-        return _busy(request, exc.__cause__)
-    return exception_to_http_response(request, exc)
+    # advanced-alchemy's repositories wrap SQLAlchemy's errors, and its own mapping of them to
+    # HTTP answers 409 for anything raised while executing a statement, a lost connection
+    # included. What the database said decides here: the same answers as for the unwrapped
+    # errors, and 409 only for a constraint the data broke.
+    cause = exc.__cause__
+    if isinstance(cause, PoolTimeout):
+        return _busy(request, cause)
+    if isinstance(cause, DataError):
+        return _unstorable(request, cause)
+    if isinstance(cause, DBAPIError) and database_unreachable(cause):
+        return _unreachable(request, cause)
+    if isinstance(exc, NotFoundError):
+        return Problem(404, "not-found", "No such item.").to_response(request)
+    if isinstance(cause, SQLAlchemyIntegrityError):
+        # The database's message names the constraint and the values; the client gets neither.
+        return Problem(
+            409, "conflict", "The request conflicts with data that already exists."
+        ).to_response(request)
+    return _unexpected(request, exc)
 
 
 EXCEPTION_HANDLERS = {
     Exception: _unexpected,
+    DBAPIError: _database,
     DataError: _unstorable,
     PoolTimeout: _busy,
     RepositoryError: _repository,

@@ -103,13 +103,10 @@ class CachedSessionList:
             return None
         scope["user"] = user
         scope["path_template"] = PATH
-        headers = [_JSON]
-        if state.settings.server.rate_limits:
-            _, decision = await request_decision(state, scope)
-            if decision is not None:
-                if not decision.allowed:
-                    return None
-                headers += budget_headers(decision)
+        budget = await self._budget(scope)
+        if budget is None:
+            return None
+        headers = [_JSON, *budget]
         cache: ReadCache = state.read_cache
         raw = await cache.peek(SESSION_LIST_CACHE, user.id, self.key)
         if raw is None:
@@ -120,6 +117,20 @@ class CachedSessionList:
             headers += [(b"content-encoding", encoding.encode()), (b"vary", b"Accept-Encoding")]
         headers.append((b"content-length", str(len(body)).encode()))
         return headers, body
+
+    async def _budget(self, scope: Scope) -> list[tuple[bytes, bytes]] | None:
+        """The ``RateLimit-*`` headers of an allowed request (none when it is not counted), or
+        None to leave it to Litestar: refused, or the allowances could not be read."""
+        state = self.litestar.state
+        if not state.settings.server.rate_limits:
+            return []
+        try:
+            _, decision = await request_decision(state, scope)
+        except Exception:  # noqa: BLE001  # the database is down: Litestar answers the 503
+            return None
+        if decision is None:
+            return []
+        return budget_headers(decision) if decision.allowed else None
 
 
 def compress(

@@ -111,7 +111,7 @@ class CachedSessionList:
                     return None
                 headers += budget_headers(decision)
         cache: ReadCache = state.read_cache
-        raw = await cache.peek(SESSION_LIST_CACHE, user.id, self.key)
+        raw = await cache.peek(SESSION_LIST_CACHE, user.id, self.key, scope)
         if raw is None:
             return None
         body = encode_json(msgspec.msgpack.decode(raw, type=SessionPage))

@@ -263,7 +263,7 @@ class WriteBarrier:
     before-send hook has committed (or rolled back) the request's transaction, and before the
     client can see the response, so the client's very next read misses. 2xx answers bump (the
     write committed), and so do 5xx ones (a handler that commits early may fail after its
-    commit); other 4xx answers wrote nothing. One ``INCR`` per write request, whatever it touched
+    commit); other 4xx answers wrote nothing. One bump per write request, whatever it touched
     (sessions, messages, profiles, feedback): no write path can forget to invalidate.
     """
 

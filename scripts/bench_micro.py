@@ -19,9 +19,15 @@ Each figure is the median round, and every case is reported as a ratio of (a) fr
 and per core as a ratio of (a2) too (the database routes against what the stack allows).
 "One worker" is one Granian process; PostgreSQL, Redis and the client share the same cores.
 
+With ``--baseline SRC`` (a folder holding another ``wingman`` package, e.g. ``git archive
+<commit> src | tar -x -C /tmp/base`` then ``/tmp/base/src``) a third server runs that code and
+(b) is measured against it too, in the same rounds: a change's effect without the drift between
+runs.
+
 Prints the figures and writes bench/results/<date>-micro.{json,md}.
 
     .venv/bin/python scripts/bench_micro.py [--seconds 4] [--rounds 5] [--connections 16]
+        [--baseline SRC]
 """
 
 from __future__ import annotations
@@ -74,8 +80,12 @@ def seed_session(port: int, token: str) -> str:
     return str(session)
 
 
+def baseline_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--baseline", metavar="SRC", help="also serve (b) from this source tree")
+
+
 def main() -> int:
-    args = bench_arguments(__doc__.splitlines()[0])
+    args = bench_arguments(__doc__.splitlines()[0], baseline_option)
     servers: list[subprocess.Popen[bytes]] = []
     with private_services("micro") as services:
         try:
@@ -122,6 +132,17 @@ def main() -> int:
                 ),
             }
             servers_of = {bare_port: bare, port: web, open_port: bare_limits}
+            if args.baseline:
+                base, base_port = start_web(
+                    services.root, services.settings, "web-baseline", source=args.baseline
+                )
+                servers.append(base)
+                servers_of[base_port] = base
+                cases["(b) cached GET /sessions, baseline code"] = (
+                    base_port,
+                    http_request("GET", "/api/v1/sessions", token),
+                    200,
+                )
             cpu = CpuPerRequest(
                 {
                     label: {"server": servers_of[case[0]].pid, **services.pids}

@@ -1,8 +1,9 @@
 """CPU per Redis call: redis-py's pooled client against the pipelined connection (benchmark).
 
 Starts a private Redis and runs the same calls both ways in this process, in alternating rounds:
-the read cache's script (`EVALSHA`, two keys read) with 1 and with 16 calls in flight, the way a
-web worker makes them. The figure is this process's CPU time per call (`time.process_time`), so
+a small script (`EVALSHA`, two keys read, as the read cache's read was before its version moved
+into the request limiter's call) with 1 and with 16 calls in flight, the way a web worker makes
+them. The figure is this process's CPU time per call (`time.process_time`), so
 waiting for Redis is not counted; the median round is reported.
 
 Prints the figures and writes bench/results/<date>-redis-mux.{json,md}.
@@ -29,11 +30,16 @@ from redis.asyncio import Redis
 from wingman.config import RedisSettings
 from wingman.devstack.processes import free_port
 from wingman.devstack.redis import RedisServer
-from wingman.server.cache import _READ
 from wingman.server.redis import connect
 from wingman.server.redis_mux import RedisMux
 
 Call = Callable[[], Awaitable[object]]
+
+# A version, then the entry stored under it.
+_READ = """
+local version = redis.call('GET', KEYS[1]) or '0'
+return {version, redis.call('GET', ARGV[1] .. version .. ARGV[2])}
+"""
 
 
 async def cpu_per_call(call: Call, calls: int, in_flight: int) -> float:

@@ -147,9 +147,14 @@ def seed_user(url: str, tier: str = "free") -> uuid.UUID:
 
 
 def start_web(
-    root: Path, settings: Settings, name: str, command: list[str] | None = None
+    root: Path,
+    settings: Settings,
+    name: str,
+    command: list[str] | None = None,
+    source: str | None = None,
 ) -> tuple[subprocess.Popen[bytes], int]:
-    """``wingman serve`` (or ``command`` + ``--port``) with ``settings``, once it is ready."""
+    """``wingman serve`` (or ``command`` + ``--port``) with ``settings``, once it is ready;
+    ``source``: a folder holding another ``wingman`` package to serve instead of this one."""
     folder = root / name
     folder.mkdir()
     settings = msgspec.structs.replace(settings, metrics=MetricsSettings(dir=str(folder / "m")))
@@ -159,6 +164,8 @@ def start_web(
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("WINGMAN_")}
     env.update(WINGMAN_CONFIG=str(config), WINGMAN_TUNING=str(folder / "tuning.toml"))
+    if source is not None:
+        env["PYTHONPATH"] = source
     argv = command or [sys.executable, "-m", "wingman", "serve", "--workers", "1"]
     server = subprocess.Popen(
         [*argv, "--port", str(port)],
@@ -295,7 +302,10 @@ def _tag(text: str) -> str:
     return text
 
 
-def bench_arguments(description: str) -> argparse.Namespace:
+def bench_arguments(
+    description: str, more: Callable[[argparse.ArgumentParser], object] | None = None
+) -> argparse.Namespace:
+    """The options every benchmark takes, and those ``more`` adds."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--rounds", type=int, default=5)
@@ -305,4 +315,6 @@ def bench_arguments(description: str) -> argparse.Namespace:
         type=_tag,
         help="appended to the results files' name (a second run on one day keeps the first)",
     )
+    if more is not None:
+        more(parser)
     return parser.parse_args()

@@ -95,9 +95,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     @asynccontextmanager
     async def cache_lifespan(app: Litestar) -> AsyncIterator[None]:
-        # Session list and detail reads, kept in the cache-role Redis.
+        # Session list and detail reads, kept in the cache-role Redis; their versions in the
+        # queue-role one, which never evicts.
+        redis: RedisClients = app.state.redis
         app.state.read_cache = ReadCache(
-            app.state.redis.cache, settings.cache, mux=app.state.redis.cache_mux
+            redis.cache, redis.queue_mux, settings.cache, mux=redis.cache_mux
         )
         yield
 

@@ -60,6 +60,32 @@ async def test_a_refusal_counts_in_no_scope(limiter: RateLimiter) -> None:
     assert decisions[0].remaining == 3  # 5 - the first request - this one
 
 
+async def test_a_check_reads_keys_in_the_same_call(
+    limiter: RateLimiter, settings: Settings
+) -> None:
+    rule = RateRule.parse("test:reading", "1/minute")
+    who, present, missing = fresh_id(), f"test:read:{fresh_id()}", f"test:read:{fresh_id()}"
+    clients = RedisClients.from_settings(settings.redis, process="tests")
+    try:
+        await clients.queue.set(present, b"41")
+        decision, values = await limiter.check_reading(rule, who, [present, missing])
+        assert decision is not None
+        assert decision.allowed
+        assert decision.remaining == 0
+        assert values == [b"41", None]
+        # A refused hit still reads, and counts nothing.
+        decision, values = await limiter.check_reading(rule, who, [present])
+        assert decision is not None
+        assert not decision.allowed
+        assert values == [b"41"]
+        refused, _, values = await limiter.hit_all_reading([(rule, who)], [])
+        assert refused == 0
+        assert values == []
+    finally:
+        await clients.queue.delete(present)
+        await clients.close()
+
+
 async def test_the_first_full_window_is_named(limiter: RateLimiter) -> None:
     one, two = RateRule.parse("test:one", "1/hour"), RateRule.parse("test:two", "1/hour")
     who = fresh_id()

@@ -15,6 +15,7 @@ from rich.table import Table
 EXIT_OK = 0
 EXIT_DEGRADED = 1  # something is wrong but the command ran (status: degraded; check: pending)
 EXIT_DOWN = 2  # the thing asked about is down or the operation failed
+EXIT_REFUSED = 3  # the change would break a rule (e.g. disable the last active admin)
 EXIT_USAGE = 64  # bad input (EX_USAGE)
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")

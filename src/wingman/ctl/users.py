@@ -2,7 +2,8 @@
 
 Every change is written to ``audit_log`` with the actor ``cli:<login name>``. A disabled
 user's access tokens stop working within ``auth.status_cache_seconds``; their refresh tokens are
-refused at once.
+refused at once. Disabling the last active admin is refused (exit 3), under the same lock as the
+admin API's changes (domain/admin/services.py), so no interleaving of the two leaves no admin.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import click
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from wingman.ctl.output import EXIT_USAGE, emit, emit_object, json_option, progress
+from wingman.ctl.output import EXIT_REFUSED, EXIT_USAGE, emit, emit_object, json_option, progress
 from wingman.ctl.session import cli_actor, cli_settings, run_in_transaction
 
 T = TypeVar("T")
@@ -40,7 +41,7 @@ async def _audit(session: AsyncSession, action: str, target: str, **details: Any
     session.add(AuditLogEntry(actor=cli_actor(), action=action, target=target, details=details))
 
 
-async def _find(session: AsyncSession, who: str) -> Any:
+async def _find(session: AsyncSession, who: str, *, for_update: bool = False) -> Any:
     """A user by id, email (any case) or E.164 phone; exit with a usage error if none."""
     from wingman.db.models import User
 
@@ -51,7 +52,10 @@ async def _find(session: AsyncSession, who: str) -> Any:
         condition = or_(condition, User.id == UUID(who))
     except ValueError:
         pass
-    user = await session.scalar(select(User).where(condition))
+    query = select(User).where(condition)
+    if for_update:
+        query = query.with_for_update()
+    user = await session.scalar(query)
     if user is None:
         click.echo(f"error: no user matches {who!r}", err=True)
         raise SystemExit(EXIT_USAGE)
@@ -123,10 +127,41 @@ def list_users(search: str | None, limit: int, after: str | None, as_json: bool)
     emit(run_in_transaction(cli_settings(), work), USER_COLUMNS, as_json=as_json)
 
 
-def _change(who: str, action: str, apply: Callable[[Any], dict[str, Any]], as_json: bool) -> None:
+def _change(
+    who: str,
+    action: str,
+    apply: Callable[[Any], dict[str, Any]],
+    as_json: bool,
+    *,
+    standing: bool = False,
+) -> None:
+    """Apply ``apply`` to WHO in one audited transaction. ``standing``: the change may take away
+    an admin role or an active status, so it runs under the admin-changes lock and is refused if
+    it would leave no active admin."""
+    from wingman.domain.admin.services import (
+        LastAdminError,
+        active_admin,
+        keep_an_active_admin,
+        lock_admin_changes,
+    )
+
     async def work(session: AsyncSession) -> dict[str, Any]:
-        user = await _find(session, who)
+        if standing:
+            await lock_admin_changes(session)
+        user = await _find(session, who, for_update=standing)
+        was = active_admin(user.role, user.status)
         details = apply(user)
+        if standing:
+            is_ = active_admin(user.role, user.status)
+            try:
+                await keep_an_active_admin(session, user.id, was=was, is_=is_)
+            except LastAdminError:
+                click.echo(
+                    f"error: {who} is the last active admin; make another account admin first"
+                    " (wingmanctl users create-admin)",
+                    err=True,
+                )
+                raise SystemExit(EXIT_REFUSED) from None
         await session.flush()
         await _audit(session, action, str(user.id), **details)
         return _row(user)
@@ -162,7 +197,7 @@ def disable(who: str, as_json: bool) -> None:
         user.status = UserStatus.DISABLED
         return {"from": before}
 
-    _change(who, "users.disable", apply, as_json)
+    _change(who, "users.disable", apply, as_json, standing=True)
 
 
 @users.command()

@@ -1,21 +1,35 @@
 """The read cache: hot per-user reads kept in the cache-role Redis, invalidated by a version bump.
 
-Keys (one Redis, never a cluster: the read script builds the entry key from the version):
+Keys:
 
-- ``wingman:cache:v:<user>``: the user's version, an integer (missing means 0);
-- ``wingman:cache:e:<name>:<user>:<version>:<key>``: one msgspec (MessagePack) encoded value,
-  with a TTL.
+- ``wingman:cache:v:<user>`` in the **queue-role** Redis: the user's version, an integer;
+- ``wingman:cache:e:<name>:<user>:<version>:<key>`` in the cache-role Redis: one msgspec
+  (MessagePack) encoded value, with a TTL.
 
-A read fetches the version and the entry in one round trip (a Lua script). Any write of a user's
-data bumps that user's version with one ``INCR``, so every cached read of theirs misses from then
-on and the old entries simply expire. The bump must come *after* the write commits: a bump
-before it would let a concurrent read load the old rows and store them under the new version.
-:class:`WriteBarrier` does that for every HTTP write; the AI worker, which changes messages
-outside any request, calls :func:`invalidate_user` after its own commits.
+Any write of a user's data bumps that user's version with one ``INCR``, so every cached read of
+theirs misses from then on and the old entries simply expire. The bump must come *after* the
+write commits: a bump before it would let a concurrent read load the old rows and store them
+under the new version. :class:`WriteBarrier` does that for every HTTP write; the AI worker,
+which changes messages outside any request, calls :func:`invalidate_user` after its own commits.
 
 The version is read *before* the loader runs, so a value loaded while a write commits is stored
 under the old version, which nobody reads any more: a stale value is never stored under a
 current version.
+
+**Versions never vanish early.** The cache Redis evicts keys under memory pressure
+(``allkeys-lru``); a version evicted there while an entry stored under an older one survived
+would start again from an old number and serve that stale entry until its TTL. So versions live
+in the queue Redis (``noeviction``), and they do not start from 0: a missing version is created
+from the server clock in microseconds (:data:`_VERSION`), so a version created after the last one
+expired (:data:`VERSION_SECONDS` after it was created) is larger than any the user had before.
+A bump of a missing version does nothing (:data:`_BUMP`): nobody holds a current version then.
+
+**No extra round trip.** Every signed-in API request already runs the request limiter's script
+on the queue Redis; that same script returns the caller's version (server/request_limits.py
+asks for it, :func:`remember_version` keeps it in the ASGI scope), and a cached read passes its
+request's scope, so a hit is one ``GET`` on the cache Redis after the limiter's call, as before.
+Only without the limiter (``server.rate_limits`` off, or its store unreachable) or for a version
+not yet created does a read fetch the version itself, with one more call to the queue Redis.
 
 **Stampede protection.** When a hot key is cold (expired, or just invalidated) and many requests
 ask at once, one of them loads it: the first takes a short Redis lock (``SET NX PX``), the others
@@ -25,8 +39,8 @@ never an error). N concurrent cold reads, in one process or across processes, ma
 call (tests/integration/test_cache.py); the waiters pay at most one poll interval over the
 loader's time.
 
-If the cache Redis is unreachable, reads go straight to the loader and writes log the failed
-bump: a stale entry can then live until its TTL.
+If either Redis is unreachable, reads go straight to the loader and writes log the failed bump:
+a stale entry can then live until its TTL.
 """
 
 from __future__ import annotations
@@ -55,13 +69,33 @@ T = TypeVar("T")
 
 PREFIX = "wingman:cache"
 POLL_SECONDS = 0.01
+# How long a version lives after it was created (bumps keep its expiry): one day of an idle
+# user's key in the queue Redis, then their next read creates a new, larger one.
+VERSION_SECONDS = 86_400
 
-# KEYS[1]: version key. ARGV[1]: entry key before the version, ARGV[2]: after it.
-# Returns {version, entry or false}.
-_READ = """
-local version = redis.call('GET', KEYS[1]) or '0'
-return {version, redis.call('GET', ARGV[1] .. version .. ARGV[2])}
+# KEYS[1]: the version key. ARGV[1]: VERSION_SECONDS. The version, created from the server clock
+# (seconds and microseconds as digits: no Lua number, which would round) when missing.
+_VERSION = """
+local version = redis.call('GET', KEYS[1])
+if version then
+    return version
+end
+local now = redis.call('TIME')
+version = now[1] .. string.format('%06d', tonumber(now[2]))
+redis.call('SET', KEYS[1], version, 'EX', ARGV[1])
+return version
 """
+
+# KEYS[1]: the version key. The new version, or 0 when there was none to bump.
+_BUMP = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+    return redis.call('INCR', KEYS[1])
+end
+return 0
+"""
+
+# Where a request keeps the version its limiter call brought: (user id, version).
+_SCOPE_VERSION = "wingman.cache_version"
 
 
 @lru_cache(maxsize=64)
@@ -71,49 +105,75 @@ def _counted(name: str, result: str) -> Any:
 
 
 def version_key(user_id: UUID) -> str:
+    """The key of the user's version, in the queue-role Redis."""
     return f"{PREFIX}:v:{user_id}"
 
 
-async def invalidate_user(redis_cache: Redis | RedisMux, user_id: UUID) -> None:
+async def invalidate_user(redis_queue: Redis | RedisMux, user_id: UUID) -> None:
     """Make every cached read of ``user_id`` miss. Call it after the change has committed.
 
     Every write request and every finished AI reply makes this call: the web and the workers
-    pass their pipelined connection to the cache Redis (server/redis_mux.py)."""
-    if isinstance(redis_cache, RedisMux):
-        await redis_cache.execute("INCR", version_key(user_id))
+    pass their pipelined connection to the **queue** Redis (server/redis_mux.py)."""
+    keys = [version_key(user_id)]
+    if isinstance(redis_queue, RedisMux):
+        await redis_queue.evalsha(_BUMP, keys, [])
     else:
-        await redis_cache.incr(version_key(user_id))
+        await redis_queue.eval(_BUMP, len(keys), *keys)
+
+
+def remember_version(scope: Scope, user_id: UUID, version: bytes) -> None:
+    """Keep ``version``, read for ``user_id`` during this request, for its cached reads."""
+    scope[_SCOPE_VERSION] = (user_id, version)  # type: ignore[literal-required]
 
 
 class ReadCache:
-    """Per-user cached reads on one Redis client (the cache role)."""
+    """Per-user cached reads: entries in the cache-role Redis, versions in the queue-role one."""
 
-    def __init__(self, redis: Redis, settings: CacheSettings, mux: RedisMux | None = None) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        versions: RedisMux,
+        settings: CacheSettings,
+        mux: RedisMux | None = None,
+    ) -> None:
         self.redis = redis
         self.enabled = settings.enabled
         self.ttl = settings.ttl_seconds
         self.lock_seconds = settings.lock_seconds
-        # The read every request makes goes through the pipelined connection when there is one
-        # (server/redis_mux.py); misses, locks and stores through redis-py.
+        # The versions' pipelined connection to the queue Redis.
+        self._versions = versions
+        # The entry read every request makes goes through the pipelined connection to the cache
+        # Redis when there is one (server/redis_mux.py); misses, locks and stores through redis-py.
         self._mux = mux
-        self._read_script = redis.register_script(_READ)
 
-    async def _read(self, keys: list[str], args: list[str]) -> tuple[bytes, bytes | None]:
-        """The user's version and the entry under it (None: a miss)."""
+    async def version(self, user_id: UUID, scope: Scope | None = None) -> bytes:
+        """The user's current version: the one this request's limiter call brought (see the
+        module docstring), else read (or created) in the queue Redis."""
+        known: Any = scope.get(_SCOPE_VERSION) if scope is not None else None
+        if known is not None and known[0] == user_id:
+            version: bytes = known[1]
+            return version
+        version = await self._versions.evalsha(_VERSION, [version_key(user_id)], [VERSION_SECONDS])
+        return version
+
+    async def _entry(self, entry: str) -> bytes | None:
         if self._mux is not None:
-            version, entry = await self._mux.evalsha(_READ, keys, args)
-        else:
-            version, entry = await self._read_script(keys=keys, args=args)
-        return version, entry
+            raw: bytes | None = await self._mux.execute("GET", entry)
+            return raw
+        value = await self.redis.get(entry)
+        return value if isinstance(value, bytes) else None
 
-    async def peek(self, name: str, user_id: UUID, key: str) -> bytes | None:
+    async def peek(
+        self, name: str, user_id: UUID, key: str, scope: Scope | None = None
+    ) -> bytes | None:
         """The stored value of ``name``/``key`` for this user (msgpack), or None: a miss, the
-        cache off or unreachable. Only a hit is counted: whoever loads on a miss counts that."""
+        cache off or unreachable. Only a hit is counted: whoever loads on a miss counts that.
+        ``scope``: the request's, to use the version its limiter call brought."""
         if not self.enabled:
             return None
-        entry = [f"{PREFIX}:e:{name}:{user_id}:", f":{key}"]
         try:
-            _, raw = await self._read([version_key(user_id)], entry)
+            version = await self.version(user_id, scope)
+            raw = await self._entry(f"{PREFIX}:e:{name}:{user_id}:{version.decode()}:{key}")
         except RedisError:
             return None
         if raw is not None:
@@ -127,13 +187,17 @@ class ReadCache:
         key: str,
         load: Callable[[], Awaitable[T]],
         type_: type[T],
+        *,
+        scope: Scope | None = None,
     ) -> T:
-        """The cached value of ``name``/``key`` for this user, or ``load()``'s (then stored)."""
+        """The cached value of ``name``/``key`` for this user, or ``load()``'s (then stored).
+        ``scope``: the request's, to use the version its limiter call brought."""
         if not self.enabled:
             return await load()
-        head, tail = f"{PREFIX}:e:{name}:{user_id}:", f":{key}"
         try:
-            version, raw = await self._read([version_key(user_id)], [head, tail])
+            version = await self.version(user_id, scope)
+            entry = f"{PREFIX}:e:{name}:{user_id}:{version.decode()}:{key}"
+            raw = await self._entry(entry)
         except RedisError as exc:
             log.warning("cache_unavailable", cache=name, error=type(exc).__name__)
             return await load()
@@ -141,7 +205,6 @@ class ReadCache:
             _counted(name, "hit").inc()
             return msgspec.msgpack.decode(raw, type=type_)
         _counted(name, "miss").inc()
-        entry = f"{head}{version.decode()}{tail}"
         return await self._load_once(entry, load, type_)
 
     async def _load_once(self, entry: str, load: Callable[[], Awaitable[T]], type_: type[T]) -> T:
@@ -200,7 +263,7 @@ class WriteBarrier:
     before-send hook has committed (or rolled back) the request's transaction, and before the
     client can see the response, so the client's very next read misses. 2xx answers bump (the
     write committed), and so do 5xx ones (a handler that commits early may fail after its
-    commit); other 4xx answers wrote nothing. One ``INCR`` per write request, whatever it touched
+    commit); other 4xx answers wrote nothing. One bump per write request, whatever it touched
     (sessions, messages, profiles, feedback): no write path can forget to invalidate.
     """
 
@@ -224,7 +287,7 @@ class WriteBarrier:
 
 
 async def _bump(scope: Scope, user_id: UUID) -> None:
-    redis: RedisMux = scope["litestar_app"].state.redis.cache_mux
+    redis: RedisMux = scope["litestar_app"].state.redis.queue_mux
     try:
         await invalidate_user(redis, user_id)
     except RedisError as exc:

@@ -18,6 +18,10 @@ Parsing allowances stays with ``limits``.
 The storage shares the queue-role Redis client's connection pool: limits are shared state that
 must survive a cache flush, and the cache role evicts keys under memory pressure.
 
+**Reads along the way.** A caller may pass plain keys to read in the same script
+(:meth:`RateLimiter.check_reading`): every signed-in request reads its user's read-cache version
+this way (server/cache.py), so the cached read after it needs no call of its own to this Redis.
+
 When Redis cannot be reached a check fails open (the request goes on uncounted) unless the caller
 asks for ``fail_closed`` (sign-in codes: sending them costs money and invites abuse), which answers
 503. Either way the failure is counted in ``wingman_rate_limiter_errors_total{scope}`` and logged
@@ -50,20 +54,22 @@ KEY_PREFIX = "wingman:ratelimit"
 # What an unreachable or failing Redis raises.
 STORE_ERRORS = (RedisError, OSError)
 
-# KEYS: one window list per scope. ARGV[1]: now (seconds, float); then per key its allowance and
-# window length in seconds. The lists are newest first (limits' layout). Each check first drops the
+# KEYS: one window list per scope, then any plain keys to read. ARGV[1]: now (seconds, float); then
+# per window its allowance and length in seconds (so the windows are the first (#ARGV - 1) / 2
+# keys). The lists are newest first (limits' layout). Each check first drops the
 # hits that have left its window from the old end, so what remains is exactly the window: its
 # length is the count and its last entry the oldest hit. Every hit is pushed once and dropped
 # once, so a check costs a few commands whatever the allowance (the earlier binary search over
 # the list cost ~70 us of Redis CPU per request, measured with INFO commandstats). Refuses when a
 # window already holds its allowance; otherwise pushes ``now`` onto every list. Returns {index of
-# the refusing key or 0, then per key: hits in the window, oldest of them (as a string: Lua
-# numbers come back as integers)}.
+# the refusing key or 0, then per window: hits in it, oldest of them (as a string: Lua numbers
+# come back as integers), then the value of each key to read (nil when missing)}.
 _HIT_ALL = """
 local now = tonumber(ARGV[1])
+local windows = (#ARGV - 1) / 2
 local refused = 0
 local counts = {}
-for i = 1, #KEYS do
+for i = 1, windows do
     local since = now - tonumber(ARGV[2 * i + 1])
     local oldest = redis.call('LINDEX', KEYS[i], -1)
     while oldest and tonumber(oldest) < since do
@@ -76,7 +82,7 @@ for i = 1, #KEYS do
     end
 end
 local out = {refused}
-for i = 1, #KEYS do
+for i = 1, windows do
     if refused == 0 then
         redis.call('LPUSH', KEYS[i], ARGV[1])
         redis.call('EXPIRE', KEYS[i], tonumber(ARGV[2 * i + 1]))
@@ -84,6 +90,9 @@ for i = 1, #KEYS do
     end
     out[#out + 1] = counts[i]
     out[#out + 1] = redis.call('LINDEX', KEYS[i], -1) or ARGV[1]
+end
+for i = windows + 1, #KEYS do
+    out[#out + 1] = redis.call('GET', KEYS[i])
 end
 return out
 """
@@ -177,11 +186,20 @@ class RateLimiter:
         full, nothing is counted. Returns the index of the first full window (None when the hit
         was counted) and each window's decision; every decision says ``allowed`` only when the
         hit was counted."""
+        refused, decisions, _ = await self.hit_all_reading(checks, ())
+        return refused, decisions
+
+    async def hit_all_reading(
+        self, checks: Sequence[tuple[RateRule, str]], reads: Sequence[str]
+    ) -> tuple[int | None, list[RateDecision], list[bytes | None]]:
+        """:meth:`hit_all`, also returning the values of the plain keys ``reads`` (None where
+        missing), read in the same script."""
         now = self._clock()
         args: list[float | int] = [now]
         for rule, _ in checks:
             args += [rule.item.amount, rule.item.get_expiry()]
-        reply = await self._mux.evalsha(_HIT_ALL, [self.key(*check) for check in checks], args)
+        keys = [self.key(*check) for check in checks]
+        reply = await self._mux.evalsha(_HIT_ALL, [*keys, *reads], args)
         refused = int(reply[0]) - 1
         decisions = []
         for index, (rule, _) in enumerate(checks):
@@ -194,7 +212,8 @@ class RateLimiter:
                     reset_after=seconds_until(oldest + rule.item.get_expiry(), now),
                 )
             )
-        return (None if refused < 0 else refused), decisions
+        values = list(reply[1 + 2 * len(checks) :])
+        return (None if refused < 0 else refused), decisions, values
 
     async def hit(self, rule: RateRule, identifier: str) -> RateDecision:
         """Count one request against ``rule`` for ``identifier``, unless that would exceed it."""
@@ -211,6 +230,13 @@ class RateLimiter:
         """
         return await self.enforce((rule, identifier), fail_closed=fail_closed, raise_refusal=False)
 
+    async def check_reading(
+        self, rule: RateRule, identifier: str, reads: Sequence[str]
+    ) -> tuple[RateDecision | None, list[bytes | None]]:
+        """:meth:`check` (failing open), also reading the plain keys ``reads`` in the same
+        script: their values, None where missing, or no values when the store failed."""
+        return await self._enforce(((rule, identifier),), reads, False, raise_refusal=False)
+
     async def enforce(
         self,
         *checks: tuple[RateRule, str],
@@ -225,10 +251,21 @@ class RateLimiter:
         refusing one with ``raise_refusal`` off (None without checks, or when the store could not
         be reached and ``fail_closed`` is off).
         """
+        decision, _ = await self._enforce(checks, (), fail_closed, raise_refusal=raise_refusal)
+        return decision
+
+    async def _enforce(
+        self,
+        checks: Sequence[tuple[RateRule, str]],
+        reads: Sequence[str],
+        fail_closed: bool,
+        *,
+        raise_refusal: bool,
+    ) -> tuple[RateDecision | None, list[bytes | None]]:
         if not checks:
-            return None
+            return None, []
         try:
-            refused, decisions = await self.hit_all(checks)
+            refused, decisions, values = await self.hit_all_reading(checks, reads)
         except STORE_ERRORS as exc:
             scope = ",".join(rule.scope for rule, _ in checks)
             self._store_failed(scope, exc)
@@ -241,14 +278,14 @@ class RateLimiter:
                     extra={"scope": scope},
                     headers={"Retry-After": "5"},
                 ) from None
-            return None
+            return None, []
         if refused is None:
-            return decisions[-1]
+            return decisions[-1], values
         rule, decision = checks[refused][0], decisions[refused]
         RATE_LIMITED.labels(scope=rule.scope).inc()
         if raise_refusal:
             raise refusal(rule, decision)
-        return decision
+        return decision, values
 
     def _store_failed(self, scope: str, exc: BaseException) -> None:
         RATE_LIMITER_ERRORS.labels(scope=scope).inc()

@@ -1,11 +1,12 @@
 """One pipelined Redis connection per process and role, for the calls every request makes.
 
-A cached read answers after two Redis calls (the request limiter's script and the read cache's
-script). Through redis-py each call checks a connection out of the pool, arms a timeout, goes
-through the retry wrapper and the client's observability hooks, writes, reads and checks the
-connection back in. scripts/bench_redis_mux.py measures the CPU of both ways per call; with 16
-calls in flight on the 2-core benchmark host the pipelined connection spends a fraction of
-redis-py's (bench/results/*-redis-mux.md).
+A cached read answers after two Redis calls (the request limiter's script, which also brings
+the read cache's version, and the read cache's ``GET``). Through redis-py each call checks a
+connection out of the pool, arms a timeout, goes through the retry wrapper and the client's
+observability hooks, writes, reads and checks the connection back in.
+scripts/bench_redis_mux.py measures the CPU of both ways per call; with 16 calls in flight on the
+2-core benchmark host the pipelined connection spends a fraction of redis-py's
+(bench/results/*-redis-mux.md).
 
 :class:`RedisMux` keeps one connection. Commands asked for in the same turn of the event loop
 leave together in one write at the end of that turn (a system call costs more than the rest of a

@@ -18,6 +18,9 @@ message routes count their own ``chat`` and ``ai`` scopes on top of this.
 
 Runs as middleware of the ``/api/v1`` router: health checks, the API docs, ``/metrics`` and the
 WebSocket are outside it.
+
+The same script call reads a signed-in caller's read-cache version and keeps it in the scope
+(server/cache.py), so the request's cached reads need no call of their own to the queue Redis.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from wingman.db.models import UserTier
 from wingman.domain.catalog.registry import RateLimits
 from wingman.domain.catalog.services import config_value
 from wingman.server.auth import AuthUser
+from wingman.server.cache import ReadCache, remember_version, version_key
 from wingman.server.client_ip import client_ip
 from wingman.server.ratelimit import RateDecision, RateLimiter, RateRule, refusal
 
@@ -68,12 +72,19 @@ _DECIDED = "wingman.rate_decision"
 
 async def request_decision(state: State, scope: Scope) -> tuple[RateRule, RateDecision | None]:
     """This request's hit against its caller's allowance, counted on the first call and
-    remembered in the scope; the decision is None when Redis cannot be reached (fail open)."""
+    remembered in the scope; the decision is None when Redis cannot be reached (fail open).
+    A signed-in caller's read-cache version comes back with it (see the module docstring)."""
     decided: Any = scope.get(_DECIDED)
     if decided is None:
         limiter: RateLimiter = state.rate_limiter
         rule, identifier = caller_rule(await rate_limits(state), scope)
-        decided = (rule, await limiter.check(rule, identifier))
+        user: Any = scope.get("user")
+        cache: ReadCache = state.read_cache
+        reads = [version_key(user.id)] if isinstance(user, AuthUser) and cache.enabled else []
+        decision, values = await limiter.check_reading(rule, identifier, reads)
+        if values and values[0] is not None:
+            remember_version(scope, user.id, values[0])
+        decided = (rule, decision)
         scope[_DECIDED] = decided  # type: ignore[literal-required]
     rule_and_decision: tuple[RateRule, RateDecision | None] = decided
     return rule_and_decision

@@ -74,7 +74,8 @@ class AdminUserController(Controller):
             "Fields left out are unchanged. A disabled account is refused at once by the process"
             " that served this call and within `auth.status_cache_seconds` by the others; tier"
             " and role reach the account's tokens at its next refresh. Admins cannot demote or"
-            " disable themselves (409 `cannot-demote-self`)."
+            " disable themselves (409 `cannot-demote-self`), and no change may leave no active"
+            " admin, however changes interleave (409 `last-admin`)."
         ),
     )
     async def update(

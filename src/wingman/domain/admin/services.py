@@ -3,6 +3,14 @@
 Writes never commit: the controller commits, then drops its own process's status-cache entry so
 a disabled account is refused on its very next request to this process (other processes follow
 within ``auth.status_cache_seconds``).
+
+**There is always an active admin.** Two admins demoting or disabling each other at the same
+moment would each see the other still active and both commit. So every change of a role or a
+status (here and in ``wingmanctl users``) first takes one transaction-level advisory lock,
+:func:`lock_admin_changes`, and only then reads the account and the other active admins: such
+changes run one at a time, each reading what the previous one committed, and the one that would
+remove the last active admin is refused (409 ``last-admin``). The lock is held until commit or
+rollback; admin changes are rare, so nothing else waits on it.
 """
 
 from __future__ import annotations
@@ -11,7 +19,7 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
-from sqlalchemy import func, or_, select
+from sqlalchemy import exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from wingman.db.keyset import newest_first
@@ -22,6 +30,9 @@ from wingman.server.errors import Problem
 
 USERS_CURSOR = "admin-users"
 LIKE_ESCAPE = "\\"
+# The advisory lock that serialises role and status changes (any constant unique in this
+# database; these are the bytes of "wingADMN").
+ADMIN_CHANGES_LOCK = 0x77696E6741444D4E
 
 
 def like_prefix(text: str) -> str:
@@ -50,6 +61,49 @@ def user_out(user: User) -> AdminUserOut:
 
 def user_not_found() -> Problem:
     return Problem(404, "user-not-found", "No such user.")
+
+
+class LastAdminError(Exception):
+    """The change would leave no active admin."""
+
+
+async def lock_admin_changes(session: AsyncSession) -> None:
+    """Wait for any other role or status change to commit or roll back, and keep others waiting
+    until this transaction ends. Take it before reading the accounts the change depends on."""
+    await session.execute(select(func.pg_advisory_xact_lock(ADMIN_CHANGES_LOCK)))
+
+
+def active_admin(role: UserRole, status: UserStatus) -> bool:
+    return role is UserRole.ADMIN and status is UserStatus.ACTIVE
+
+
+async def keep_an_active_admin(
+    session: AsyncSession, user_id: UUID, *, was: bool, is_: bool
+) -> None:
+    """Raise :class:`LastAdminError` if ``user_id`` ``was`` an active admin, ``is_`` not one after
+    the change, and no other account is. Call it after :func:`lock_admin_changes`, in the same
+    transaction."""
+    if not was or is_:
+        return
+    another = await session.scalar(
+        select(
+            exists().where(
+                User.role == UserRole.ADMIN,
+                User.status == UserStatus.ACTIVE,
+                User.id != user_id,
+            )
+        )
+    )
+    if not another:
+        raise LastAdminError
+
+
+def last_admin() -> Problem:
+    return Problem(
+        409,
+        "last-admin",
+        "This is the last active admin: promote another account to admin first.",
+    )
 
 
 class AdminUserService:
@@ -97,10 +151,12 @@ class AdminUserService:
     async def patch_user(self, user_id: UUID, data: AdminUserPatch, actor: Actor) -> User:
         """Apply the changed fields and audit them as ``users.update`` with old and new values.
 
-        An admin cannot demote or disable their own account: that is how the last admin would
-        lock everyone out, and another admin can always do it for them.
+        An admin cannot demote or disable their own account (another admin can do it for them),
+        and no change may leave no active admin (see the module docstring).
         """
-        user = await self.session.get(User, user_id, with_for_update=True)
+        if data.role is not msgspec.UNSET or data.status is not msgspec.UNSET:
+            await lock_admin_changes(self.session)
+        user = await self.session.get(User, user_id, with_for_update=True, populate_existing=True)
         if user is None:
             raise user_not_found()
         wanted: dict[str, Any] = {
@@ -125,6 +181,17 @@ class AdminUserService:
             )
         if user.status is UserStatus.DELETED and "status" in changes:
             raise Problem(409, "user-deleted", "A deleted account cannot be enabled or disabled.")
+        try:
+            await keep_an_active_admin(
+                self.session,
+                user.id,
+                was=active_admin(user.role, user.status),
+                is_=active_admin(
+                    changes.get("role", user.role), changes.get("status", user.status)
+                ),
+            )
+        except LastAdminError:
+            raise last_admin() from None
         old = {name: str(getattr(user, name)) for name in changes}
         for name, value in changes.items():
             setattr(user, name, value)

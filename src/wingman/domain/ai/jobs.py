@@ -142,7 +142,7 @@ class ReplyRuntime:
             catalog=ctx["catalog"],
             events=ctx["events"],
             providers=Providers(OfflineProvider(settings.ai.offline.token_interval_ms), openai),
-            on_change=functools.partial(_invalidate_reads, ctx["redis"].cache_mux),
+            on_change=functools.partial(_invalidate_reads, ctx["redis"].queue_mux),
         )
         running = RunningReplies()
         listener = asyncio.create_task(running.listen(ctx["redis"].queue), name="cancel-listener")
@@ -157,10 +157,10 @@ class ReplyRuntime:
             await self.deps.providers.openai.close()
 
 
-async def _invalidate_reads(redis_cache: RedisMux, user_id: UUID) -> None:
+async def _invalidate_reads(redis_queue: RedisMux, user_id: UUID) -> None:
     """Drop the user's cached reads (session detail shows the reply's state)."""
     try:
-        await invalidate_user(redis_cache, user_id)
+        await invalidate_user(redis_queue, user_id)
     except RedisError as exc:
         # The reply is stored; the user's cached reads show the old state until their TTL.
         log.warning("cache_invalidation_failed", user_id=str(user_id), error=type(exc).__name__)

@@ -19,6 +19,7 @@ from litestar.status_codes import (
     HTTP_202_ACCEPTED,
     HTTP_204_NO_CONTENT,
 )
+from litestar.types import Scope
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from wingman.db.models import ChatSession, SessionEvent
@@ -158,6 +159,7 @@ class ChatSessionController(Controller):
     async def list_sessions(
         self,
         state: State,
+        scope: Scope,
         current_user: NamedDependency[AuthUser],
         cursor: Cursor = None,
         limit: PageSize = DEFAULT_PAGE,
@@ -172,7 +174,9 @@ class ChatSessionController(Controller):
         # The first page is the hot read (every app start); any write of the user's drops it.
         cache: ReadCache = state.read_cache
         key = first_page_key(limit)
-        return await cache.get_or_load(SESSION_LIST_CACHE, current_user.id, key, load, SessionPage)
+        return await cache.get_or_load(
+            SESSION_LIST_CACHE, current_user.id, key, load, SessionPage, scope=scope
+        )
 
     @post("", status_code=HTTP_201_CREATED, summary="Start a session")
     async def create_session(
@@ -190,6 +194,7 @@ class ChatSessionController(Controller):
         self,
         session_id: FromPath[UUID],
         state: State,
+        scope: Scope,
         current_user: NamedDependency[AuthUser],
         limit: PageSize = DEFAULT_PAGE,
     ) -> SessionDetail:
@@ -200,7 +205,9 @@ class ChatSessionController(Controller):
         # Keyed by the caller: another user's id misses and gets the 404 from the database.
         cache: ReadCache = state.read_cache
         key = f"{session_id}:{limit}"
-        return await cache.get_or_load("session", current_user.id, key, load, SessionDetail)
+        return await cache.get_or_load(
+            "session", current_user.id, key, load, SessionDetail, scope=scope
+        )
 
     @patch("/{session_id:uuid}", summary="Change title, tone or profile; archive or reactivate")
     async def patch_session(

@@ -13,7 +13,8 @@ work with the same code and answers directly:
 2. the request is counted against the caller's allowance by the same function the rate-limit
    middleware uses, which remembers the decision in the scope, so a request that falls through
    is never counted twice;
-3. the page is read from the read cache under the same key the route uses, encoded by
+3. the page is read from the read cache under the same key the route uses (one ``GET``: the
+   caller's version came back with step 2's limiter call, server/cache.py), encoded by
    Litestar's own JSON encoder, and compressed as Litestar's compression middleware would
    (same encodings, threshold and compressor settings).
 
@@ -108,7 +109,7 @@ class CachedSessionList:
             return None
         headers = [_JSON, *budget]
         cache: ReadCache = state.read_cache
-        raw = await cache.peek(SESSION_LIST_CACHE, user.id, self.key)
+        raw = await cache.peek(SESSION_LIST_CACHE, user.id, self.key, scope)
         if raw is None:
             return None
         body = encode_json(msgspec.msgpack.decode(raw, type=SessionPage))

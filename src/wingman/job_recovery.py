@@ -18,8 +18,9 @@ left the job's record ``aborting`` and outside every SAQ list, where no later sw
 loop, in the background, every ``timers["sweep"]`` seconds, under SAQ's sweep lock):
 
 - a job whose worker has stopped refreshing its ``worker_info`` key (SAQ writes it every
-  ``timers["worker_info"]`` seconds with a TTL one second longer) is an orphan: it is put back
-  in the queue at once, in one atomic step (``retry``), never passing through ``aborting``;
+  ``timers["worker_info"]`` seconds with a TTL one second longer) and whose own heartbeat has
+  gone quiet is an orphan: it is put back in the queue at once, in one atomic step (``retry``),
+  never passing through ``aborting``;
 - a job that is stuck (heartbeat or timeout lapsed) while its worker is alive gets SAQ's
   treatment (abort, let that worker cancel it, then retry), but all such jobs at once and with a
   short wait: the owning worker checks for aborts every ``timers["abort"]`` second;
@@ -137,9 +138,9 @@ class RecoveringQueue(RedisQueue):
             return True
         if job.status not in (Status.ACTIVE, Status.ABORTING) or job.stuck:
             return False
-        if job.worker_id is None:
+        if job.worker_id is None or not _silent(job):
             return True
-        return bool(await self._live_workers([job.worker_id])) or not _old_enough(job)
+        return bool(await self._live_workers([job.worker_id]))
 
     async def sweep(self, lock: int = 60, abort: float = ABORT_WAIT_S) -> list[str]:
         """Put back the active list's orphans; SAQ calls this every ``timers["sweep"]`` s."""
@@ -163,7 +164,7 @@ class RecoveringQueue(RedisQueue):
             if job is None:
                 step = self._drop_missing(job_id)
             elif job.status is Status.ACTIVE:
-                if job.worker_id and job.worker_id not in live and _old_enough(job):
+                if job.worker_id and job.worker_id not in live and _silent(job):
                     step = self._requeue(job, "worker gone")
                 elif job.stuck:
                     step = self._abort_then_requeue(job, abort)
@@ -218,6 +219,15 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _old_enough(job: Job) -> bool:
-    """Older than a worker's first worker_info: its worker's silence means something."""
-    return now() - (job.started or job.touched) > millis(WORKER_INFO_TTL_S)
+def _silent(job: Job) -> bool:
+    """Whether ``job`` has been quiet long enough for its worker's silence to mean death.
+
+    Older than a worker's first ``worker_info`` (a new worker may not have written it yet), and
+    without a heartbeat for one and a half beats: SAQ's ``worker_info`` key outlives its refresh
+    by one second only, so a live but busy event loop can let it lapse for a moment, and its
+    jobs' heartbeats (same loop, three per ``heartbeat``) tell it apart from a dead one.
+    """
+    current = now()
+    if current - (job.started or job.touched) <= millis(WORKER_INFO_TTL_S):
+        return False
+    return not job.heartbeat or current - job.touched > millis(1.5 * _heartbeat_interval(job))

@@ -191,9 +191,10 @@ def create_worker(settings: Settings, name: QueueName) -> QueueWorker:
         # instead of holding shutdown for the whole grace period.
         dequeue_timeout=1.0,
         # How often the active list is swept for a dead worker's jobs (SAQ's default is 60 s); a
-        # worker stops reporting in (``worker_info``, TTL 11 s) at once when killed, so its jobs
-        # run again within about 11 s + this (job_recovery.py). SAQ's type wants every timer; the
-        # others keep SAQ's defaults, which job_recovery's constants assume.
+        # worker stops reporting in (``worker_info``, TTL 11 s) and its jobs' heartbeats stop
+        # when it is killed, so its jobs run again within about 15 s + this (job_recovery.py).
+        # SAQ's type wants every timer; the others keep SAQ's defaults, which job_recovery's
+        # constants assume.
         timers=PartialTimersDict(
             schedule=1, worker_info=10, sweep=settings.worker.sweep_seconds, abort=1
         ),

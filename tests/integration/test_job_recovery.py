@@ -61,7 +61,7 @@ async def test_a_dead_workers_jobs_are_requeued_at_once_and_together(
     queue: RecoveringQueue,
 ) -> None:
     # As many as one ``ai`` worker runs at once.
-    orphans = [await take(queue, "dead-worker", age_s=15) for _ in range(50)]
+    orphans = [await take(queue, "dead-worker", age_s=20) for _ in range(50)]
     # A live worker's job with a fresh heartbeat stays where it is.
     await queue.write_worker_info("live-worker", {"queue_key": queue.name}, ttl=30)  # type: ignore[typeddict-item]
     running = await take(queue, "live-worker", age_s=0)
@@ -74,7 +74,7 @@ async def test_a_dead_workers_jobs_are_requeued_at_once_and_together(
     took = time.monotonic() - started
 
     print(f"\nsweep of 50 orphans of a dead worker: {took * 1000:.0f} ms")
-    assert took < 1.0  # SAQ's own sweep waited 5 s for each of them
+    assert took < 5.0  # SAQ's own sweep waited 5 s for each of them: 250 s
     assert sorted(swept) == sorted(job.id for job in orphans)
     assert await queued_ids(queue) == {job.id for job in orphans}
     for job in orphans:

@@ -7,7 +7,7 @@ the job looks ``active`` until someone notices. Two things here make that notice
 **Heartbeats.** SAQ only counts a job as stuck when its ``heartbeat`` lapses, but never sends
 one itself: a job must call ``job.update()``. :func:`with_heartbeat` does that for every job
 function, every third of the job's heartbeat, so a healthy long job (a slow reply) is never taken
-for a dead one, and a dead worker's job lapses within one heartbeat.
+for a dead one, and a dead worker's job goes quiet at once.
 
 **The sweep.** SAQ's own ``RedisQueue.sweep`` goes through the active list one job at a time and,
 for each stuck one, marks it ``aborting`` and then *waits* up to ``abort`` seconds (5) for the
@@ -21,11 +21,14 @@ loop, in the background, every ``timers["sweep"]`` seconds, under SAQ's sweep lo
   ``timers["worker_info"]`` seconds with a TTL one second longer) and whose own heartbeat has
   gone quiet is an orphan: it is put back in the queue at once, in one atomic step (``retry``),
   never passing through ``aborting``;
-- a job that is stuck (heartbeat or timeout lapsed) while its worker is alive gets SAQ's
-  treatment (abort, let that worker cancel it, then retry), but all such jobs at once and with a
-  short wait: the owning worker checks for aborts every ``timers["abort"]`` second;
+- a job of a worker that still reports in is left alone while it runs: its heartbeat comes from
+  the same event loop as the report, so a lapsed heartbeat there means a busy loop, not a dead
+  job (SAQ would abort it, and the reply would run twice). Only a job far past its ``timeout``
+  (which the worker enforces itself) gets SAQ's treatment: abort, let that worker cancel it,
+  then retry; all such jobs at once, with a short wait (the owning worker checks for aborts
+  every ``timers["abort"]`` second);
 - an id in the active list whose record is not ``active`` yet is usually a job another worker
-  dequeued a moment ago; it is only put back when a later sweep still finds it so.
+  dequeued a moment ago; it is only put back when it is still so ``UNCLAIMED_GRACE_S`` later.
 
 PostgreSQL decides what is stored (``domain/ai/generation``: a run writes only under its own
 ``run_id``), so a job that runs twice after a misjudgement costs time, never a second reply.
@@ -51,6 +54,11 @@ log = structlog.get_logger(__name__)
 
 # Seconds a sweep waits for a live worker to acknowledge an abort (it checks every second).
 ABORT_WAIT_S = 2.0
+# A live worker cancels a job at its timeout itself; only this much later does a sweep step in.
+OVERDUE_AFTER_S = 10.0
+# How long an id may sit in the active list without an ``active`` record (a worker between its
+# two steps of taking a job, slowed by a busy event loop) before a sweep takes it for lost.
+UNCLAIMED_GRACE_S = 10.0
 # SAQ's worker_info TTL with the timers the workers use (written every 10 s, TTL 11 s). A job
 # younger than this may belong to a worker that has not written its first worker_info yet.
 WORKER_INFO_TTL_S = 11.0
@@ -106,8 +114,8 @@ class RecoveringQueue(RedisQueue):
 
     def __init__(self, redis: Redis, name: str) -> None:
         super().__init__(redis, name=name)
-        # Ids found in the active list without an ``active`` record at the previous sweep.
-        self._unclaimed: set[str] = set()
+        # Ids in the active list without an ``active`` record: when a sweep first saw them.
+        self._unclaimed: dict[str, float] = {}
 
     @classmethod
     def at(cls, url: str, name: str) -> RecoveringQueue:
@@ -136,9 +144,11 @@ class RecoveringQueue(RedisQueue):
             return False
         if job.status in (Status.NEW, Status.QUEUED):
             return True
-        if job.status not in (Status.ACTIVE, Status.ABORTING) or job.stuck:
+        if job.status not in (Status.ACTIVE, Status.ABORTING):
             return False
-        if job.worker_id is None or not _silent(job):
+        if job.worker_id is None:
+            return not job.stuck
+        if not _silent(job):
             return True
         return bool(await self._live_workers([job.worker_id]))
 
@@ -156,25 +166,17 @@ class RecoveringQueue(RedisQueue):
         live = await self._live_workers(
             job.worker_id for _, job in jobs if job is not None and job.worker_id
         )
-        unclaimed: set[str] = set()
+        clock = time.monotonic()
+        unclaimed: dict[str, float] = {}
         acted: list[str] = []
         work: list[Awaitable[None]] = []
         for job_id, job in jobs:
-            step: Awaitable[None] | None = None
-            if job is None:
-                step = self._drop_missing(job_id)
-            elif job.status is Status.ACTIVE:
-                if job.worker_id and job.worker_id not in live and _silent(job):
-                    step = self._requeue(job, "worker gone")
-                elif job.stuck:
-                    step = self._abort_then_requeue(job, abort)
-            elif job_id in self._unclaimed:
-                step = self._requeue(job, f"left {job.status.value} in the active list")
-            else:
-                unclaimed.add(job_id)
+            step = self._step(job_id, job, live, abort, clock)
             if step is not None:
                 acted.append(job_id)
                 work.append(step)
+            elif job is not None and job.status is not Status.ACTIVE:
+                unclaimed[job_id] = self._unclaimed.get(job_id, clock)
         self._unclaimed = unclaimed
         if not work:
             return []
@@ -189,6 +191,22 @@ class RecoveringQueue(RedisQueue):
             seconds=round(time.monotonic() - started, 3),
         )
         return acted
+
+    def _step(
+        self, job_id: str, job: Job | None, live: set[str], abort: float, clock: float
+    ) -> Awaitable[None] | None:
+        """What the sweep does about one id of the active list, if anything."""
+        if job is None:
+            return self._drop_missing(job_id)
+        if job.status is not Status.ACTIVE:
+            if clock - self._unclaimed.get(job_id, clock) > UNCLAIMED_GRACE_S:
+                return self._requeue(job, f"left {job.status.value} in the active list")
+            return None
+        if job.worker_id is None:
+            return self._abort_then_requeue(job, abort) if job.stuck else None
+        if job.worker_id not in live:
+            return self._requeue(job, "worker gone") if _silent(job) else None
+        return self._abort_then_requeue(job, abort) if _overdue(job) else None
 
     async def _drop_missing(self, job_id: str) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -217,6 +235,11 @@ class RecoveringQueue(RedisQueue):
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _overdue(job: Job) -> bool:
+    """Running well past its timeout, which the worker itself should have enforced."""
+    return bool(job.timeout) and now() - job.started > millis(job.timeout + OVERDUE_AFTER_S)
 
 
 def _silent(job: Job) -> bool:

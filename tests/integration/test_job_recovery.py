@@ -14,7 +14,7 @@ from saq.job import Job, Status
 from saq.utils import now
 
 from wingman.config import Settings
-from wingman.job_recovery import ABORT_WAIT_S, RecoveringQueue
+from wingman.job_recovery import ABORT_WAIT_S, UNCLAIMED_GRACE_S, RecoveringQueue
 
 
 @pytest.fixture
@@ -31,10 +31,15 @@ async def queue(settings: Settings) -> AsyncIterator[RecoveringQueue]:
 
 
 async def take(
-    queue: RecoveringQueue, worker_id: str, *, age_s: float, status: Status = Status.ACTIVE
+    queue: RecoveringQueue,
+    worker_id: str,
+    *,
+    age_s: float,
+    status: Status = Status.ACTIVE,
+    job_timeout: int = 600,
 ) -> Job:
     """Enqueue a job and move it to the active list as a worker does, started ``age_s`` ago."""
-    job = await queue.enqueue("ping", timeout=600, heartbeat=30, retries=3)
+    job = await queue.enqueue("ping", timeout=job_timeout, heartbeat=30, retries=3)
     assert job is not None
     taken = await queue.dequeue()
     assert taken is not None
@@ -87,12 +92,23 @@ async def test_a_dead_workers_jobs_are_requeued_at_once_and_together(
     assert stored_running.status is Status.ACTIVE
 
 
-async def test_stuck_jobs_of_a_live_worker_wait_for_its_abort_together(
+async def test_a_live_workers_late_heartbeats_are_not_taken_for_death(
     queue: RecoveringQueue,
 ) -> None:
-    """Heartbeats lapsed but the worker reports in: aborted first, with one bounded wait."""
+    """A busy event loop sends heartbeats late; the worker still reports in, so its jobs stay."""
+    await queue.write_worker_info("busy-worker", {"queue_key": queue.name}, ttl=30)  # type: ignore[typeddict-item]
+    late = await take(queue, "busy-worker", age_s=45)
+    assert await queue.is_live(await queue.job(late.key))
+    assert await queue.sweep(lock=5) == []
+    assert await queued_ids(queue) == set()
+
+
+async def test_overdue_jobs_of_a_live_worker_wait_for_its_abort_together(
+    queue: RecoveringQueue,
+) -> None:
+    """Far past their timeout, though the worker reports in: aborted first, one bounded wait."""
     await queue.write_worker_info("hung-worker", {"queue_key": queue.name}, ttl=30)  # type: ignore[typeddict-item]
-    stuck = [await take(queue, "hung-worker", age_s=45) for _ in range(10)]
+    stuck = [await take(queue, "hung-worker", age_s=45, job_timeout=10) for _ in range(10)]
     started = time.monotonic()
     swept = await queue.sweep(lock=5)
     took = time.monotonic() - started
@@ -106,10 +122,14 @@ async def test_a_job_just_taken_is_left_alone_until_a_later_sweep(
     queue: RecoveringQueue,
 ) -> None:
     """In the active list but not yet marked active: another worker is taking it, or died
-    between the two steps; only a second sighting puts it back."""
+    between the two steps; only put back when still so after a grace period."""
     taken = await take(queue, "", age_s=0, status=Status.QUEUED)
     assert await queue.sweep(lock=5) == []
+    await unlock(queue)
+    assert await queue.sweep(lock=5) == []
     assert await queued_ids(queue) == set()
+    # As seen by a sweep the grace period later.
+    queue._unclaimed[taken.id] -= UNCLAIMED_GRACE_S + 1
     await unlock(queue)
     assert await queue.sweep(lock=5) == [taken.id]
     assert await queued_ids(queue) == {taken.id}

@@ -36,8 +36,8 @@ POLL_S = 0.5
 
 
 def exit_reason(status: int | None) -> str:
-    if status is None:
-        return "exited"
+    if status is None:  # started by an earlier `dev up`: not our child, its status unknown
+        return "stopped"
     if status < 0:
         with contextlib.suppress(ValueError):
             return f"killed by {signal.Signals(-status).name}"

@@ -13,11 +13,12 @@ from typing import Any
 from saq import Queue
 
 from wingman.config import QueueName, Settings
+from wingman.job_recovery import RecoveringQueue
 
 
-def create_queue(settings: Settings, name: QueueName) -> Queue:
-    """The SAQ queue ``name`` on the queue-role Redis."""
-    return Queue.from_url(settings.redis.queue_url, name=name)
+def create_queue(settings: Settings, name: QueueName) -> RecoveringQueue:
+    """The SAQ queue ``name`` on the queue-role Redis (its sweep: ``job_recovery``)."""
+    return RecoveringQueue.at(settings.redis.queue_url, name)
 
 
 def job_options(settings: Settings, name: QueueName) -> dict[str, Any]:

@@ -6,13 +6,14 @@ Producers (web handlers, jobs that enqueue) use :mod:`wingman.queues`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
-from saq import Queue, Worker
+from saq import Worker
 from saq.job import CronJob
 from saq.types import Context, PartialTimersDict
 from sqlalchemy import text
@@ -27,6 +28,7 @@ from wingman.domain.catalog.cache import (
     stop_invalidation_listener,
 )
 from wingman.domain.realtime.events import EventBus, event_bus
+from wingman.job_recovery import RecoveringQueue, with_heartbeat
 from wingman.queues import create_queue
 from wingman.server.database import create_engine, session_maker
 from wingman.server.metrics import mark_process_dead, observe_job
@@ -54,7 +56,7 @@ class WorkerContext(Context, total=False):
     # Queue ``ai``: its providers, running generations and cancel listener.
     replies: ReplyRuntime
     # Queue ``default``: where the reconciler enqueues replies.
-    reply_queue: Queue
+    reply_queue: RecoveringQueue
     # perf_counter() when the current job's attempt started (job duration metric).
     job_started: float
 
@@ -92,22 +94,20 @@ CRON_JOBS: dict[QueueName, Callable[[Settings], list[CronJob[Any]]]] = {
 
 
 class QueueWorker(Worker[WorkerContext]):
-    """SAQ's worker with two start/stop fixes.
+    """SAQ's worker, stopping without waiting on its upkeep loops.
 
-    - ``stop`` waits for *every* task, including upkeep loops that sleep up to 60 s between
-      sweeps, so an idle worker took the whole grace period to exit. Upkeep is cancelled first
-      here; only running jobs get the grace period.
-    - The first sweep ran concurrently with the first dequeue and could mistake a job that was
-      just moved to the active list (not yet marked active) for a stuck one. Sweeping once in
-      start-up, before any slot dequeues, takes the sweep lock for the first interval.
+    ``stop`` waits for *every* task, including upkeep loops that sleep up to 60 s between
+    sweeps, so an idle worker took the whole grace period to exit. Upkeep is cancelled first
+    here; only running jobs get the grace period.
+
+    Nothing runs before the slots start taking jobs: the sweep for a dead worker's jobs is SAQ's
+    upkeep loop calling :meth:`RecoveringQueue.sweep` in the background (a sweep in start-up
+    held a restarted worker's slots for ~5 s per orphaned job).
     """
 
     _upkeep_tasks: list[asyncio.Task[None]]
 
     async def upkeep(self) -> list[asyncio.Task[None]]:
-        # The sweep lock lasts as long as the sweep interval, as in SAQ's own polling (its default
-        # of 60 s here would hold every other worker's sweeps off for a minute).
-        await self.queue.sweep(self.timers["sweep"])
         self._upkeep_tasks = await super().upkeep()
         return self._upkeep_tasks
 
@@ -176,8 +176,11 @@ def create_worker(settings: Settings, name: QueueName) -> QueueWorker:
 
     return QueueWorker(
         queue,
-        functions=QUEUE_FUNCTIONS[name],
-        cron_jobs=CRON_JOBS[name](settings),
+        functions=[with_heartbeat(function) for function in QUEUE_FUNCTIONS[name]],
+        cron_jobs=[
+            dataclasses.replace(cron, function=with_heartbeat(cron.function))
+            for cron in CRON_JOBS[name](settings)
+        ],
         concurrency=settings.worker.queue(name).concurrency,
         startup=startup,
         shutdown=shutdown,
@@ -187,9 +190,11 @@ def create_worker(settings: Settings, name: QueueName) -> QueueWorker:
         # Idle slots block on Redis; a bounded wait lets them see a stop request within a second
         # instead of holding shutdown for the whole grace period.
         dequeue_timeout=1.0,
-        # How often active jobs are checked for a lapsed heartbeat (a killed worker's job is
-        # retried within heartbeat + this); SAQ's own default is 60 s.
-        # (SAQ's type wants every timer; the others keep SAQ's defaults.)
+        # How often the active list is swept for a dead worker's jobs (SAQ's default is 60 s); a
+        # worker stops reporting in (``worker_info``, TTL 11 s) and its jobs' heartbeats stop
+        # when it is killed, so its jobs run again within about 15 s + this (job_recovery.py).
+        # SAQ's type wants every timer; the others keep SAQ's defaults, which job_recovery's
+        # constants assume.
         timers=PartialTimersDict(
             schedule=1, worker_info=10, sweep=settings.worker.sweep_seconds, abort=1
         ),

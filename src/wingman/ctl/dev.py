@@ -13,6 +13,7 @@ from wingman.devstack.binaries import MissingBinaryError
 from wingman.devstack.postgres import PostgresError
 from wingman.devstack.redis import RedisError
 from wingman.devstack.stack import DevStack, DevStackError
+from wingman.devstack.supervisor import Supervisor
 
 data_dir_option = click.option(
     "--data-dir",
@@ -83,7 +84,11 @@ def status(data_dir: Path, as_json: bool) -> None:
 @data_dir_option
 @click.option("--port", type=int, help="Web port (default: 8000, or a free one if 8000 is taken).")
 def run(data_dir: Path, port: int | None) -> None:
-    """Start the stack, stay in the foreground until Ctrl-C (or SIGTERM), then stop it all."""
+    """Start the stack and keep it running until Ctrl-C (or SIGTERM), then stop it all.
+
+    A web or worker process that stops is started again after a back-off (1 s, doubling up to
+    30 s while it keeps failing), and the terminal and its log say so.
+    """
     stack = DevStack(data_dir, web_port=port)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -95,14 +100,8 @@ def run(data_dir: Path, port: int | None) -> None:
             f"Logs: {stack.log_dir}/  Settings: {stack.settings_file}\n"
             "Press Ctrl-C to stop everything.\n"
         )
-        while not stop.wait(1.0):
-            stopped = [row.name for row in stack.status() if not row.running]
-            if stopped:
-                click.echo(
-                    f"warning: stopped unexpectedly: {', '.join(stopped)} (see {stack.log_dir})",
-                    err=True,
-                )
-                stop.wait(10.0)
+        # A web or worker process that dies is started again, with back-off, as on the appliance.
+        Supervisor(stack, report=progress).run(stop)
     finally:
         click.echo("\nstopping…", err=True)
         stack.down(report=progress)

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import subprocess
@@ -36,6 +37,7 @@ from wingman.devstack.processes import (
     wait_for,
 )
 from wingman.devstack.redis import RedisServer
+from wingman.devstack.supervisor import kill_leftovers, log_line
 from wingman.devstack.templates import write_private
 
 Report = Callable[[str], None]
@@ -84,6 +86,8 @@ class DevStack:
         self.settings_file = self.root / "wingman.toml"
         self.run_dir = self.root / "run"
         self.log_dir = self.root / "log"
+        # Web and worker processes this object started (``dev run`` reaps and restarts them).
+        self._children: dict[str, subprocess.Popen[bytes]] = {}
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -251,7 +255,42 @@ class DevStack:
         )
         log.close()
         (self.run_dir / f"{name}.pid").write_text(f"{proc.pid}\n")
+        self._children[name] = proc
         return proc.pid
+
+    # -- what the supervisor of `dev run` uses (devstack/supervisor.py) ----------------------
+
+    def app_names(self) -> list[str]:
+        return list(self._app_commands())
+
+    def app_pid(self, name: str) -> int | None:
+        return self._app_pid(name)
+
+    def exit_status(self, name: str) -> int | None:
+        """How a process this object started ended (None: running, or not started here)."""
+        child = self._children.get(name)
+        return None if child is None else child.poll()
+
+    def restart_app(self, name: str) -> int:
+        """Start ``name`` again, after killing whatever is left of its old process group."""
+        self.exit_status(name)  # reaps our own child, so that its group can empty
+        pidfile = self.run_dir / f"{name}.pid"
+        with contextlib.suppress(OSError, ValueError):
+            kill_leftovers(int(pidfile.read_text().strip()))
+        return self._spawn(name, self._app_commands()[name])
+
+    def log_event(self, name: str, event: str, **fields: object) -> None:
+        with (self.log_dir / f"{name}.log").open("ab") as log:
+            log.write(log_line(event, process=name, **fields))
+
+    def stopped_services(self) -> list[str]:
+        state = self.load_state()
+        if state is None:
+            return []
+        stopped = [] if self.postgres(state).running() else ["postgres"]
+        return stopped + [
+            f"redis-{role}" for role in ("queue", "cache") if not self.redis(role, state).running()
+        ]
 
     def _wait_ready(self, base_url: str, timeout: float) -> bool:
         def ready() -> bool:

@@ -20,7 +20,7 @@ from uuid import UUID
 import structlog
 from redis.exceptions import RedisError
 from saq import Queue
-from saq.job import CronJob, Status
+from saq.job import CronJob
 from sqlalchemy import select
 
 from wingman.config import Settings
@@ -38,8 +38,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-# Jobs a live SAQ job can be in; any other state means nobody is working on the message.
-LIVE_STATUSES = frozenset({Status.NEW, Status.QUEUED, Status.ACTIVE, Status.ABORTING})
 # In-flight messages looked at per reconciler round (oldest first); the rest wait a round.
 RECONCILE_BATCH = 500
 
@@ -83,7 +81,7 @@ async def generate_reply(ctx: WorkerContext, *, message_id: str) -> dict[str, An
 async def reconcile_replies(ctx: WorkerContext) -> dict[str, int]:
     """Enqueue a job for every stale in-flight AI message that has no live one."""
     settings = ctx["settings"]
-    queue: Queue = ctx["reply_queue"]
+    queue = ctx["reply_queue"]
     cutoff = utcnow() - timedelta(seconds=settings.ai.stale_after_seconds)
     async with ctx["db_sessions"]() as db:
         stale = (
@@ -98,16 +96,17 @@ async def reconcile_replies(ctx: WorkerContext) -> dict[str, int]:
                 .limit(RECONCILE_BATCH)
             )
         ).all()
-    counts = {"stale": len(stale), "live": 0, "enqueued": 0}
+    counts = {"stale": len(stale), "live": 0, "enqueued": 0, "held": 0}
     for message_id in stale:
-        job = await queue.job(reply_job_key(message_id))
-        if job is not None and job.status in LIVE_STATUSES:
+        if await queue.is_live(await queue.job(reply_job_key(message_id))):
             counts["live"] += 1
         elif await enqueue_reply(queue, settings, message_id):
             counts["enqueued"] += 1
         else:
-            counts["live"] += 1
-    if counts["enqueued"]:
+            # A dead job still in SAQ's lists (the ``ai`` workers' sweep puts it back), or one
+            # aborted in the last few seconds (SAQ refuses its key meanwhile): next round.
+            counts["held"] += 1
+    if counts["enqueued"] or counts["held"]:
         log.warning("replies_reenqueued", **counts)
     return counts
 

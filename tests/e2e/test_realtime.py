@@ -26,9 +26,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.support.accounts import Caller, create_caller
-from tests.support.services import child_env
+from tests.support.services import child_env, wait_until_ready
 from wingman.config import RealtimeSettings, ServerSettings, Settings
-from wingman.devstack.processes import free_port, port_open, wait_for
+from wingman.devstack.processes import free_port
 from wingman.server.database import create_engine
 
 pytestmark = pytest.mark.e2e
@@ -58,17 +58,24 @@ asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
 
 
 class WebServer:
-    """``wingman serve`` with two workers on a fixed port, restartable."""
+    """``wingman serve`` with ``workers`` Granian workers on a fixed port, restartable."""
 
-    def __init__(self, settings: Settings, folder: Path) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        folder: Path,
+        realtime: RealtimeSettings | None = None,
+        workers: int = 2,
+    ) -> None:
         self.port = free_port()
         self.settings = msgspec.structs.replace(
             settings,
             server=ServerSettings(port=self.port, graceful_timeout=10),
-            realtime=RealtimeSettings(max_sockets_per_user=32, outbound_queue_size=64),
+            realtime=realtime or RealtimeSettings(max_sockets_per_user=32, outbound_queue_size=64),
         )
+        self.folder = folder
         self.env = child_env(self.settings, folder)
-        self.env["WINGMAN_SERVER__WORKERS"] = "2"
+        self.env["WINGMAN_SERVER__WORKERS"] = str(workers)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -76,13 +83,17 @@ class WebServer:
         return f"ws://127.0.0.1:{self.port}/api/v1/ws"
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "wingman", "serve"],
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        assert wait_for(lambda: port_open(self.port), 30), "the server did not start"
+        # The server's log, kept for when a test fails.
+        with (self.folder / "server.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "wingman", "serve"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        if not wait_until_ready(f"http://127.0.0.1:{self.port}", timeout=90):
+            self.shut_down()
+            pytest.fail("the server did not start")
 
     def stop(self) -> int:
         assert self.process is not None

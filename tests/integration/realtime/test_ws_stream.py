@@ -143,9 +143,13 @@ async def test_a_client_that_does_not_read_is_closed_while_others_keep_up(
         received = 0
 
         async def read_all() -> None:
+            # A well-behaved client: it answers the server's heartbeat pings while it reads.
             nonlocal received
             while received < count:
-                if "event_id" in await next_event(reader):
+                frame = await receive(reader)
+                if frame["type"] == "ping":
+                    await send(reader, {"type": "pong"})
+                elif "event_id" in frame:
                     received += 1
 
         reading = asyncio.create_task(read_all())

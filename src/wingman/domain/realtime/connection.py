@@ -15,16 +15,21 @@ The life of a socket:
    subscription and replay reaches the client once, in order.
 5. *Serve* client frames (``ping``, ``pong``, ``auth`` with a fresh token, ``resume``) until the
    client leaves or the server closes it: queue overflow, heartbeat, token expiry, eviction,
-   shutdown. A close cancels both the sender and the receive loop and then writes the close frame,
-   bounded by ``close_timeout_seconds`` (a peer that does not read cannot hold it open).
+   shutdown. A close cancels the sender and wakes the handler (an event, not only a
+   cancellation, which a library on the way may swallow), which cancels the pending receive and
+   then writes the close frame, each bounded by ``close_timeout_seconds`` (a peer that does not
+   read cannot hold it open). A close that still has not finished after twice that is forced by
+   the dispatcher's sweep.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 import uuid
+from asyncio import FIRST_COMPLETED
 from datetime import UTC, datetime
 from typing import Any
 
@@ -111,6 +116,9 @@ class Connection:
         self._closing: _Closed | None = None
         self._handler: asyncio.Task[Any] | None = None
         self._sender: asyncio.Task[None] | None = None
+        self._receiving: asyncio.Future[Any] | None = None
+        self._close_requested = 0.0
+        self._close_wanted = asyncio.Event()
 
     # -- called by the dispatcher and the sweep ------------------------------------------------
 
@@ -128,10 +136,31 @@ class Connection:
         if self._closing is not None or self.finished.is_set():
             return
         self._closing = _Closed(code, reason)
+        self._close_requested = time.monotonic()
+        self._close_wanted.set()
         if self._sender is not None:
             self._sender.cancel()
         if self._handler is not None:
             self._handler.cancel()
+
+    def close_overdue(self, now: float) -> bool:
+        """True when a close was asked for and the handler has not finished in time."""
+        return (
+            self._closing is not None
+            and not self.finished.is_set()
+            and now - self._close_requested > 2 * self._realtime.close_timeout_seconds + 2.0
+        )
+
+    def _close_asked(self) -> _Closed | None:
+        # A method, not the attribute: a close may be asked for during any ``await``.
+        return self._closing
+
+    def abort(self) -> None:
+        """The last resort for a close that did not finish: stop the handler and the server's
+        receive alike (the close frame may then be lost; the connection is dropped)."""
+        for task in (self._sender, self._receiving, self._handler):
+            if task is not None:
+                task.cancel()
 
     # -- the handler ---------------------------------------------------------------------------
 
@@ -177,9 +206,22 @@ class Connection:
                     reason=reason or None,
                 )
 
+    async def _stop_receiving(self) -> None:
+        """Cancel the pending receive and wait (bounded) until the server has let go of it."""
+        receiving, self._receiving = self._receiving, None
+        if receiving is None:
+            return
+        receiving.cancel()
+        with contextlib.suppress(
+            asyncio.CancelledError, TimeoutError, WebSocketDisconnect, OSError, RuntimeError
+        ):
+            async with asyncio.timeout(self._realtime.close_timeout_seconds):
+                await asyncio.shield(receiving)
+
     async def _send_close(self, code: CloseCode, reason: str) -> None:
         if self.socket.connection_state == "init":
             await self.socket.accept()
+        await self._stop_receiving()
         try:
             async with asyncio.timeout(self._realtime.close_timeout_seconds):
                 await self.socket.close(code, reason)
@@ -296,15 +338,40 @@ class Connection:
     def _expires_iso(self) -> str:
         return datetime.fromtimestamp(self.expires_at, UTC).isoformat()
 
+    async def _receive_message(self) -> Any:
+        """The next ASGI message, or :class:`_Closed` as soon as a close is asked for.
+
+        The server's ``receive`` runs in a task of its own that neither a timeout nor a close
+        cancels: a close wakes this wait through ``_close_wanted`` (a cancellation swallowed on
+        its way, by a client library or the server, cannot leave the socket half-closed), and
+        the next call picks up the same pending receive. Granian must not have a receive pending
+        when the close frame goes out (the frame would be lost and the client left with an open,
+        dead socket), so :meth:`_stop_receiving` cancels it first.
+        """
+        if self._closing is not None:
+            raise self._closing
+        if self._receiving is None:
+            self._receiving = asyncio.ensure_future(self.socket.receive())
+        close_wanted = asyncio.ensure_future(self._close_wanted.wait())
+        try:
+            await asyncio.wait((self._receiving, close_wanted), return_when=FIRST_COMPLETED)
+        finally:
+            close_wanted.cancel()
+        closing = self._close_asked()
+        if closing is not None and not self._receiving.done():
+            raise closing
+        receiving, self._receiving = self._receiving, None
+        return receiving.result()
+
     async def _receive_frame(self) -> ClientFrame:
-        message = await self.socket.receive()
+        message = await self._receive_message()
         if message["type"] == "websocket.disconnect":
             raise WebSocketDisconnect(detail="client left", code=message.get("code", 1000))
         self.last_received = time.monotonic()
         _FRAMES_IN.inc()
         raw = message.get("text") or message.get("bytes") or b""
         try:
-            return decode_client_frame(raw)  # type: ignore[arg-type]
+            return decode_client_frame(raw)
         except (msgspec.DecodeError, msgspec.ValidationError):
             raise _Closed(CloseCode.BAD_FRAME, "unknown or malformed frame") from None
 

@@ -286,7 +286,10 @@ class Dispatcher:
             await asyncio.sleep(SWEEP_SECONDS)
             now, wall = time.monotonic(), time.time()
             for connection in list(self._by_id.values()):
-                if now - connection.last_received > settings.heartbeat_timeout_seconds:
+                if connection.close_overdue(now):
+                    log.warning("realtime_close_overdue", user_id=str(connection.user_id))
+                    connection.abort()
+                elif now - connection.last_received > settings.heartbeat_timeout_seconds:
                     connection.close(CloseCode.HEARTBEAT_TIMEOUT, "no frame from the client")
                 elif wall >= connection.expires_at:
                     connection.close(CloseCode.TOKEN_EXPIRED, "access token expired")

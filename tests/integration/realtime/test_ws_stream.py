@@ -7,6 +7,9 @@ import socket
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
+from structlog.testing import capture_logs
+
 from tests.integration.realtime.conftest import (
     REALTIME,
     close_code,
@@ -17,7 +20,7 @@ from tests.integration.realtime.conftest import (
 )
 from tests.support.accounts import Caller
 from wingman.domain.realtime.events import EventBus
-from wingman.domain.realtime.protocol import CloseCode
+from wingman.domain.realtime.protocol import MAX_CLIENT_FRAME_BYTES, CloseCode
 
 
 def small_receive_buffer(url: str) -> socket.socket:
@@ -210,3 +213,55 @@ async def test_heartbeat_pings_and_closes_a_silent_peer(ws_url: str, caller: Cal
             assert not answering.done()  # the answering peer is still open
         finally:
             answering.cancel()
+
+
+async def closed_lines(logs: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
+    """The ``realtime_socket_closed`` entries, once ``count`` are there (the handler logs just
+    after the close frame went out)."""
+    deadline = asyncio.get_running_loop().time() + 5
+    while True:
+        closed = [entry for entry in logs if entry["event"] == "realtime_socket_closed"]
+        if len(closed) >= count or asyncio.get_running_loop().time() > deadline:
+            return closed
+        await asyncio.sleep(0.05)
+
+
+async def test_deeply_nested_frame_closes_4000_with_one_log_line(
+    ws_url: str, caller: Caller, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Under the size cap, but nested far deeper than the decoder's recursion limit.
+    depth = 5000
+    frame = '{"type": "ping", "x": ' + "[" * depth + "]" * depth + "}"
+    assert len(frame) < MAX_CLIENT_FRAME_BYTES
+    with capture_logs() as logs:
+        async with open_socket(ws_url, token_of(caller)) as ws:
+            await started(ws)
+            await ws.send(frame)
+            assert await close_code(ws) == CloseCode.BAD_FRAME
+        closed = await closed_lines(logs, 1)
+    assert [(entry["code"], entry["log_level"]) for entry in closed] == [(4000, "info")]
+    assert [entry for entry in logs if entry["log_level"] in ("warning", "error")] == []
+    assert not [record for record in caplog.records if record.exc_info]
+
+
+async def test_frames_over_the_cap_close_1009_before_decoding(
+    ws_url: str, caller: Caller, caplog: pytest.LogCaptureFixture
+) -> None:
+    frames: list[str | bytes] = [
+        "[" * 100_000,
+        '{"type": "auth", "token": "' + "x" * MAX_CLIENT_FRAME_BYTES + '"}',
+        b"\x00" * (MAX_CLIENT_FRAME_BYTES + 1),
+    ]
+    with capture_logs() as logs:
+        for frame in frames:
+            async with open_socket(ws_url, token_of(caller), max_size=None) as ws:
+                await started(ws)
+                await ws.send(frame)
+                assert await close_code(ws) == CloseCode.MESSAGE_TOO_BIG
+        # Before authenticating too: the first frame is read under the same cap.
+        async with open_socket(ws_url, max_size=None) as ws:
+            await ws.send("{" * 100_000)
+            assert await close_code(ws) == CloseCode.MESSAGE_TOO_BIG
+        closed = await closed_lines(logs, 4)
+    assert [entry["code"] for entry in closed] == [1009] * 4
+    assert not [record for record in caplog.records if record.exc_info]

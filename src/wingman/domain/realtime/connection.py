@@ -33,7 +33,6 @@ from asyncio import FIRST_COMPLETED
 from datetime import UTC, datetime
 from typing import Any
 
-import msgspec
 import structlog
 from litestar import WebSocket
 from litestar.exceptions import NotAuthorizedException, WebSocketDisconnect
@@ -46,8 +45,10 @@ from wingman.domain.realtime.protocol import (
     BEARER_SUBPROTOCOL,
     PONG,
     AuthFrame,
+    BadFrame,
     ClientFrame,
     CloseCode,
+    FrameTooBig,
     PingFrame,
     PongFrame,
     ResumeFrame,
@@ -68,6 +69,7 @@ log = structlog.get_logger(__name__)
 
 _FRAMES_IN = WEBSOCKET_FRAMES.labels(direction="in")
 _FRAMES_OUT = WEBSOCKET_FRAMES.labels(direction="out")
+_HOSTILE_FRAME = (CloseCode.BAD_FRAME, CloseCode.MESSAGE_TOO_BIG)
 
 
 class _Closed(Exception):
@@ -198,10 +200,11 @@ class Connection:
             if counted:
                 WEBSOCKET_CONNECTIONS.dec()
             self.finished.set()
-            if self.expires_at:
+            if self.expires_at or (self._closing is not None and code in _HOSTILE_FRAME):
+                # One line per socket, also for a hostile frame sent before authenticating.
                 log.info(
                     "realtime_socket_closed",
-                    user_id=str(self.user_id),
+                    user_id=str(self.user_id) if self.expires_at else None,
                     code=int(code) if self._closing else None,
                     reason=reason or None,
                 )
@@ -372,7 +375,9 @@ class Connection:
         raw = message.get("text") or message.get("bytes") or b""
         try:
             return decode_client_frame(raw)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except FrameTooBig:
+            raise _Closed(CloseCode.MESSAGE_TOO_BIG, "frame too big") from None
+        except BadFrame:
             raise _Closed(CloseCode.BAD_FRAME, "unknown or malformed frame") from None
 
     async def _send(self, frame: bytes) -> None:

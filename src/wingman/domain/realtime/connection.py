@@ -332,8 +332,13 @@ class Connection:
             self.offer(control_frame("authenticated", expires_at=self._expires_iso()))
         elif isinstance(frame, ResumeFrame):
             # The stream has started: everything after the cursor is on its way already.
-            # Only a client that lost frames it had been sent could ask for older ones.
-            if frame.last_event_id is not None and frame.last_event_id < self._cursor:
+            # Only a client that lost frames it had been sent could ask for older ones, and
+            # only one holding ids from before a lost sequence could name one never issued.
+            wanted = frame.last_event_id
+            if wanted is not None and (
+                wanted < self._cursor
+                or (wanted > self._cursor and wanted > await self._bus.last_event_id(self.user_id))
+            ):
                 self.offer(control_frame("resync_required", event_id=self._cursor))
             else:
                 self.offer(control_frame("resumed", event_id=self._cursor, replayed=0))
@@ -385,12 +390,32 @@ class Connection:
         _FRAMES_OUT.inc()
 
     async def _send_forever(self) -> None:
+        """Send queued frames in order, each event once.
+
+        Live events of one user reach the queue in publishing order, each one more than the one
+        before. A jump means the numbering started again (the queue Redis lost the sequence; see
+        :mod:`.events`): events the client holds may be gone from the history, so it is told
+        ``resync_required`` before the first event of the new numbering, instead of seeing its
+        ids jump or, worse, having new events skipped as already delivered.
+        """
+        live_last = 0
         try:
             while True:
                 frame = await self._queue.get()
                 if is_event_frame(frame):
                     event_id = frame_event_id(frame)
-                    if event_id <= self._cursor:
+                    if live_last:
+                        renumbered = event_id != live_last + 1
+                    else:
+                        # The first live event follows the start point, or is older (it was
+                        # also replayed); a user with no event yet starts anywhere.
+                        renumbered = self._cursor > 0 and event_id > self._cursor + 1
+                    live_last = event_id
+                    if renumbered:
+                        log.info("realtime_numbering_restarted", user_id=str(self.user_id))
+                        self._cursor = event_id - 1
+                        await self._send(control_frame("resync_required", event_id=self._cursor))
+                    elif event_id <= self._cursor:
                         continue
                     self._cursor = event_id
                 await self._send(frame)

@@ -186,7 +186,12 @@ class Connection:
             except _Closed as closed:
                 self._closing = self._closing or closed
             except RealtimeUnavailable as exc:
-                self._closing = _Closed(exc.code, "realtime unavailable, reconnect later")
+                reason = (
+                    "account disabled"
+                    if exc.code is CloseCode.ACCOUNT_DISABLED
+                    else "realtime unavailable, reconnect later"
+                )
+                self._closing = _Closed(exc.code, reason)
             except WebSocketDisconnect:
                 pass
             if self._closing is not None:

@@ -62,6 +62,8 @@ EventType = Literal[
 log = structlog.get_logger(__name__)
 
 KEY_PREFIX = "wingman:rt"
+# Every web process's dispatcher listens here: socket evictions, account changes.
+CONTROL_CHANNEL = f"{KEY_PREFIX}:control"
 # The sequence outlives the history by far. After this long without any event a user's
 # numbering starts again, from the clock (see above), so still above any id a client may hold.
 SEQUENCE_TTL_SECONDS = 30 * 24 * 3600

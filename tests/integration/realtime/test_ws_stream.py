@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -11,6 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 import structlog
 from structlog.testing import capture_logs
+from websockets.exceptions import ConnectionClosed
 
 from tests.integration.realtime.conftest import (
     REALTIME,
@@ -136,7 +138,7 @@ async def test_malformed_client_frame_closes_4000(ws_url: str, caller: Caller) -
 
 
 async def test_a_client_that_does_not_read_is_closed_while_others_keep_up(
-    ws_url: str, caller: Caller, bus: EventBus
+    ws_url: str, caller: Caller, bus: EventBus, socket_logs: list[dict[str, Any]]
 ) -> None:
     async with (
         open_socket(ws_url, token_of(caller)) as reader,
@@ -147,7 +149,9 @@ async def test_a_client_that_does_not_read_is_closed_while_others_keep_up(
         for ws in (reader, sleeper):
             await started(ws)
         assert (await next_event(reader))["type"] == "resumed"
-        payload = "x" * 2000
+        # 8 MB: more than the kernel buffers of the sleeper's connection (4 MB at most here)
+        # and its outbound queue together.
+        payload = "x" * 4000
         count = 2000
         received = 0
 
@@ -170,9 +174,18 @@ async def test_a_client_that_does_not_read_is_closed_while_others_keep_up(
                 # sleeper falls behind by the whole stream.
                 while n + 1 - received > REALTIME.outbound_queue_size // 2:  # noqa: ASYNC110  # polls a counter
                     await asyncio.sleep(0.002)
+                if n % 100 == 0:
+                    # The sleeper does not read but still writes (a client whose screen froze):
+                    # it is closed for being slow, not for a heartbeat timeout.
+                    with contextlib.suppress(ConnectionClosed):
+                        await send(sleeper, {"type": "pong"})
             await reading
         assert received == count
-        assert await close_code(sleeper, within=15) == CloseCode.TOO_SLOW
+        # The server closed it for being slow; the close frame itself reaches the client only
+        # if it reads again within ``close_timeout_seconds``, else the connection is dropped.
+        assert await close_code(sleeper, within=15) in (CloseCode.TOO_SLOW, 1006)
+        closed = await closed_lines(socket_logs, 1)
+        assert [entry["code"] for entry in closed] == [CloseCode.TOO_SLOW]
 
 
 async def test_opening_more_sockets_than_allowed_closes_the_oldest(

@@ -25,7 +25,6 @@ The life of a socket:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import time
 import uuid
@@ -220,11 +219,10 @@ class Connection:
         if receiving is None:
             return
         receiving.cancel()
-        with contextlib.suppress(
-            asyncio.CancelledError, TimeoutError, WebSocketDisconnect, OSError, RuntimeError
-        ):
-            async with asyncio.timeout(self._realtime.close_timeout_seconds):
-                await asyncio.shield(receiving)
+        # ``wait``, not ``await``: the handler's own cancellation (an abort) still gets through.
+        await asyncio.wait((receiving,), timeout=self._realtime.close_timeout_seconds)
+        if receiving.done() and not receiving.cancelled():
+            receiving.exception()  # retrieved: a receive that failed as the socket went away
 
     async def _send_close(self, code: CloseCode, reason: str) -> None:
         if self.socket.connection_state == "init":

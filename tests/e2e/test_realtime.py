@@ -26,9 +26,12 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.support.accounts import Caller, create_caller
-from tests.support.services import child_env
+from tests.support.cli import run_cli
+from tests.support.services import child_env, wait_until_ready
 from wingman.config import RealtimeSettings, ServerSettings, Settings
-from wingman.devstack.processes import free_port, port_open, wait_for
+from wingman.db.models import UserRole
+from wingman.devstack.processes import free_port
+from wingman.domain.realtime.protocol import CloseCode
 from wingman.server.database import create_engine
 
 pytestmark = pytest.mark.e2e
@@ -58,17 +61,24 @@ asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
 
 
 class WebServer:
-    """``wingman serve`` with two workers on a fixed port, restartable."""
+    """``wingman serve`` with ``workers`` Granian workers on a fixed port, restartable."""
 
-    def __init__(self, settings: Settings, folder: Path) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        folder: Path,
+        realtime: RealtimeSettings | None = None,
+        workers: int = 2,
+    ) -> None:
         self.port = free_port()
         self.settings = msgspec.structs.replace(
             settings,
             server=ServerSettings(port=self.port, graceful_timeout=10),
-            realtime=RealtimeSettings(max_sockets_per_user=32, outbound_queue_size=64),
+            realtime=realtime or RealtimeSettings(max_sockets_per_user=32, outbound_queue_size=64),
         )
+        self.folder = folder
         self.env = child_env(self.settings, folder)
-        self.env["WINGMAN_SERVER__WORKERS"] = "2"
+        self.env["WINGMAN_SERVER__WORKERS"] = str(workers)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -76,13 +86,17 @@ class WebServer:
         return f"ws://127.0.0.1:{self.port}/api/v1/ws"
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "wingman", "serve"],
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        assert wait_for(lambda: port_open(self.port), 30), "the server did not start"
+        # The server's log, kept for when a test fails.
+        with (self.folder / "server.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "wingman", "serve"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        if not wait_until_ready(f"http://127.0.0.1:{self.port}", timeout=90):
+            self.shut_down()
+            pytest.fail("the server did not start")
 
     def stop(self) -> int:
         assert self.process is not None
@@ -317,6 +331,72 @@ async def test_a_reply_from_a_real_ai_worker_streams_to_sockets_on_both_workers(
             page = (await http.get(f"/sessions/{chat['id']}/messages")).json()
             stored = next(m for m in page["items"] if m["id"] == ai_id)
             assert stored["content"] == text
+    finally:
+        for ws in sockets:
+            await ws.close()
+
+
+async def closed_within(ws: ClientConnection, seconds: float) -> int | None:
+    """The close code the server sent within ``seconds`` (None: not closed by then)."""
+    try:
+        return await close_code(ws, within=seconds)
+    except TimeoutError:
+        return None
+
+
+async def test_disabling_an_account_closes_its_sockets_on_every_worker_at_once(
+    server: WebServer, engine: AsyncEngine, settings: Settings
+) -> None:
+    user = await create_caller(engine, settings)
+    admin = await create_caller(engine, settings, role=UserRole.ADMIN)
+    sockets = await sockets_on_both_workers(server, user)
+    base = f"http://127.0.0.1:{server.port}/api/v1"
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+            # Both workers have the account cached as active.
+            for _ in range(6):
+                assert (await http.get("/me", headers=user.headers)).status_code == 200
+            changed = await http.patch(
+                f"/admin/users/{user.id}", json={"status": "disabled"}, headers=admin.headers
+            )
+            assert changed.status_code == 200, changed.text
+            codes = await asyncio.gather(*(closed_within(ws, 1.0) for ws in sockets))
+            assert codes == [CloseCode.ACCOUNT_DISABLED] * len(sockets)
+            # REST refuses it on every worker from the next request on.
+            for _ in range(6):
+                answer = await http.get("/me", headers=user.headers)
+                assert answer.status_code == 401
+                assert answer.json()["type"].endswith("account-disabled")
+            # And a new socket is refused.
+            ws = await open_socket(server, user)
+            assert await close_code(ws, within=10) == CloseCode.ACCOUNT_DISABLED
+    finally:
+        for ws in sockets:
+            await ws.close()
+
+
+async def test_a_tier_change_from_the_command_line_reaches_open_sockets_at_once(
+    server: WebServer, engine: AsyncEngine, settings: Settings
+) -> None:
+    user = await create_caller(engine, settings)
+    sockets = await sockets_on_both_workers(server, user)
+    try:
+        changed = await asyncio.to_thread(
+            run_cli, "wingman.ctl", "users", "set-tier", str(user.id), "premium", env=server.env
+        )
+        assert changed.returncode == 0, changed.stderr
+        for ws in sockets:
+            frame = await receive(ws, within=1.0)
+            assert frame == {"type": "account_updated", "data": {"tier": "premium", "role": "user"}}
+            # The socket stays open.
+            await ws.send(json.dumps({"type": "ping"}))
+            assert (await receive(ws))["type"] == "pong"
+        disabled = await asyncio.to_thread(
+            run_cli, "wingman.ctl", "users", "disable", str(user.id), env=server.env
+        )
+        assert disabled.returncode == 0, disabled.stderr
+        codes = await asyncio.gather(*(closed_within(ws, 1.0) for ws in sockets))
+        assert codes == [CloseCode.ACCOUNT_DISABLED] * len(sockets)
     finally:
         for ws in sockets:
             await ws.close()

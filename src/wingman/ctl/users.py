@@ -1,13 +1,16 @@
 """``wingmanctl users``: create the first admin, list accounts, change tier, disable, enable.
 
-Every change is written to ``audit_log`` with the actor ``cli:<login name>``. A disabled
-user's access tokens stop working within ``auth.status_cache_seconds``; their refresh tokens are
-refused at once. Disabling the last active admin is refused (exit 3), under the same lock as the
-admin API's changes (domain/admin/services.py), so no interleaving of the two leaves no admin.
+Every change is written to ``audit_log`` with the actor ``cli:<login name>``, then announced to
+the web processes (``domain/realtime/account_changes.py``): a disabled user's requests and open
+WebSockets are refused at once (within ``auth.status_cache_seconds`` if Redis is unreachable),
+and their refresh tokens are refused at once. Disabling the last active admin is refused
+(exit 3), under the same lock as the admin API's changes (domain/admin/services.py), so no
+interleaving of the two leaves no admin.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -15,6 +18,7 @@ import click
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from wingman.config import Settings
 from wingman.ctl.output import EXIT_REFUSED, EXIT_USAGE, emit, emit_object, json_option, progress
 from wingman.ctl.session import cli_actor, cli_settings, run_in_transaction
 
@@ -99,7 +103,9 @@ def create_admin(email: str | None, phone: str | None, as_json: bool) -> None:
         )
         return _row(user), created
 
-    row, created = run_in_transaction(cli_settings(), work)
+    settings = cli_settings()
+    row, created = run_in_transaction(settings, work)
+    _announce(settings, row)
     progress("created a new admin account" if created else "promoted the existing account to admin")
     emit_object(row, as_json=as_json)
 
@@ -125,6 +131,25 @@ def list_users(search: str | None, limit: int, after: str | None, as_json: bool)
         return [_row(user) for user in await session.scalars(query)]
 
     emit(run_in_transaction(cli_settings(), work), USER_COLUMNS, as_json=as_json)
+
+
+def _announce(settings: Settings, row: dict[str, Any]) -> None:
+    """After the commit: tell the web processes (open sockets, status caches) about the change."""
+    from uuid import UUID
+
+    from wingman.domain.realtime.account_changes import announce_account_change
+    from wingman.server.redis import connect
+
+    async def main() -> None:
+        redis = connect(settings.redis.queue_url, settings.redis, "wingmanctl")
+        try:
+            await announce_account_change(
+                redis, UUID(row["id"]), status=row["status"], tier=row["tier"], role=row["role"]
+            )
+        finally:
+            await redis.aclose()
+
+    asyncio.run(main())
 
 
 def _change(
@@ -166,7 +191,10 @@ def _change(
         await _audit(session, action, str(user.id), **details)
         return _row(user)
 
-    emit_object(run_in_transaction(cli_settings(), work), as_json=as_json)
+    settings = cli_settings()
+    row = run_in_transaction(settings, work)
+    _announce(settings, row)
+    emit_object(row, as_json=as_json)
 
 
 @users.command("set-tier")
@@ -174,7 +202,8 @@ def _change(
 @click.argument("tier", type=click.Choice(["free", "premium"]))
 @json_option
 def set_tier(who: str, tier: str, as_json: bool) -> None:
-    """Set WHO's tier (WHO is an id, email or phone). Takes effect at their next token refresh."""
+    """Set WHO's tier (WHO is an id, email or phone). Requests see it at once; the token's claim
+    changes at its next refresh (open WebSockets are told to refresh)."""
     from wingman.db.models import UserTier
 
     def apply(user: Any) -> dict[str, Any]:
@@ -189,7 +218,7 @@ def set_tier(who: str, tier: str, as_json: bool) -> None:
 @click.argument("who")
 @json_option
 def disable(who: str, as_json: bool) -> None:
-    """Lock WHO out: no sign-in, no refresh; live access tokens stop within a minute."""
+    """Lock WHO out: no sign-in, no refresh; live tokens and WebSockets stop at once."""
     from wingman.db.models import UserStatus
 
     def apply(user: Any) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import msgspec
@@ -44,12 +45,11 @@ def ws_settings(settings: Settings) -> Settings:
     return msgspec.structs.replace(settings, realtime=REALTIME)
 
 
-@pytest.fixture(scope="module")
-async def ws_url(ws_settings: Settings) -> AsyncIterator[str]:
+@asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[str]:
+    """The app under Granian's embedded server on this loop; yields the WebSocket's URL."""
     port = free_port()
-    server = Server(
-        create_app(ws_settings), interface=Interfaces.ASGI, port=port, log_enabled=False
-    )
+    server = Server(create_app(settings), interface=Interfaces.ASGI, port=port, log_enabled=False)
     task = asyncio.create_task(server.serve())
     for _ in range(100):
         if port_open(port):
@@ -62,6 +62,12 @@ async def ws_url(ws_settings: Settings) -> AsyncIterator[str]:
     finally:
         server.stop()
         await asyncio.wait_for(task, 30)
+
+
+@pytest.fixture(scope="module")
+async def ws_url(ws_settings: Settings) -> AsyncIterator[str]:
+    async with serving(ws_settings) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from uuid import uuid4
 
@@ -35,8 +36,11 @@ async def test_ids_increase_per_user_and_frames_reach_the_channel(
     await pubsub.subscribe(user_channel(user))
     try:
         ids = [await bus.publish(user, "message.delta", {"n": n}) for n in range(3)]
-        assert ids == [1, 2, 3]
-        assert await bus.publish(other, "session.updated", {}) == 1
+        first = ids[0]
+        assert ids == [first, first + 1, first + 2]
+        # A new sequence starts at the server's clock in microseconds, not at 1.
+        assert abs(first - time.time() * 1_000_000) < 600 * 1_000_000
+        assert await bus.publish(other, "session.updated", {}) > first
         received = []
         async with asyncio.timeout(5):
             while len(received) < 3:
@@ -45,9 +49,9 @@ async def test_ids_increase_per_user_and_frames_reach_the_channel(
                 if message is not None:
                     received.append(decode_frame(message["data"]))
         assert [(f.event_id, f.type, f.data) for f in received] == [
-            (1, "message.delta", {"n": 0}),
-            (2, "message.delta", {"n": 1}),
-            (3, "message.delta", {"n": 2}),
+            (first, "message.delta", {"n": 0}),
+            (first + 1, "message.delta", {"n": 1}),
+            (first + 2, "message.delta", {"n": 2}),
         ]
     finally:
         await pubsub.aclose()
@@ -56,24 +60,23 @@ async def test_ids_increase_per_user_and_frames_reach_the_channel(
 
 async def test_replay_returns_exactly_the_missed_frames(bus: EventBus) -> None:
     user = uuid4()
-    for n in range(4):
-        await bus.publish(user, "message.delta", {"n": n})
-    replay = await bus.replay(user, 2)
+    ids = [await bus.publish(user, "message.delta", {"n": n}) for n in range(4)]
+    replay = await bus.replay(user, ids[1])
     assert not replay.resync_required
-    assert [decode_frame(f).event_id for f in replay.frames] == [3, 4]
-    up_to_date = await bus.replay(user, 4)
+    assert [decode_frame(f).event_id for f in replay.frames] == ids[2:]
+    up_to_date = await bus.replay(user, ids[3])
     assert (up_to_date.frames, up_to_date.resync_required) == ([], False)
 
 
 async def test_replay_asks_for_resync_when_the_gap_is_not_retained(bus: EventBus) -> None:
     user = uuid4()
-    for n in range(8):  # history keeps the newest 5: ids 4..8
-        await bus.publish(user, "message.delta", {"n": n})
-    assert (await bus.replay(user, 2)).resync_required
-    kept = await bus.replay(user, 3)
-    assert [decode_frame(f).event_id for f in kept.frames] == [4, 5, 6, 7, 8]
-    # An id from the future (numbering restarted) cannot be resumed either.
-    assert (await bus.replay(user, 99)).resync_required
+    # The history keeps the newest 5: ids[3:].
+    ids = [await bus.publish(user, "message.delta", {"n": n}) for n in range(8)]
+    assert (await bus.replay(user, ids[1])).resync_required
+    kept = await bus.replay(user, ids[2])
+    assert [decode_frame(f).event_id for f in kept.frames] == ids[3:]
+    # An id never issued (ahead of the sequence) cannot be resumed either.
+    assert (await bus.replay(user, ids[-1] + 1)).resync_required
     assert (await bus.replay(uuid4(), 1)).resync_required
 
 
@@ -82,5 +85,23 @@ async def test_concurrent_publishers_never_share_an_id(bus: EventBus) -> None:
     ids: list[int] = []
     for _ in range(4):  # batches: the fixture's pool holds at most 100 connections
         ids += await asyncio.gather(*(bus.publish(user, "message.delta", {}) for _ in range(50)))
-    assert sorted(ids) == list(range(1, 201))
-    assert await bus.last_event_id(user) == 200
+    first = min(ids)
+    assert sorted(ids) == list(range(first, first + 200))
+    assert await bus.last_event_id(user) == first + 199
+
+
+async def test_a_lost_sequence_starts_again_above_every_earlier_id(
+    bus: EventBus, redis_queue: Redis
+) -> None:
+    """What a flushed or restarted queue Redis leaves: neither sequence nor history."""
+    user = uuid4()
+    before = [await bus.publish(user, "message.delta", {"n": n}) for n in range(3)]
+    await redis_queue.delete(*[key async for key in redis_queue.scan_iter(f"*{user}*")])
+    assert await bus.last_event_id(user) == 0
+    # A client holding an id from before is told to resync, not served from nothing.
+    assert (await bus.replay(user, before[-1])).resync_required
+    after = await bus.publish(user, "message.delta", {"n": 3})
+    assert after > before[-1] + 1
+    # Resuming from before the loss: the history starts after a gap, so resync again.
+    assert (await bus.replay(user, before[-1])).resync_required
+    assert not (await bus.replay(user, after)).resync_required

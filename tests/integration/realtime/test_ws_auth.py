@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import jwt
+from redis.asyncio import Redis
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -21,6 +22,7 @@ from tests.integration.realtime.conftest import (
 from tests.support.accounts import Caller
 from wingman.config import Settings
 from wingman.db.models import User, UserStatus
+from wingman.domain.realtime.account_changes import announce_account_change
 from wingman.domain.realtime.protocol import CloseCode
 from wingman.server.auth import ALGORITHM
 
@@ -133,3 +135,35 @@ async def test_auth_frame_for_another_user_closes_4001(
         stranger = short_token(ws_settings, UUID(int=7), 600)
         await send(ws, {"type": "auth", "token": stranger})
         assert await close_code(ws) == CloseCode.UNAUTHORIZED
+
+
+async def test_an_announced_disable_closes_open_sockets_and_refuses_new_ones(
+    ws_url: str, caller: Caller, redis_queue: Redis
+) -> None:
+    """The announcement alone decides here (the row stays active): a socket that passed its
+    status check just before the change is refused all the same."""
+    async with open_socket(ws_url, token_of(caller)) as ws:
+        assert (await receive(ws))["type"] == "hello"
+        await announce_account_change(
+            redis_queue, caller.id, status="disabled", tier="free", role="user"
+        )
+        assert await close_code(ws) == CloseCode.ACCOUNT_DISABLED
+    try:
+        async with open_socket(ws_url, token_of(caller)) as ws:
+            assert await close_code(ws) == CloseCode.ACCOUNT_DISABLED
+    finally:
+        # Enabled again: the process stops refusing the account.
+        await announce_account_change(
+            redis_queue, caller.id, status="active", tier="premium", role="user"
+        )
+    async with open_socket(ws_url, token_of(caller)) as ws:
+        assert (await receive(ws))["type"] == "hello"
+        await send(ws, {"type": "resume", "last_event_id": None})
+        assert (await receive(ws))["type"] == "resumed"
+        await announce_account_change(
+            redis_queue, caller.id, status="active", tier="premium", role="admin"
+        )
+        assert await receive(ws) == {
+            "type": "account_updated",
+            "data": {"tier": "premium", "role": "admin"},
+        }

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
+
+import pytest
+import structlog
+from structlog.testing import capture_logs
+from websockets.exceptions import ConnectionClosed
 
 from tests.integration.realtime.conftest import (
     REALTIME,
@@ -16,8 +23,9 @@ from tests.integration.realtime.conftest import (
     token_of,
 )
 from tests.support.accounts import Caller
+from wingman.domain.realtime import connection
 from wingman.domain.realtime.events import EventBus
-from wingman.domain.realtime.protocol import CloseCode
+from wingman.domain.realtime.protocol import MAX_CLIENT_FRAME_BYTES, CloseCode
 
 
 def small_receive_buffer(url: str) -> socket.socket:
@@ -67,11 +75,11 @@ async def test_live_events_reach_every_socket_of_the_user_only(
         for ws in (phone, laptop, stranger):
             await started(ws)
             assert (await next_event(ws))["type"] == "resumed"
-        await bus.publish(caller.id, "session.updated", {"session_id": "s1"})
+        event_id = await bus.publish(caller.id, "session.updated", {"session_id": "s1"})
         for ws in (phone, laptop):
             frame = await next_event(ws)
             assert (frame["event_id"], frame["type"], frame["data"]) == (
-                1,
+                event_id,
                 "session.updated",
                 {"session_id": "s1"},
             )
@@ -83,39 +91,42 @@ async def test_live_events_reach_every_socket_of_the_user_only(
 async def test_resume_returns_exactly_the_missed_events_once_and_in_order(
     ws_url: str, caller: Caller, bus: EventBus
 ) -> None:
-    for n in range(3):
+    first = await bus.publish(caller.id, "message.delta", {"n": 0})
+    for n in range(1, 3):
         await bus.publish(caller.id, "message.delta", {"n": n})
     async with open_socket(ws_url, token_of(caller)) as ws:
         hello = await receive(ws)
-        assert hello["data"]["event_id"] == 3
+        assert hello["data"]["event_id"] == first + 2
         # Published after the subscription and before the replay: in the history *and* queued
         # live; the client must see each once.
         await bus.publish(caller.id, "message.delta", {"n": 3})
         await bus.publish(caller.id, "message.delta", {"n": 4})
-        await send(ws, {"type": "resume", "last_event_id": 1})
+        await send(ws, {"type": "resume", "last_event_id": first})
         replayed = [await next_event(ws) for _ in range(4)]
-        assert [f["event_id"] for f in replayed] == [2, 3, 4, 5]
+        assert [f["event_id"] for f in replayed] == [first + n for n in range(1, 5)]
         assert [f["data"]["n"] for f in replayed] == [1, 2, 3, 4]
-        assert await next_event(ws) == {"type": "resumed", "data": {"event_id": 5, "replayed": 4}}
+        assert await next_event(ws) == {
+            "type": "resumed",
+            "data": {"event_id": first + 4, "replayed": 4},
+        }
         await bus.publish(caller.id, "message.completed", {"n": 5})
         live = await next_event(ws)
-        assert (live["event_id"], live["type"]) == (6, "message.completed")
+        assert (live["event_id"], live["type"]) == (first + 5, "message.completed")
 
 
 async def test_resume_beyond_the_history_asks_for_resync(
     ws_url: str, caller: Caller, bus: EventBus
 ) -> None:
     # The server keeps 20 events per user in these tests.
-    for n in range(25):
-        await bus.publish(caller.id, "message.delta", {"n": n})
+    ids = [await bus.publish(caller.id, "message.delta", {"n": n}) for n in range(25)]
     async with open_socket(ws_url, token_of(caller)) as ws:
-        await started(ws, last_event_id=1)
-        assert await next_event(ws) == {"type": "resync_required", "data": {"event_id": 25}}
+        await started(ws, last_event_id=ids[0])
+        assert await next_event(ws) == {"type": "resync_required", "data": {"event_id": ids[-1]}}
         await bus.publish(caller.id, "session.updated", {})
-        assert (await next_event(ws))["event_id"] == 26
+        assert (await next_event(ws))["event_id"] == ids[-1] + 1
     async with open_socket(ws_url, token_of(caller)) as ws:
-        # An id the server never issued (numbering restarted): resync too.
-        await started(ws, last_event_id=500)
+        # An id the server never issued (the sequence was lost): resync too.
+        await started(ws, last_event_id=ids[-1] + 500)
         assert (await next_event(ws))["type"] == "resync_required"
 
 
@@ -127,7 +138,7 @@ async def test_malformed_client_frame_closes_4000(ws_url: str, caller: Caller) -
 
 
 async def test_a_client_that_does_not_read_is_closed_while_others_keep_up(
-    ws_url: str, caller: Caller, bus: EventBus
+    ws_url: str, caller: Caller, bus: EventBus, socket_logs: list[dict[str, Any]]
 ) -> None:
     async with (
         open_socket(ws_url, token_of(caller)) as reader,
@@ -138,14 +149,20 @@ async def test_a_client_that_does_not_read_is_closed_while_others_keep_up(
         for ws in (reader, sleeper):
             await started(ws)
         assert (await next_event(reader))["type"] == "resumed"
-        payload = "x" * 2000
+        # 8 MB: more than the kernel buffers of the sleeper's connection (4 MB at most here)
+        # and its outbound queue together.
+        payload = "x" * 4000
         count = 2000
         received = 0
 
         async def read_all() -> None:
+            # A well-behaved client: it answers the server's heartbeat pings while it reads.
             nonlocal received
             while received < count:
-                if "event_id" in await next_event(reader):
+                frame = await receive(reader)
+                if frame["type"] == "ping":
+                    await send(reader, {"type": "pong"})
+                elif "event_id" in frame:
                     received += 1
 
         reading = asyncio.create_task(read_all())
@@ -157,9 +174,18 @@ async def test_a_client_that_does_not_read_is_closed_while_others_keep_up(
                 # sleeper falls behind by the whole stream.
                 while n + 1 - received > REALTIME.outbound_queue_size // 2:  # noqa: ASYNC110  # polls a counter
                     await asyncio.sleep(0.002)
+                if n % 100 == 0:
+                    # The sleeper does not read but still writes (a client whose screen froze):
+                    # it is closed for being slow, not for a heartbeat timeout.
+                    with contextlib.suppress(ConnectionClosed):
+                        await send(sleeper, {"type": "pong"})
             await reading
         assert received == count
-        assert await close_code(sleeper, within=15) == CloseCode.TOO_SLOW
+        # The server closed it for being slow; the close frame itself reaches the client only
+        # if it reads again within ``close_timeout_seconds``, else the connection is dropped.
+        assert await close_code(sleeper, within=15) in (CloseCode.TOO_SLOW, 1006)
+        closed = await closed_lines(socket_logs, 1)
+        assert [entry["code"] for entry in closed] == [CloseCode.TOO_SLOW]
 
 
 async def test_opening_more_sockets_than_allowed_closes_the_oldest(
@@ -206,3 +232,69 @@ async def test_heartbeat_pings_and_closes_a_silent_peer(ws_url: str, caller: Cal
             assert not answering.done()  # the answering peer is still open
         finally:
             answering.cancel()
+
+
+@pytest.fixture
+def socket_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
+    """What the socket handler logs during the test. Its module logger was cached with the
+    output of an earlier test; a fresh one, first used here, reaches ``capture_logs``."""
+    with capture_logs() as logs:
+        monkeypatch.setattr(connection, "log", structlog.get_logger(connection.__name__))
+        yield logs
+
+
+async def closed_lines(logs: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
+    """The ``realtime_socket_closed`` entries, once ``count`` are there (the handler logs just
+    after the close frame went out)."""
+    deadline = asyncio.get_running_loop().time() + 5
+    while True:
+        closed = [entry for entry in logs if entry["event"] == "realtime_socket_closed"]
+        if len(closed) >= count or asyncio.get_running_loop().time() > deadline:
+            return closed
+        await asyncio.sleep(0.05)
+
+
+async def test_deeply_nested_frame_closes_4000_with_one_log_line(
+    ws_url: str,
+    caller: Caller,
+    socket_logs: list[dict[str, Any]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Under the size cap, but nested far deeper than the decoder's recursion limit.
+    depth = 5000
+    frame = '{"type": "ping", "x": ' + "[" * depth + "]" * depth + "}"
+    assert len(frame) < MAX_CLIENT_FRAME_BYTES
+    async with open_socket(ws_url, token_of(caller)) as ws:
+        await started(ws)
+        await ws.send(frame)
+        assert await close_code(ws) == CloseCode.BAD_FRAME
+    closed = await closed_lines(socket_logs, 1)
+    assert [(entry["code"], entry["log_level"]) for entry in closed] == [(4000, "info")]
+    assert [entry for entry in socket_logs if entry["log_level"] != "info"] == []
+    assert not [record for record in caplog.records if record.exc_info]
+
+
+async def test_frames_over_the_cap_close_1009_before_decoding(
+    ws_url: str,
+    caller: Caller,
+    socket_logs: list[dict[str, Any]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    frames: list[str | bytes] = [
+        "[" * 100_000,
+        '{"type": "auth", "token": "' + "x" * MAX_CLIENT_FRAME_BYTES + '"}',
+        b"\x00" * (MAX_CLIENT_FRAME_BYTES + 1),
+    ]
+    for frame in frames:
+        async with open_socket(ws_url, token_of(caller), max_size=None) as ws:
+            await started(ws)
+            await ws.send(frame)
+            assert await close_code(ws) == CloseCode.MESSAGE_TOO_BIG
+    # Before authenticating too: the first frame is read under the same cap.
+    async with open_socket(ws_url, max_size=None) as ws:
+        await ws.send("{" * 100_000)
+        assert await close_code(ws) == CloseCode.MESSAGE_TOO_BIG
+    closed = await closed_lines(socket_logs, 4)
+    assert [entry["code"] for entry in closed] == [1009] * 4
+    assert [entry for entry in socket_logs if entry["log_level"] != "info"] == []
+    assert not [record for record in caplog.records if record.exc_info]

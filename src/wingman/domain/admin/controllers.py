@@ -15,6 +15,7 @@ from wingman.domain.admin.schemas import AdminUserOut, AdminUserPage, AdminUserP
 from wingman.domain.admin.services import AdminUserService, user_out
 from wingman.domain.catalog.services import api_actor
 from wingman.domain.chat.pagination import MAX_CURSOR_CHARS, cursor_key
+from wingman.domain.realtime.account_changes import announce_account_change
 from wingman.server.auth import AuthUser, UserStatusCache, provide_current_user
 from wingman.server.guards import requires_admin
 
@@ -71,11 +72,12 @@ class AdminUserController(Controller):
         "/{user_id:uuid}",
         summary="Change an account's tier, role or status (audited)",
         description=(
-            "Fields left out are unchanged. A disabled account is refused at once by the process"
-            " that served this call and within `auth.status_cache_seconds` by the others; tier"
-            " and role reach the account's tokens at its next refresh. Admins cannot demote or"
-            " disable themselves (409 `cannot-demote-self`), and no change may leave no active"
-            " admin, however changes interleave (409 `last-admin`)."
+            "Fields left out are unchanged. A disabled account is refused at once by every"
+            " process: its next request answers 401 `account-disabled` and its open WebSockets"
+            " close with 4003. A tier change applies to its next request; tier and role reach"
+            " its tokens at its next refresh (open WebSockets get `account_updated`). Admins"
+            " cannot demote or disable themselves (409 `cannot-demote-self`), and no change may"
+            " leave no active admin, however changes interleave (409 `last-admin`)."
         ),
     )
     async def update(
@@ -92,4 +94,9 @@ class AdminUserController(Controller):
         await users.session.commit()
         status_cache: UserStatusCache = state.user_status
         status_cache.forget(user_id)
+        # Every process: open sockets close (disabled) or learn the new tier and role, and
+        # each status cache forgets the account.
+        await announce_account_change(
+            state.redis.queue, user_id, status=out.status, tier=out.tier, role=out.role
+        )
         return out

@@ -15,8 +15,11 @@ The life of a socket:
    subscription and replay reaches the client once, in order.
 5. *Serve* client frames (``ping``, ``pong``, ``auth`` with a fresh token, ``resume``) until the
    client leaves or the server closes it: queue overflow, heartbeat, token expiry, eviction,
-   shutdown. A close cancels both the sender and the receive loop and then writes the close frame,
-   bounded by ``close_timeout_seconds`` (a peer that does not read cannot hold it open).
+   shutdown. A close cancels the sender and wakes the handler (an event, not only a
+   cancellation, which a library on the way may swallow), which cancels the pending receive and
+   then writes the close frame, each bounded by ``close_timeout_seconds`` (a peer that does not
+   read cannot hold it open). A close that still has not finished after twice that is forced by
+   the dispatcher's sweep.
 """
 
 from __future__ import annotations
@@ -25,10 +28,10 @@ import asyncio
 import os
 import time
 import uuid
+from asyncio import FIRST_COMPLETED
 from datetime import UTC, datetime
 from typing import Any
 
-import msgspec
 import structlog
 from litestar import WebSocket
 from litestar.exceptions import NotAuthorizedException, WebSocketDisconnect
@@ -41,8 +44,10 @@ from wingman.domain.realtime.protocol import (
     BEARER_SUBPROTOCOL,
     PONG,
     AuthFrame,
+    BadFrame,
     ClientFrame,
     CloseCode,
+    FrameTooBig,
     PingFrame,
     PongFrame,
     ResumeFrame,
@@ -63,6 +68,7 @@ log = structlog.get_logger(__name__)
 
 _FRAMES_IN = WEBSOCKET_FRAMES.labels(direction="in")
 _FRAMES_OUT = WEBSOCKET_FRAMES.labels(direction="out")
+_HOSTILE_FRAME = (CloseCode.BAD_FRAME, CloseCode.MESSAGE_TOO_BIG)
 
 
 class _Closed(Exception):
@@ -111,6 +117,9 @@ class Connection:
         self._closing: _Closed | None = None
         self._handler: asyncio.Task[Any] | None = None
         self._sender: asyncio.Task[None] | None = None
+        self._receiving: asyncio.Future[Any] | None = None
+        self._close_requested = 0.0
+        self._close_wanted = asyncio.Event()
 
     # -- called by the dispatcher and the sweep ------------------------------------------------
 
@@ -128,10 +137,31 @@ class Connection:
         if self._closing is not None or self.finished.is_set():
             return
         self._closing = _Closed(code, reason)
+        self._close_requested = time.monotonic()
+        self._close_wanted.set()
         if self._sender is not None:
             self._sender.cancel()
         if self._handler is not None:
             self._handler.cancel()
+
+    def close_overdue(self, now: float) -> bool:
+        """True when a close was asked for and the handler has not finished in time."""
+        return (
+            self._closing is not None
+            and not self.finished.is_set()
+            and now - self._close_requested > 2 * self._realtime.close_timeout_seconds + 2.0
+        )
+
+    def _close_asked(self) -> _Closed | None:
+        # A method, not the attribute: a close may be asked for during any ``await``.
+        return self._closing
+
+    def abort(self) -> None:
+        """The last resort for a close that did not finish: stop the handler and the server's
+        receive alike (the close frame may then be lost; the connection is dropped)."""
+        for task in (self._sender, self._receiving, self._handler):
+            if task is not None:
+                task.cancel()
 
     # -- the handler ---------------------------------------------------------------------------
 
@@ -155,7 +185,12 @@ class Connection:
             except _Closed as closed:
                 self._closing = self._closing or closed
             except RealtimeUnavailable as exc:
-                self._closing = _Closed(exc.code, "realtime unavailable, reconnect later")
+                reason = (
+                    "account disabled"
+                    if exc.code is CloseCode.ACCOUNT_DISABLED
+                    else "realtime unavailable, reconnect later"
+                )
+                self._closing = _Closed(exc.code, reason)
             except WebSocketDisconnect:
                 pass
             if self._closing is not None:
@@ -169,17 +204,30 @@ class Connection:
             if counted:
                 WEBSOCKET_CONNECTIONS.dec()
             self.finished.set()
-            if self.expires_at:
+            if self.expires_at or (self._closing is not None and code in _HOSTILE_FRAME):
+                # One line per socket, also for a hostile frame sent before authenticating.
                 log.info(
                     "realtime_socket_closed",
-                    user_id=str(self.user_id),
+                    user_id=str(self.user_id) if self.expires_at else None,
                     code=int(code) if self._closing else None,
                     reason=reason or None,
                 )
 
+    async def _stop_receiving(self) -> None:
+        """Cancel the pending receive and wait (bounded) until the server has let go of it."""
+        receiving, self._receiving = self._receiving, None
+        if receiving is None:
+            return
+        receiving.cancel()
+        # ``wait``, not ``await``: the handler's own cancellation (an abort) still gets through.
+        await asyncio.wait((receiving,), timeout=self._realtime.close_timeout_seconds)
+        if receiving.done() and not receiving.cancelled():
+            receiving.exception()  # retrieved: a receive that failed as the socket went away
+
     async def _send_close(self, code: CloseCode, reason: str) -> None:
         if self.socket.connection_state == "init":
             await self.socket.accept()
+        await self._stop_receiving()
         try:
             async with asyncio.timeout(self._realtime.close_timeout_seconds):
                 await self.socket.close(code, reason)
@@ -287,8 +335,13 @@ class Connection:
             self.offer(control_frame("authenticated", expires_at=self._expires_iso()))
         elif isinstance(frame, ResumeFrame):
             # The stream has started: everything after the cursor is on its way already.
-            # Only a client that lost frames it had been sent could ask for older ones.
-            if frame.last_event_id is not None and frame.last_event_id < self._cursor:
+            # Only a client that lost frames it had been sent could ask for older ones, and
+            # only one holding ids from before a lost sequence could name one never issued.
+            wanted = frame.last_event_id
+            if wanted is not None and (
+                wanted < self._cursor
+                or (wanted > self._cursor and wanted > await self._bus.last_event_id(self.user_id))
+            ):
                 self.offer(control_frame("resync_required", event_id=self._cursor))
             else:
                 self.offer(control_frame("resumed", event_id=self._cursor, replayed=0))
@@ -296,16 +349,43 @@ class Connection:
     def _expires_iso(self) -> str:
         return datetime.fromtimestamp(self.expires_at, UTC).isoformat()
 
+    async def _receive_message(self) -> Any:
+        """The next ASGI message, or :class:`_Closed` as soon as a close is asked for.
+
+        The server's ``receive`` runs in a task of its own that neither a timeout nor a close
+        cancels: a close wakes this wait through ``_close_wanted`` (a cancellation swallowed on
+        its way, by a client library or the server, cannot leave the socket half-closed), and
+        the next call picks up the same pending receive. Granian must not have a receive pending
+        when the close frame goes out (the frame would be lost and the client left with an open,
+        dead socket), so :meth:`_stop_receiving` cancels it first.
+        """
+        if self._closing is not None:
+            raise self._closing
+        if self._receiving is None:
+            self._receiving = asyncio.ensure_future(self.socket.receive())
+        close_wanted = asyncio.ensure_future(self._close_wanted.wait())
+        try:
+            await asyncio.wait((self._receiving, close_wanted), return_when=FIRST_COMPLETED)
+        finally:
+            close_wanted.cancel()
+        closing = self._close_asked()
+        if closing is not None and not self._receiving.done():
+            raise closing
+        receiving, self._receiving = self._receiving, None
+        return receiving.result()
+
     async def _receive_frame(self) -> ClientFrame:
-        message = await self.socket.receive()
+        message = await self._receive_message()
         if message["type"] == "websocket.disconnect":
             raise WebSocketDisconnect(detail="client left", code=message.get("code", 1000))
         self.last_received = time.monotonic()
         _FRAMES_IN.inc()
         raw = message.get("text") or message.get("bytes") or b""
         try:
-            return decode_client_frame(raw)  # type: ignore[arg-type]
-        except (msgspec.DecodeError, msgspec.ValidationError):
+            return decode_client_frame(raw)
+        except FrameTooBig:
+            raise _Closed(CloseCode.MESSAGE_TOO_BIG, "frame too big") from None
+        except BadFrame:
             raise _Closed(CloseCode.BAD_FRAME, "unknown or malformed frame") from None
 
     async def _send(self, frame: bytes) -> None:
@@ -313,12 +393,32 @@ class Connection:
         _FRAMES_OUT.inc()
 
     async def _send_forever(self) -> None:
+        """Send queued frames in order, each event once.
+
+        Live events of one user reach the queue in publishing order, each one more than the one
+        before. A jump means the numbering started again (the queue Redis lost the sequence; see
+        :mod:`.events`): events the client holds may be gone from the history, so it is told
+        ``resync_required`` before the first event of the new numbering, instead of seeing its
+        ids jump or, worse, having new events skipped as already delivered.
+        """
+        live_last = 0
         try:
             while True:
                 frame = await self._queue.get()
                 if is_event_frame(frame):
                     event_id = frame_event_id(frame)
-                    if event_id <= self._cursor:
+                    if live_last:
+                        renumbered = event_id != live_last + 1
+                    else:
+                        # The first live event follows the start point, or is older (it was
+                        # also replayed); a user with no event yet starts anywhere.
+                        renumbered = self._cursor > 0 and event_id > self._cursor + 1
+                    live_last = event_id
+                    if renumbered:
+                        log.info("realtime_numbering_restarted", user_id=str(self.user_id))
+                        self._cursor = event_id - 1
+                        await self._send(control_frame("resync_required", event_id=self._cursor))
+                    elif event_id <= self._cursor:
                         continue
                     self._cursor = event_id
                 await self._send(frame)

@@ -28,7 +28,12 @@ async def realtime_lifespan(app: Litestar) -> AsyncIterator[None]:
     stops serving them (see :mod:`.shutdown`); registered after the Redis lifespan, so that on
     shutdown this one ends first and any socket left is closed before the Redis clients go away.
     """
-    dispatcher = Dispatcher(app.state.redis.queue, app.state.settings.realtime)
+    dispatcher = Dispatcher(
+        app.state.redis.queue,
+        app.state.settings.realtime,
+        # An account change reaches this process's status cache too: REST follows it at once.
+        on_account_change=app.state.user_status.forget,
+    )
     app.state.realtime = dispatcher
     await dispatcher.start()
     close_sockets_before_stop(dispatcher)

@@ -16,8 +16,9 @@ that plugin does not give:
   resumes from the history.
 
 The process also listens on one control channel, where the per-user socket limit (shared by all
-processes through a sorted set in Redis) announces the sockets it evicts, and it runs one sweep a
-second over its sockets for heartbeats and token expiry, instead of a timer task per socket.
+processes through a sorted set in Redis) announces the sockets it evicts and where account
+changes are announced (:mod:`.account_changes`), and it runs one sweep a second over its sockets
+for heartbeats and token expiry, instead of a timer task per socket.
 
 When the pub/sub connection fails, frames may have been missed, so every socket is closed with
 1013 (clients resume from the history once they reconnect) and the subscription is rebuilt.
@@ -29,6 +30,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 from uuid import UUID
 
@@ -38,8 +40,9 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
-from wingman.domain.realtime.events import KEY_PREFIX, user_channel
-from wingman.domain.realtime.protocol import PING, CloseCode
+from wingman.domain.realtime.account_changes import AccountChange
+from wingman.domain.realtime.events import CONTROL_CHANNEL, KEY_PREFIX, user_channel
+from wingman.domain.realtime.protocol import PING, CloseCode, control_frame
 
 if TYPE_CHECKING:
     from wingman.config import RealtimeSettings
@@ -47,7 +50,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-CONTROL_CHANNEL = f"{KEY_PREFIX}:control"
 SWEEP_SECONDS = 1.0
 # How long a user's socket list survives without a new socket (crashed processes leave entries).
 SOCKET_LIST_TTL_SECONDS = 24 * 3600
@@ -67,7 +69,11 @@ end
 return {}
 """
 
-_evictions = msgspec.json.Decoder(list[str])
+# The control channel carries a list of evicted socket ids, or an account change.
+_control = msgspec.json.Decoder(list[str] | AccountChange)
+# How long a process refuses sockets of an account announced as no longer active: longer than a
+# socket can take from its status check to its subscription.
+REFUSE_SECONDS = 60.0
 
 
 class RealtimeUnavailable(Exception):
@@ -85,7 +91,12 @@ def _sockets_key(user_id: UUID) -> str:
 class Dispatcher:
     """This process's sockets, grouped by user, and the one pub/sub connection that feeds them."""
 
-    def __init__(self, redis: Redis, settings: RealtimeSettings) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        settings: RealtimeSettings,
+        on_account_change: Callable[[UUID], None] | None = None,
+    ) -> None:
         if settings.max_sockets_per_user < 1 or settings.outbound_queue_size < 1:
             raise ValueError("max_sockets_per_user and outbound_queue_size must be at least 1")
         self._redis = redis
@@ -100,6 +111,10 @@ class Dispatcher:
         self._ready = asyncio.Event()
         self._stopping = False
         self._closed = False
+        # Called with the user id of every account change (the process's status cache).
+        self._on_account_change = on_account_change
+        # Accounts announced as no longer active: user id -> until when (monotonic).
+        self._refused: dict[UUID, float] = {}
 
     @property
     def connection_count(self) -> int:
@@ -151,7 +166,11 @@ class Dispatcher:
                 await self._ready.wait()
         except TimeoutError:
             raise RealtimeUnavailable("pub/sub not connected") from None
+        if self._refused.get(connection.user_id, 0.0) > time.monotonic():
+            # Disabled after this socket's status check: refused, as a new check would.
+            raise RealtimeUnavailable("account disabled", CloseCode.ACCOUNT_DISABLED)
         channel = user_channel(connection.user_id).encode()
+        # From here on an announced change finds this socket (no ``await`` since the check).
         self._by_id[connection.id] = connection
         members = self._by_channel.setdefault(channel, set())
         members.add(connection)
@@ -248,7 +267,7 @@ class Dispatcher:
             channel: bytes = message["channel"]
             if kind == "message":
                 if channel == CONTROL_CHANNEL.encode():
-                    self._evict(message["data"])
+                    self._control(message["data"])
                     continue
                 for connection in tuple(self._by_channel.get(channel, ())):
                     connection.offer(message["data"])
@@ -261,11 +280,33 @@ class Dispatcher:
                     if not pending:
                         del self._confirmations[channel]
 
-    def _evict(self, data: bytes) -> None:
+    def _control(self, data: bytes) -> None:
         try:
-            ids = _evictions.decode(data)
+            message = _control.decode(data)
         except msgspec.DecodeError:
+            log.warning("realtime_control_message_unreadable")
             return
+        if isinstance(message, AccountChange):
+            self._account_changed(message)
+        else:
+            self._evict(message)
+
+    def _account_changed(self, change: AccountChange) -> None:
+        if self._on_account_change is not None:
+            self._on_account_change(change.user_id)
+        connections = tuple(self._by_channel.get(user_channel(change.user_id).encode(), ()))
+        if change.active:
+            self._refused.pop(change.user_id, None)
+            frame = control_frame("account_updated", tier=change.tier, role=change.role)
+            for connection in connections:
+                connection.offer(frame)
+            return
+        self._refused[change.user_id] = time.monotonic() + REFUSE_SECONDS
+        for connection in connections:
+            connection.close(CloseCode.ACCOUNT_DISABLED, "account disabled")
+        log.info("realtime_account_closed", user_id=str(change.user_id), sockets=len(connections))
+
+    def _evict(self, ids: list[str]) -> None:
         for socket_id in ids:
             connection = self._by_id.get(socket_id)
             if connection is not None:
@@ -285,8 +326,13 @@ class Dispatcher:
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
             now, wall = time.monotonic(), time.time()
+            if self._refused:
+                self._refused = {u: t for u, t in self._refused.items() if t > now}
             for connection in list(self._by_id.values()):
-                if now - connection.last_received > settings.heartbeat_timeout_seconds:
+                if connection.close_overdue(now):
+                    log.warning("realtime_close_overdue", user_id=str(connection.user_id))
+                    connection.abort()
+                elif now - connection.last_received > settings.heartbeat_timeout_seconds:
                     connection.close(CloseCode.HEARTBEAT_TIMEOUT, "no frame from the client")
                 elif wall >= connection.expires_at:
                     connection.close(CloseCode.TOKEN_EXPIRED, "access token expired")

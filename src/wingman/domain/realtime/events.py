@@ -5,11 +5,26 @@ the queue-role Redis (``noeviction``: an event is never silently dropped to make
 whole step atomically:
 
 1. ``INCR`` the user's sequence: the ``event_id``, monotonically increasing per user whichever
-   process publishes;
+   process publishes (and across a loss of the sequence: see below);
 2. adds the finished frame to the user's history (a sorted set scored by event id, trimmed to the
    newest ``history_size`` frames and dropped ``history_seconds`` after the user's last event);
 3. ``PUBLISH``es the frame on the user's channel, :func:`user_channel`, where every WebSocket of
    that user, on any web worker, receives it.
+
+*Numbering that survives a Redis that lost its data.* When the script finds the user's
+sequence missing (a new user, a sequence expired after :data:`SEQUENCE_TTL_SECONDS` of silence,
+or a queue Redis that was flushed or restarted without its files) it starts it at the Redis
+server's clock in microseconds (about 1.7e15 in 2025, below 2**53, so JavaScript clients keep
+exact integers until the 2250s), not at 1. Every id issued before was smaller, unless a user
+published more than one event per microsecond on average since their sequence started: a client
+can never be handed a recycled id. So a new id is never mistaken for one a client already has,
+nothing is skipped as "already delivered", and a gap shows as a jump that the socket turns into
+``resync_required`` (:mod:`.connection`). This was chosen over an epoch stored next to the
+counter because clients keep one number, as before; the cost is that ids are large and jump
+(they still increase by exactly one between two events of an unbroken sequence). The one thing
+that defeats it is the Redis host's clock stepping back further than the events published since
+the previous start, which the history-gap check in :meth:`EventBus.replay` still catches for
+``resume``.
 
 A frame is the JSON object ``{"event_id": 7, "type": "message.delta", "at": "<RFC 3339>",
 "data": {...}}``, encoded once here and sent as is to every socket.
@@ -47,15 +62,20 @@ EventType = Literal[
 log = structlog.get_logger(__name__)
 
 KEY_PREFIX = "wingman:rt"
-# The sequence outlives the history by far: ids must not restart while a client may still hold
-# one. After this long without any event a user's numbering starts again at 1, and a client
-# presenting a higher id is told to resync (see ``replay``).
+# Every web process's dispatcher listens here: socket evictions, account changes.
+CONTROL_CHANNEL = f"{KEY_PREFIX}:control"
+# The sequence outlives the history by far. After this long without any event a user's
+# numbering starts again, from the clock (see above), so still above any id a client may hold.
 SEQUENCE_TTL_SECONDS = 30 * 24 * 3600
 
 _PUBLISH = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  local now = redis.call('TIME')
+  redis.call('SET', KEYS[1], now[1] .. string.format('%06d', tonumber(now[2])))
+end
 local id = redis.call('INCR', KEYS[1])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
-local frame = '{"event_id":' .. id .. ',' .. string.sub(ARGV[2], 2)
+local frame = '{"event_id":' .. string.format('%d', id) .. ',' .. string.sub(ARGV[2], 2)
 redis.call('ZADD', KEYS[2], id, frame)
 redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[3]) + 1))
 redis.call('EXPIRE', KEYS[2], ARGV[4])
@@ -168,8 +188,9 @@ class EventBus:
         """Every retained frame after ``last_event_id``, oldest first.
 
         ``resync_required`` when the client cannot be brought up to date from the history: the
-        first missed event was trimmed or has aged out, or the client's id is ahead of the
-        sequence (numbering restarted after a long silence).
+        first missed event was trimmed or has aged out, the numbering started again above the
+        client's id (the sequence was lost), or the client's id is ahead of the sequence (the
+        sequence was lost and nothing has been published since).
         """
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.get(_sequence_key(user_id))

@@ -14,6 +14,10 @@ import msgspec
 
 # The subprotocol a client offers (followed by its access token) and the server selects.
 BEARER_SUBPROTOCOL = "bearer"
+# The largest client frame read (in bytes); client frames are a few hundred bytes (an ``auth``
+# frame with its token is the largest). A bigger one closes the socket with 1009 before it is
+# decoded.
+MAX_CLIENT_FRAME_BYTES = 16 * 1024
 
 
 class CloseCode(IntEnum):
@@ -24,9 +28,11 @@ class CloseCode(IntEnum):
     GOING_AWAY = 1001
     # An unexpected server error: reconnect with backoff and resume.
     SERVER_ERROR = 1011
+    # A client frame larger than ``MAX_CLIENT_FRAME_BYTES``.
+    MESSAGE_TOO_BIG = 1009
     # The realtime backend (Redis) is unavailable: reconnect with backoff and resume.
     TRY_AGAIN_LATER = 1013
-    # A client frame that is not valid JSON or not a known type.
+    # A client frame that is not valid JSON, not a known type, or nested too deeply.
     BAD_FRAME = 4000
     # No token, or a token that is malformed, badly signed or for another user: sign in again.
     UNAUTHORIZED = 4001
@@ -71,9 +77,32 @@ _client_decoder = msgspec.json.Decoder(ClientFrame)
 _encoder = msgspec.json.Encoder()
 
 
+class FrameTooBig(ValueError):
+    """A client frame over :data:`MAX_CLIENT_FRAME_BYTES`."""
+
+
+class BadFrame(ValueError):
+    """A client frame that is not one of :data:`ClientFrame`."""
+
+
+def frame_size(raw: str | bytes) -> int:
+    """The frame's size in bytes (UTF-8 for text), without encoding an ASCII text frame."""
+    if isinstance(raw, str) and not raw.isascii():
+        return len(raw.encode())
+    return len(raw)
+
+
 def decode_client_frame(raw: str | bytes) -> ClientFrame:
-    """Raises ``msgspec.ValidationError`` or ``DecodeError`` for anything else."""
-    frame: ClientFrame = _client_decoder.decode(raw)
+    """The frame, or :class:`FrameTooBig` (checked before decoding) or :class:`BadFrame`
+    (malformed JSON, an unknown type or field value, or nesting deeper than the decoder goes)."""
+    if frame_size(raw) > MAX_CLIENT_FRAME_BYTES:
+        raise FrameTooBig(f"frame over {MAX_CLIENT_FRAME_BYTES} bytes")
+    try:
+        frame: ClientFrame = _client_decoder.decode(raw)
+    except (msgspec.DecodeError, RecursionError) as exc:
+        # ``DecodeError`` covers ``ValidationError``; ``RecursionError``: arrays or objects
+        # nested deeper than the decoder's recursion limit, which no real frame has.
+        raise BadFrame(type(exc).__name__) from None
     return frame
 
 

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import resource
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,9 +18,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from tests.support.services import child_env, wait_until_ready
+from tests.support.web import running_server
 from wingman.config import ServerSettings, Settings
-from wingman.devstack.processes import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -38,33 +34,8 @@ def default_server(settings: Settings, tmp_path: Path) -> Iterator[str]:
     """``wingman serve`` with one worker and the default server settings."""
     served = msgspec.structs.replace(settings, server=ServerSettings())
     assert served.server.workers == 1
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log_path = tmp_path / "web.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            # Started as from a login shell, whose soft open-file limit is 1,024.
-            [
-                "sh",
-                "-c",
-                f'ulimit -Sn {SHELL_SOFT_LIMIT} && exec "$0" -m wingman serve --port {port}',
-                sys.executable,
-            ],
-            env=child_env(served, tmp_path),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        assert wait_until_ready(url), log_path.read_text()[-3000:]
-        yield url
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+    with running_server(served, tmp_path, soft_open_files=SHELL_SOFT_LIMIT) as server:
+        yield server.url
 
 
 async def _get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> int:

@@ -44,14 +44,22 @@ class WebServer:
 
 
 @contextmanager
-def running_server(settings: Settings, folder: Path, workers: int = 1) -> Iterator[WebServer]:
-    """``wingman serve`` on a free port with exactly ``settings``, stopped with SIGTERM."""
+def running_server(
+    settings: Settings, folder: Path, workers: int = 1, soft_open_files: int | None = None
+) -> Iterator[WebServer]:
+    """``wingman serve`` on a free port with exactly ``settings``, stopped with SIGTERM.
+
+    ``soft_open_files``: start it under that soft open-file limit, as from a login shell.
+    """
     port = free_port()
     log_path = folder / "web.log"
     command = [sys.executable, "-m", "wingman", "serve", "--workers", str(workers)]
+    command += ["--port", str(port)]
+    if soft_open_files is not None:
+        command = ["sh", "-c", f'ulimit -Sn {soft_open_files} && exec "$@"', "sh", *command]
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [*command, "--port", str(port)],
+            command,
             env=child_env(settings, folder),
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -33,7 +33,7 @@ from wingman.db.migrations import upgrade_to_head
 from wingman.domain.ai.generation import Providers, ReplyDeps
 from wingman.domain.ai.offline import OfflineProvider
 from wingman.domain.catalog.cache import CatalogCache
-from wingman.domain.realtime.events import EventBus, decode_frame
+from wingman.domain.realtime.events import EventBus, decode_frame, history_key
 from wingman.server.database import create_engine, session_maker
 
 AI_DATABASE = "wingman_ai"
@@ -171,9 +171,9 @@ async def send(
 
 
 async def user_events(redis: Redis, user_id: UUID) -> list[Any]:
-    """Every retained event of the user, oldest first."""
-    replay = await EventBus(redis, history_size=1000, history_seconds=600).replay(user_id, 0)
-    return [decode_frame(frame) for frame in replay.frames]
+    """Every retained event of the user, oldest first (ids start where the user's numbering
+    started, not at 1: see domain/realtime/events.py)."""
+    return [decode_frame(frame) for frame in await redis.zrange(history_key(user_id), 0, -1)]
 
 
 def assemble(events: list[Any], message_id: str) -> str:

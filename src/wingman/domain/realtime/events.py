@@ -93,7 +93,8 @@ def _sequence_key(user_id: UUID) -> str:
     return f"{KEY_PREFIX}:seq:{user_id}"
 
 
-def _history_key(user_id: UUID) -> str:
+def history_key(user_id: UUID) -> str:
+    """The sorted set of a user's retained frames, scored by event id."""
     return f"{KEY_PREFIX}:history:{user_id}"
 
 
@@ -157,7 +158,7 @@ class EventBus:
     async def publish(self, user_id: UUID, type_: EventType, data: dict[str, Any]) -> int:
         """Number, keep and fan out one event; returns its ``event_id``."""
         body = _encoder.encode(_Unnumbered(type=type_, at=datetime.now(UTC), data=data))
-        keys = [_sequence_key(user_id), _history_key(user_id)]
+        keys = [_sequence_key(user_id), history_key(user_id)]
         args: list[str | bytes | int] = [
             user_channel(user_id),
             body,
@@ -194,7 +195,7 @@ class EventBus:
         """
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.get(_sequence_key(user_id))
-            pipe.zrangebyscore(_history_key(user_id), f"({last_event_id}", "+inf", withscores=True)
+            pipe.zrangebyscore(history_key(user_id), f"({last_event_id}", "+inf", withscores=True)
             raw_sequence, rows = await pipe.execute()
         newest = int(raw_sequence) if raw_sequence is not None else 0
         if last_event_id == newest:

@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATA ?= var
 
-.PHONY: run test bootstrap lint typecheck format check down status build clean image image-test bundle
+.PHONY: run test test-debian13 bootstrap lint typecheck format check down status build clean image image-test bundle
 
 ## Set up (venv, dependencies, PostgreSQL/Redis binaries) and run the whole stack until Ctrl-C.
 run: bootstrap
@@ -12,6 +12,11 @@ run: bootstrap
 ## Set up, then run the whole test suite (tests start their own PostgreSQL and Redis).
 test: bootstrap
 	$(BIN)/pytest
+
+## Bootstrap, unit and integration tests and a `make run` round trip on a clean Debian 13 root
+## filesystem with its Python 3.13, PostgreSQL 17 and Redis (root; base cached in var/debian13-cache).
+test-debian13:
+	scripts/ci-debian13
 
 bootstrap:
 	@scripts/bootstrap

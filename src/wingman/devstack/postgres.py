@@ -9,6 +9,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from wingman.devstack.access import unreachable_reason
 from wingman.devstack.binaries import PostgresBinaries, find_postgres
 from wingman.devstack.processes import RunAs, pid_alive, service_identity, wait_for
 from wingman.devstack.templates import render, write_private
@@ -93,6 +94,7 @@ class PostgresCluster:
             return False
         self.root.mkdir(parents=True, exist_ok=True)
         self.run_as.own(self.root)
+        self._check_reachable()
         pwfile = self.root / ".initdb-password"
         write_private(pwfile, self.password + "\n")
         self.run_as.own(pwfile)
@@ -144,6 +146,7 @@ class PostgresCluster:
         """Start the server and wait until it accepts connections; False if it already ran."""
         if self.running():
             return False
+        self._check_reachable()
         stale = self._recorded_pid()
         if stale is not None:
             # After a crash the old postmaster can linger as a zombie until it is reaped, and
@@ -195,6 +198,12 @@ class PostgresCluster:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+    def _check_reachable(self) -> None:
+        """Fail with the fix before a server process meets a folder it cannot enter."""
+        reason = unreachable_reason(self.root, self.run_as)
+        if reason is not None:
+            raise PostgresError(f"postgres: {reason}")
 
     def _run(self, *args: str) -> None:
         result = subprocess.run(

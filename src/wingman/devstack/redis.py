@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from wingman.devstack.access import unreachable_reason
 from wingman.devstack.binaries import find_redis
 from wingman.devstack.processes import (
     RunAs,
@@ -88,6 +89,9 @@ class RedisServer:
         # Rendered once; afterwards `wingmanctl tune --apply` owns the file (its maxmemory).
         if not self.conf_file.is_file():
             self.write_config()
+        reason = unreachable_reason(self.dir, self.run_as)
+        if reason is not None:
+            raise RedisError(f"redis ({self.role}): {reason}")
         result = subprocess.run(
             [self.binary, str(self.conf_file)],
             capture_output=True,

@@ -418,9 +418,13 @@ def clock_sync_finding() -> Finding:
 
 def python_finding() -> Finding:
     version = ".".join(map(str, sys.version_info[:3]))
-    if sys.version_info[:2] != (3, 11):
+    if not (3, 11) <= sys.version_info[:2] <= (3, 13):
         return problem(
-            "versions", "python", "warn", f"{version} (built for 3.11)", "use Python 3.11"
+            "versions",
+            "python",
+            "warn",
+            f"{version} (supported: 3.11 to 3.13)",
+            "use Python 3.11, 3.12 or 3.13",
         )
     return ok("versions", "python", version)
 

@@ -12,12 +12,18 @@ from typing import Any
 
 import msgspec
 
+from wingman.server.request_body import nested_deeper_than
+
 # The subprotocol a client offers (followed by its access token) and the server selects.
 BEARER_SUBPROTOCOL = "bearer"
 # The largest client frame read (in bytes); client frames are a few hundred bytes (an ``auth``
 # frame with its token is the largest). A bigger one closes the socket with 1009 before it is
 # decoded.
 MAX_CLIENT_FRAME_BYTES = 16 * 1024
+# Client frames are flat objects; a frame nesting arrays or objects deeper than this is refused.
+# Checked on its own because whether the decoder stops at some depth depends on the interpreter:
+# Python 3.11 raises RecursionError a few thousand levels down, 3.12+ decodes far deeper.
+MAX_CLIENT_FRAME_DEPTH = 32
 
 
 class CloseCode(IntEnum):
@@ -98,12 +104,24 @@ def decode_client_frame(raw: str | bytes) -> ClientFrame:
     if frame_size(raw) > MAX_CLIENT_FRAME_BYTES:
         raise FrameTooBig(f"frame over {MAX_CLIENT_FRAME_BYTES} bytes")
     try:
+        if _brackets(raw) > MAX_CLIENT_FRAME_DEPTH and nested_deeper_than(
+            msgspec.json.decode(raw), MAX_CLIENT_FRAME_DEPTH
+        ):
+            raise BadFrame("nested too deeply")
         frame: ClientFrame = _client_decoder.decode(raw)
     except (msgspec.DecodeError, RecursionError) as exc:
         # ``DecodeError`` covers ``ValidationError``; ``RecursionError``: arrays or objects
         # nested deeper than the decoder's recursion limit, which no real frame has.
         raise BadFrame(type(exc).__name__) from None
     return frame
+
+
+def _brackets(raw: str | bytes) -> int:
+    """Opening brackets in the frame: a cheap bound on its depth, so that ordinary frames (one
+    object) skip the depth walk."""
+    if isinstance(raw, str):
+        return raw.count("[") + raw.count("{")
+    return raw.count(b"[") + raw.count(b"{")
 
 
 def control_frame(type_: str, **data: Any) -> bytes:

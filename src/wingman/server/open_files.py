@@ -7,6 +7,8 @@ EMFILE and clients wait unanswered, which looks like the connection wall the set
 remove. So ``wingman serve`` raises its own soft limit before Granian starts its workers (they
 inherit it), up to the hard limit (the unit's ``LimitNOFILE``, or the shell's ``ulimit -Hn``),
 and holds fewer connections than configured when even the hard limit is too low, saying so.
+Under the appliance's unit, ``LimitNOFILE`` sets the soft limit as high as the hard one, so
+nothing is raised there (the unit's system-call filter refuses ``setrlimit`` anyway).
 """
 
 from __future__ import annotations

@@ -7,6 +7,9 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from tests.support.services import child_env
+from wingman.config import Settings
+
 
 def run_cli(
     module: str, *args: str, env: Mapping[str, str], timeout: float = 120
@@ -27,3 +30,8 @@ def bad_settings_env(folder: Path, toml: str) -> dict[str, str]:
     config = folder / "wingman.toml"
     config.write_text(toml)
     return {"WINGMAN_CONFIG": str(config), "PATH": "/usr/bin:/bin"}
+
+
+def users_ctl(settings: Settings, folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``wingmanctl users <args>`` against exactly ``settings`` (written under ``folder``)."""
+    return run_cli("wingman.ctl", "users", *args, env=child_env(settings, folder), timeout=60)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -15,32 +13,21 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.integration.accounts.conftest import WorkerLog, sign_in
-from tests.support.services import child_env
+from tests.support.cli import users_ctl
 from wingman.config import Settings
-
-
-def ctl(settings: Settings, folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "wingman.ctl", "users", *args],
-        env=child_env(settings, folder),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 async def test_create_admin_then_sign_in_as_admin(
     settings: Settings, tmp_path: Path, client: AsyncTestClient[Litestar], otp_worker: WorkerLog
 ) -> None:
     email = f"Admin-{uuid.uuid4().hex[:8]}@Example.org"
-    created = ctl(settings, tmp_path, "create-admin", "--email", email, "--json")
+    created = users_ctl(settings, tmp_path, "create-admin", "--email", email, "--json")
     assert created.returncode == 0, created.stderr
     row: dict[str, Any] = json.loads(created.stdout)
     assert (row["email"], row["role"], row["tier"]) == (email.lower(), "admin", "free")
     assert "created a new admin account" in created.stderr
 
-    again = ctl(settings, tmp_path, "create-admin", "--email", email.lower(), "--json")
+    again = users_ctl(settings, tmp_path, "create-admin", "--email", email.lower(), "--json")
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["id"] == row["id"]
 
@@ -64,24 +51,22 @@ async def test_create_admin_then_sign_in_as_admin(
 
 def test_set_tier_disable_enable_and_list(settings: Settings, tmp_path: Path) -> None:
     phone = f"+1415555{uuid.uuid4().int % 10_000:04d}"
-    created = ctl(settings, tmp_path, "create-admin", "--phone", phone, "--json")
+    created = users_ctl(settings, tmp_path, "create-admin", "--phone", phone, "--json")
     assert created.returncode == 0, created.stderr
 
-    tier = ctl(settings, tmp_path, "set-tier", phone, "premium", "--json")
+    tier = users_ctl(settings, tmp_path, "set-tier", phone, "premium", "--json")
     assert json.loads(tier.stdout)["tier"] == "premium"
-    assert json.loads(ctl(settings, tmp_path, "disable", phone, "--json").stdout)["status"] == (
-        "disabled"
-    )
-    assert json.loads(ctl(settings, tmp_path, "enable", phone, "--json").stdout)["status"] == (
-        "active"
-    )
-    listed = ctl(settings, tmp_path, "list", "--search", phone[2:], "--json")
+    disabled = users_ctl(settings, tmp_path, "disable", phone, "--json")
+    assert json.loads(disabled.stdout)["status"] == "disabled"
+    enabled = users_ctl(settings, tmp_path, "enable", phone, "--json")
+    assert json.loads(enabled.stdout)["status"] == "active"
+    listed = users_ctl(settings, tmp_path, "list", "--search", phone[2:], "--json")
     assert [row["phone"] for row in json.loads(listed.stdout)] == [phone]
 
 
 def test_usage_errors(settings: Settings, tmp_path: Path) -> None:
-    assert ctl(settings, tmp_path, "create-admin").returncode == 64
-    assert ctl(settings, tmp_path, "create-admin", "--email", "nope").returncode == 64
-    missing = ctl(settings, tmp_path, "disable", "nobody@example.org")
+    assert users_ctl(settings, tmp_path, "create-admin").returncode == 64
+    assert users_ctl(settings, tmp_path, "create-admin", "--email", "nope").returncode == 64
+    missing = users_ctl(settings, tmp_path, "disable", "nobody@example.org")
     assert missing.returncode == 64
     assert "no user matches" in missing.stderr

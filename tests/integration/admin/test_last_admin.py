@@ -8,8 +8,6 @@ makes its own admins.
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -22,7 +20,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.support.accounts import Caller, create_caller
-from tests.support.services import PrivateServices, child_env
+from tests.support.cli import users_ctl
+from tests.support.services import PrivateServices
 from wingman.app import create_app
 from wingman.config import AuthSettings, Settings
 from wingman.db.migrations import upgrade_to_head
@@ -130,31 +129,20 @@ async def test_the_last_admin_cannot_be_removed_by_another_account_s_stale_token
     assert await active_admins(own_engine) == 1
 
 
-def ctl(settings: Settings, folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "wingman.ctl", "users", *args],
-        env=child_env(settings, folder),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 async def test_ctl_refuses_to_disable_the_last_admin(
     own_settings: Settings, own_engine: AsyncEngine, tmp_path: Path
 ) -> None:
     ann = await create_caller(own_engine, own_settings, role=UserRole.ADMIN)
-    refused = ctl(own_settings, tmp_path, "disable", str(ann.id), "--json")
+    refused = users_ctl(own_settings, tmp_path, "disable", str(ann.id), "--json")
     assert refused.returncode == 3, refused.stderr
     assert "last active admin" in refused.stderr
     assert refused.stdout == ""
     assert await active_admins(own_engine) == 1
 
     bob = await create_caller(own_engine, own_settings, role=UserRole.ADMIN)
-    done = ctl(own_settings, tmp_path, "disable", str(ann.id), "--json")
+    done = users_ctl(own_settings, tmp_path, "disable", str(ann.id), "--json")
     assert done.returncode == 0, done.stderr
     assert msgspec.json.decode(done.stdout)["status"] == "disabled"
-    again = ctl(own_settings, tmp_path, "disable", str(bob.id), "--json")
+    again = users_ctl(own_settings, tmp_path, "disable", str(bob.id), "--json")
     assert again.returncode == 3
     assert await active_admins(own_engine) == 1

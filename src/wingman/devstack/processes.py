@@ -105,7 +105,9 @@ def service_identity() -> RunAs:
     try:
         entry = pwd.getpwnam(SERVICE_USER)
     except KeyError:
-        subprocess.run(
+        # check=False: another process (a parallel test run, a second `dev run`) may create the
+        # user between the lookup and here; the lookup below is what decides.
+        created = subprocess.run(
             [
                 "useradd",
                 "--system",
@@ -117,8 +119,16 @@ def service_identity() -> RunAs:
                 "/usr/sbin/nologin",
                 SERVICE_USER,
             ],
-            check=True,
+            check=False,
             capture_output=True,
+            text=True,
         )
-        entry = pwd.getpwnam(SERVICE_USER)
+        try:
+            entry = pwd.getpwnam(SERVICE_USER)
+        except KeyError:
+            raise RuntimeError(
+                f"could not create the {SERVICE_USER!r} system user the services run as when "
+                f"started by root (useradd: {created.stderr.strip() or created.returncode}); "
+                "create it, or run as a normal user"
+            ) from None
     return RunAs(uid=entry.pw_uid, gid=entry.pw_gid, name=SERVICE_USER)

@@ -2,6 +2,8 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 DATA ?= var
+# Test processes (pytest-xdist): each starts its own PostgreSQL and Redis servers; 0 runs in one.
+TEST_WORKERS ?= 2
 
 .PHONY: run test test-debian13 bootstrap lint typecheck format check down status build clean image image-test bundle
 
@@ -11,7 +13,7 @@ run: bootstrap
 
 ## Set up, then run the whole test suite (tests start their own PostgreSQL and Redis).
 test: bootstrap
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS)
 
 ## Bootstrap, unit and integration tests and a `make run` round trip on a clean Debian 13 root
 ## filesystem with its Python 3.13, PostgreSQL 17 and Redis (root; base cached in var/debian13-cache).

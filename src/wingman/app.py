@@ -55,6 +55,7 @@ from wingman.server.request_body import GuardedRequest
 from wingman.server.request_limits import RequestLimits
 from wingman.server.request_log import RequestLog
 from wingman.server.request_metrics import RequestMetrics
+from wingman.server.security_headers import SecurityHeaders
 
 API_PREFIX = "/api/v1"
 
@@ -193,6 +194,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
     # A write's cached reads are invalidated after it commits, before the client sees the answer.
     app.asgi_handler = WriteBarrier(app.asgi_handler)
-    # Outermost, so capped and unmatched requests are counted as well.
+    # Outside the refusal layers, so capped and unmatched requests are counted as well.
     app.asgi_handler = RequestMetrics(app.asgi_handler)
+    # Outermost: every answer, refusals and errors included, carries the security headers.
+    app.asgi_handler = SecurityHeaders(app.asgi_handler, token_paths=(f"{API_PREFIX}/auth/",))
     return app

@@ -16,7 +16,6 @@ from litestar.config.compression import CompressionConfig
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
 
 from wingman import __version__
 from wingman.config import QUEUE_NAMES, Settings, load_settings
@@ -37,6 +36,7 @@ from wingman.domain.profiles.controllers import ProfileController
 from wingman.domain.realtime.controllers import realtime_lifespan, realtime_socket
 from wingman.domain.realtime.events import event_bus
 from wingman.queues import create_queue
+from wingman.server.api_docs import ApiDocsPlugin
 from wingman.server.auth import LastSeenTracker, UserStatusCache, create_jwt_auth
 from wingman.server.cache import ReadCache, WriteBarrier
 from wingman.server.client_ip import ClientAddresses
@@ -177,7 +177,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             version=__version__,
             description="REST API of the Wingman conversation assistant.",
             path="/api/docs",
-            render_plugins=[ScalarRenderPlugin()],
+            render_plugins=[ApiDocsPlugin()],
         ),
         # structlog owns logging (configured above); Litestar's own config would replace it.
         logging_config=None,

@@ -1,0 +1,97 @@
+"""The API docs page (``/api/docs``), served whole by Wingman: it works with no internet access.
+
+Litestar's render plugins load their user interface from a CDN, so the page stays blank on a host
+that cannot reach it, and the browser tells a third party who reads the docs. This plugin serves
+a pinned Swagger UI vendored in ``api_docs_ui/`` (its README gives the version, licence and
+checksums) from the app itself:
+
+- the page links the assets under ``/api/docs/assets/<digest>/<file>``, where ``digest`` is taken
+  from the assets' bytes, so they are cached for a year (``immutable``) and an upgrade that
+  changes them changes their addresses;
+- nothing is inline: the page's start-up code is ``api_docs_ui/init.js``, so the page's
+  Content-Security-Policy (server/security_headers.py) allows this origin's files and nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from html import escape
+from importlib.resources import files
+from typing import Any
+
+from litestar import Request, Response, Router, get
+from litestar.exceptions import NotFoundException
+from litestar.openapi.plugins import OpenAPIRenderPlugin
+from litestar.params import FromPath
+
+ASSET_DIR = files(__package__) / "api_docs_ui"
+# What the page loads, with the type each is served as (Litestar adds the UTF-8 charset).
+ASSET_TYPES = {
+    "swagger-ui.css": "text/css",
+    "swagger-ui-bundle.js": "text/javascript",
+    "init.js": "text/javascript",
+}
+IMMUTABLE = "public, max-age=31536000, immutable"
+ASSET_ROUTE = "wingman-api-docs-asset"
+
+
+def load_assets() -> tuple[str, dict[str, bytes]]:
+    """The assets' bytes by file name, and the digest that names this set of them."""
+    assets = {name: (ASSET_DIR / name).read_bytes() for name in ASSET_TYPES}
+    digest = hashlib.sha256()
+    for name, body in assets.items():
+        digest.update(f"{name}\0{len(body)}\0".encode())
+        digest.update(body)
+    return digest.hexdigest()[:16], assets
+
+
+class ApiDocsPlugin(OpenAPIRenderPlugin):
+    """Swagger UI from the app's own assets, at the OpenAPI root (``/api/docs``)."""
+
+    def __init__(self) -> None:
+        super().__init__(path="/", favicon="", style="")
+        self.digest, self.assets = load_assets()
+
+    def asset_path(self, request: Request[Any, Any, Any], name: str) -> str:
+        return request.app.route_reverse(ASSET_ROUTE, digest=self.digest, file=name)
+
+    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
+        title = escape(f"{openapi_schema['info']['title']} API")
+        spec = escape(self.get_openapi_json_route(request))
+        css = self.asset_path(request, "swagger-ui.css")
+        bundle = self.asset_path(request, "swagger-ui-bundle.js")
+        init = self.asset_path(request, "init.js")
+        return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<link rel="icon" href="data:,">
+<link rel="stylesheet" href="{css}">
+</head>
+<body>
+<div id="swagger-ui" data-openapi-url="{spec}"></div>
+<script src="{bundle}"></script>
+<script src="{init}"></script>
+</body>
+</html>
+""".encode()
+
+    def receive_router(self, router: Router) -> None:
+        @get(
+            "/assets/{digest:str}/{file:str}",
+            name=ASSET_ROUTE,
+            sync_to_thread=False,
+            include_in_schema=False,
+        )
+        def asset(digest: FromPath[str], file: FromPath[str]) -> Response[bytes]:
+            if digest != self.digest or file not in self.assets:
+                raise NotFoundException(f"No API docs asset {file!r} in this version.")
+            return Response(
+                self.assets[file],
+                media_type=ASSET_TYPES[file],
+                headers={"Cache-Control": IMMUTABLE},
+            )
+
+        router.register(asset)

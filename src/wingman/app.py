@@ -36,7 +36,7 @@ from wingman.domain.profiles.controllers import ProfileController
 from wingman.domain.realtime.controllers import realtime_lifespan, realtime_socket
 from wingman.domain.realtime.events import event_bus
 from wingman.queues import create_queue
-from wingman.server.api_docs import ApiDocsPlugin
+from wingman.server.api_docs import PRECOMPRESSED, ApiDocsPlugin
 from wingman.server.auth import LastSeenTracker, UserStatusCache, create_jwt_auth
 from wingman.server.cache import ReadCache, WriteBarrier
 from wingman.server.client_ip import ClientAddresses
@@ -163,9 +163,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
             }
         ),
         # JSON above 1 KB: brotli when the client accepts it, else gzip, else as is. Only HTTP
-        # responses are compressed (the WebSocket has its own permessage-deflate, if any).
+        # responses are compressed (the WebSocket has its own permessage-deflate, if any), and
+        # not the API docs assets, which are compressed once (server/api_docs.py).
         compression_config=CompressionConfig(
-            backend="brotli", brotli_gzip_fallback=True, minimum_size=1024
+            backend="brotli",
+            brotli_gzip_fallback=True,
+            minimum_size=1024,
+            exclude_opt_key=PRECOMPRESSED,
         ),
         cors_config=(
             CORSConfig(allow_origins=settings.server.cors_allow_origins)

@@ -84,15 +84,18 @@ async def test_docs_page_loads_only_its_own_assets(
     checksums = readme_checksums()
     for link in sorted(assets):
         name = link.rsplit("/", 1)[1]
-        # With credentials too: the asset's own Cache-Control wins over no-store.
-        response = await client.get(link, headers=alice.headers)
-        assert response.status_code == 200, link
-        assert response.headers["content-type"] == f"{ASSET_TYPES[name]}; charset=utf-8"
-        assert_secured(response, API_POLICY, IMMUTABLE)
-        body = response.content
-        assert body == (ASSET_DIR / name).read_bytes()
-        if name in checksums:  # vendored, not Wingman's own init.js
-            assert hashlib.sha256(body).hexdigest() == checksums[name]
+        for accept, encoding in (("gzip, deflate, br", "gzip"), ("identity", None)):
+            # With credentials too: the asset's own Cache-Control wins over no-store.
+            headers = {**alice.headers, "Accept-Encoding": accept}
+            response = await client.get(link, headers=headers)
+            assert response.status_code == 200, link
+            assert response.headers["content-type"] == f"{ASSET_TYPES[name]}; charset=utf-8"
+            assert response.headers.get("content-encoding") == encoding
+            assert_secured(response, API_POLICY, IMMUTABLE)
+            body = response.content  # decoded
+            assert body == (ASSET_DIR / name).read_bytes()
+            if name in checksums:  # vendored, not Wingman's own init.js
+                assert hashlib.sha256(body).hexdigest() == checksums[name]
     assert set(checksums) >= {"swagger-ui-bundle.js", "swagger-ui.css"}
 
     # Another version's address, or a file the page does not load: a problem, not a file.

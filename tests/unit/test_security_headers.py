@@ -1,10 +1,12 @@
-"""Which security headers an answer gets: a pure function, checked with hypothesis."""
+"""Which security headers an answer gets, and the docs assets' encoding: pure functions."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from wingman.server.api_docs import accepts_gzip
 from wingman.server.security_headers import API_POLICY, PAGE_POLICY, security_headers
 
 NAMES = [
@@ -45,3 +47,19 @@ def test_policy_follows_the_content_type() -> None:
     assert "'unsafe-inline'" not in PAGE_POLICY
     assert "'unsafe-eval'" not in PAGE_POLICY
     assert "http" not in PAGE_POLICY
+
+
+@pytest.mark.parametrize(
+    ("accept_encoding", "gzip"),
+    [
+        ("gzip, deflate, br", True),
+        ("br;q=1.0, GZIP;q=0.5", True),
+        ("*", True),
+        ("gzip;q=0", False),
+        ("gzip;q=0.000, br", False),
+        ("br, identity", False),
+        ("", False),
+    ],
+)
+def test_docs_assets_are_gzipped_when_accepted(accept_encoding: str, gzip: bool) -> None:
+    assert accepts_gzip(accept_encoding) is gzip

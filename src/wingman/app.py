@@ -16,7 +16,6 @@ from litestar.config.compression import CompressionConfig
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
 
 from wingman import __version__
 from wingman.config import QUEUE_NAMES, Settings, load_settings
@@ -37,6 +36,7 @@ from wingman.domain.profiles.controllers import ProfileController
 from wingman.domain.realtime.controllers import realtime_lifespan, realtime_socket
 from wingman.domain.realtime.events import event_bus
 from wingman.queues import create_queue
+from wingman.server.api_docs import PRECOMPRESSED, ApiDocsPlugin
 from wingman.server.auth import LastSeenTracker, UserStatusCache, create_jwt_auth
 from wingman.server.cache import ReadCache, WriteBarrier
 from wingman.server.client_ip import ClientAddresses
@@ -55,6 +55,7 @@ from wingman.server.request_body import GuardedRequest
 from wingman.server.request_limits import RequestLimits
 from wingman.server.request_log import RequestLog
 from wingman.server.request_metrics import RequestMetrics
+from wingman.server.security_headers import SecurityHeaders
 
 API_PREFIX = "/api/v1"
 
@@ -162,9 +163,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
             }
         ),
         # JSON above 1 KB: brotli when the client accepts it, else gzip, else as is. Only HTTP
-        # responses are compressed (the WebSocket has its own permessage-deflate, if any).
+        # responses are compressed (the WebSocket has its own permessage-deflate, if any), and
+        # not the API docs assets, which are compressed once (server/api_docs.py).
         compression_config=CompressionConfig(
-            backend="brotli", brotli_gzip_fallback=True, minimum_size=1024
+            backend="brotli",
+            brotli_gzip_fallback=True,
+            minimum_size=1024,
+            exclude_opt_key=PRECOMPRESSED,
         ),
         cors_config=(
             CORSConfig(allow_origins=settings.server.cors_allow_origins)
@@ -176,7 +181,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             version=__version__,
             description="REST API of the Wingman conversation assistant.",
             path="/api/docs",
-            render_plugins=[ScalarRenderPlugin()],
+            render_plugins=[ApiDocsPlugin()],
         ),
         # structlog owns logging (configured above); Litestar's own config would replace it.
         logging_config=None,
@@ -193,6 +198,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
     # A write's cached reads are invalidated after it commits, before the client sees the answer.
     app.asgi_handler = WriteBarrier(app.asgi_handler)
-    # Outermost, so capped and unmatched requests are counted as well.
+    # Outside the refusal layers, so capped and unmatched requests are counted as well.
     app.asgi_handler = RequestMetrics(app.asgi_handler)
+    # Outermost: every answer, refusals and errors included, carries the security headers.
+    app.asgi_handler = SecurityHeaders(app.asgi_handler, token_paths=(f"{API_PREFIX}/auth/",))
     return app

@@ -29,6 +29,9 @@ def test_wheel_installs_in_a_fresh_venv(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "wingman/_migrations/env.py" in names
     assert "wingman/_appliance/redis/queue.conf.tmpl" in names
+    # The API docs page's own copy of its user interface, with its licence.
+    for name in ("swagger-ui-bundle.js", "swagger-ui.css", "init.js", "LICENSE"):
+        assert f"wingman/server/api_docs_ui/{name}" in names
 
     venv = tmp_path / "venv"
     run(sys.executable, "-m", "venv", venv)

@@ -51,8 +51,10 @@ async def main(user, count, size):
     last = 0
     for n in range(count):
         last = await bus.publish(uuid.UUID(user), "message.delta", {"n": n, "text": "x" * size})
+        # About 400 events/s: a reader in the test process keeps up even on a busy 2-core host
+        # (at 2,000/s it fell 256 frames behind there and was closed as too slow itself).
         if n % 20 == 19:
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.05)
     await redis.close()
     print(last)
 

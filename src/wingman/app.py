@@ -33,6 +33,7 @@ from wingman.domain.catalog.controllers import (
 from wingman.domain.chat.controllers import ChatSessionController
 from wingman.domain.chat.hot_list import CachedSessionList
 from wingman.domain.health.controllers import HealthController
+from wingman.domain.imports.controllers import SessionImportController
 from wingman.domain.profiles.controllers import ProfileController
 from wingman.domain.realtime.controllers import realtime_lifespan, realtime_socket
 from wingman.domain.realtime.events import event_bus
@@ -122,6 +123,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             MeController,
             ProfileController,
             ChatSessionController,
+            SessionImportController,
             MessageController,
             CatalogController,
             AdminToneController,

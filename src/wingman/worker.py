@@ -33,6 +33,7 @@ from wingman.domain.imports.jobs import (
     reconcile_imports_cron,
 )
 from wingman.domain.realtime.events import EventBus, event_bus
+from wingman.domain.retention.sweep import retention_cron, retention_sweep
 from wingman.job_recovery import RecoveringQueue, with_heartbeat
 from wingman.queues import create_queue
 from wingman.server.database import create_engine, session_maker
@@ -82,7 +83,7 @@ async def ping(ctx: WorkerContext, *, echo: str = "") -> dict[str, Any]:
 QUEUE_FUNCTIONS: dict[QueueName, list[JobFunction]] = {
     "ai": [ping, generate_reply],
     "default": [ping, deliver_otp, reconcile_replies],
-    "heavy": [ping, import_transcript, reconcile_imports],
+    "heavy": [ping, import_transcript, reconcile_imports, retention_sweep],
 }
 
 
@@ -94,7 +95,7 @@ def _no_cron(settings: Settings) -> list[CronJob[Any]]:
 CRON_JOBS: dict[QueueName, Callable[[Settings], list[CronJob[Any]]]] = {
     "ai": _no_cron,
     "default": lambda settings: [reconcile_cron(settings)],
-    "heavy": lambda settings: [reconcile_imports_cron(settings)],
+    "heavy": lambda settings: [reconcile_imports_cron(settings), retention_cron(settings)],
 }
 
 

@@ -23,6 +23,7 @@ from wingman.config import QUEUE_NAMES, Settings, load_settings
 from wingman.db.migrations import head_revision
 from wingman.domain.accounts.controllers import AuthController, MeController
 from wingman.domain.admin.controllers import AdminUserController
+from wingman.domain.admin.queue_controllers import AdminQueueController
 from wingman.domain.ai.controllers import MessageController
 from wingman.domain.catalog.cache import CatalogCache, invalidation_listener
 from wingman.domain.catalog.controllers import (
@@ -129,6 +130,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AdminToneController,
             AdminConfigController,
             AdminUserController,
+            AdminQueueController,
             realtime_socket,
         ],
     )

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from wingman.config import QUEUE_NAMES, QueueName, Settings
 from wingman.domain.accounts.jobs import deliver_otp
+from wingman.domain.admin.queues import keep_failed
 from wingman.domain.ai.jobs import ReplyRuntime, generate_reply, reconcile_cron, reconcile_replies
 from wingman.domain.catalog.cache import (
     CatalogCache,
@@ -178,6 +179,8 @@ def create_worker(settings: Settings, name: QueueName) -> QueueWorker:
         if job is not None and started is not None:
             status = getattr(job.status, "value", str(job.status))
             observe_job(name, job.function, status, time.perf_counter() - started)
+            # For the admin's queue view: SAQ's 10-minute record TTL would hide it too soon.
+            await keep_failed(queue, job)
         structlog.contextvars.unbind_contextvars("job_id", "job_function")
 
     return QueueWorker(

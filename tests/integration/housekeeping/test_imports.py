@@ -223,6 +223,35 @@ async def test_another_users_session_and_import_are_not_found(
     assert wrong_session.status_code == 404
     bad_format = await upload(hk_client, owner, session_id, b"Me: hi\n", "whatsapp")
     assert bad_format.status_code == 400
+    for me in ("", "   ", "a\x00b", "x" * 101):
+        bad_me = await hk_client.post(
+            f"/api/v1/sessions/{session_id}/imports",
+            params={"format": "text", "me": me},
+            content=b"Me: hi\n",
+            headers=owner.headers,
+        )
+        assert bad_me.status_code == 400, (me, bad_me.text)
+    empty = await upload(hk_client, owner, session_id, b"", "text")
+    assert empty.status_code == 422
+
+
+async def test_imports_can_be_switched_off(
+    hk_client: Client, owner: Caller, operator: Caller
+) -> None:
+    session_id = await new_session(hk_client, owner)
+    features = "/api/v1/admin/config/features"
+    off = await hk_client.put(
+        features, json={"transcript_imports": False}, headers=operator.headers
+    )
+    assert off.status_code == 200, off.text
+    try:
+        refused = await upload(hk_client, owner, session_id, b"Me: hi\n", "text")
+        assert refused.status_code == 403
+        assert refused.json()["type"].endswith("feature-disabled")
+    finally:
+        back = await hk_client.put(features, json={}, headers=operator.headers)
+        assert back.status_code == 200
+    assert (await upload(hk_client, owner, session_id, b"Me: hi\n", "text")).status_code == 202
 
 
 async def test_a_lost_import_is_enqueued_again_and_stray_files_removed(

@@ -9,8 +9,13 @@ import structlog
 from litestar import Controller, Request, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, QueryParameter
-from litestar.status_codes import HTTP_202_ACCEPTED
+from litestar.status_codes import (
+    HTTP_202_ACCEPTED,
+    HTTP_403_FORBIDDEN,
+    HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+)
 from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,7 +34,10 @@ from wingman.server.errors import Problem
 
 log = structlog.get_logger(__name__)
 
-Me = Annotated[str, QueryParameter(min_length=1, max_length=100, pattern=r"\S")]
+# Not blank, and no NUL (PostgreSQL text cannot hold one).
+Me = Annotated[
+    str, QueryParameter(min_length=1, max_length=100, pattern=r"^[^\x00]*[^\x00\s][^\x00]*$")
+]
 
 
 def import_not_found() -> Problem:
@@ -57,6 +65,13 @@ class SessionImportController(Controller):
         ),
         # Counted while streaming against imports.max_bytes instead (a 413 problem).
         request_max_body_size=None,
+        # Problem bodies (server/openapi.py fills in their schema).
+        responses={
+            HTTP_403_FORBIDDEN: ResponseSpec(None, description="Imports are switched off"),
+            HTTP_413_REQUEST_ENTITY_TOO_LARGE: ResponseSpec(
+                None, description="Larger than imports.max_bytes"
+            ),
+        },
     )
     async def upload(
         self,
@@ -95,11 +110,15 @@ class SessionImportController(Controller):
             me=me.strip(),
             size_bytes=size,
         )
-        db_session.add(row)
-        await db_session.flush()
-        out = import_out(row)
-        # The job may only look for the row once it is committed.
-        await db_session.commit()
+        try:
+            db_session.add(row)
+            await db_session.flush()
+            out = import_out(row)
+            # The job may only look for the row once it is committed.
+            await db_session.commit()
+        except BaseException:
+            remove_upload(settings, import_id)
+            raise
         try:
             await enqueue_import(state.queues["heavy"], settings, import_id)
         except RedisError as exc:

@@ -30,6 +30,7 @@ from tests.support.accounts import Caller
 from tests.support.jobs import wait_until_done
 from wingman.config import Settings
 from wingman.db.models import ImportFormat, Message, SessionImport, utcnow
+from wingman.domain.imports.jobs import GAVE_UP
 from wingman.domain.imports.storage import imports_folder, upload_path
 from wingman.queues import create_queue, enqueue
 
@@ -262,7 +263,7 @@ async def test_a_lost_import_is_enqueued_again_and_stray_files_removed(
     heavy_worker: subprocess.Popen[bytes],
 ) -> None:
     session_id = UUID(await new_session(hk_client, owner))
-    lost = UUID(str(uuid7()))
+    lost, hopeless = UUID(str(uuid7())), UUID(str(uuid7()))
     body = b"Me: still here\nAnn: good\n"
     folder = imports_folder(hk_settings)
     folder.mkdir(parents=True, exist_ok=True)
@@ -288,6 +289,18 @@ async def test_a_lost_import_is_enqueued_again_and_stray_files_removed(
             .where(SessionImport.id == lost)
             .values(created_at=utcnow() - timedelta(hours=1))
         )
+        # Queued for two days: every run of it failed; it is given up.
+        await connection.execute(
+            insert(SessionImport).values(
+                id=hopeless,
+                session_id=session_id,
+                user_id=owner.id,
+                format=ImportFormat.TEXT,
+                me=ME,
+                size_bytes=1,
+                created_at=utcnow() - timedelta(days=2),
+            )
+        )
     queue = create_queue(hk_settings, "heavy")
     try:
         job = await enqueue(queue, hk_settings, "reconcile_imports")
@@ -296,6 +309,10 @@ async def test_a_lost_import_is_enqueued_again_and_stray_files_removed(
     finally:
         await queue.disconnect()
     assert job.result["enqueued"] == 1, job.result
+    assert job.result["given_up"] == 1, job.result
+    gave_up = await finished(hk_client, owner, str(session_id), str(hopeless))
+    assert gave_up["status"] == "failed"
+    assert gave_up["errors"] == [{"line": 0, "message": GAVE_UP}]
     assert not stray.exists()
     done = await finished(hk_client, owner, str(session_id), str(lost))
     assert done["status"] == "done"

@@ -7,8 +7,9 @@ imported entirely or not at all; a failed one records its errors and stores no m
 
 PostgreSQL is the source of truth for what is owed: the reconciler enqueues a job for every
 import still ``queued`` ``imports.stale_after_seconds`` after its upload when SAQ holds no live
-job for it (the enqueue after commit failed, the queue was lost), and removes upload files that
-no queued import owns (an upload whose row never committed, a file left by a crash).
+job for it (the enqueue after commit failed, the queue was lost), fails imports still queued a
+day after upload (every run of theirs failed), and removes upload files that no queued import
+owns (an upload whose row never committed, a file left by a crash).
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ log = structlog.get_logger(__name__)
 # Rows per INSERT statement (all in one transaction).
 INSERT_CHUNK = 1000
 RECONCILE_BATCH = 100
+# An import its jobs could not finish in this long is failed (its upload removed).
+GIVE_UP_AFTER = timedelta(hours=24)
+GAVE_UP = "the import could not be processed; upload it again"
 
 
 def import_job_key(import_id: UUID) -> str:
@@ -170,6 +174,7 @@ async def reconcile_imports(ctx: WorkerContext) -> dict[str, int]:
     if not isinstance(queue, RecoveringQueue):  # pragma: no cover - create_worker makes one
         raise TypeError("the heavy worker runs on a RecoveringQueue")
     stale = timedelta(seconds=settings.imports.stale_after_seconds)
+    given_up = await _give_up_old(ctx)
     async with ctx["db_sessions"]() as db:
         lost = (
             await db.scalars(
@@ -182,16 +187,40 @@ async def reconcile_imports(ctx: WorkerContext) -> dict[str, int]:
                 .limit(RECONCILE_BATCH)
             )
         ).all()
-    counts = {"stale": len(lost), "enqueued": 0, "files_removed": 0}
+    counts = {"stale": len(lost), "enqueued": 0, "given_up": given_up, "files_removed": 0}
     for import_id in lost:
         if await queue.is_live(await queue.job(import_job_key(import_id))):
             continue
         if await enqueue_import(queue, settings, import_id):
             counts["enqueued"] += 1
     counts["files_removed"] = await _remove_orphan_files(ctx, stale)
-    if counts["enqueued"] or counts["files_removed"]:
+    if counts["enqueued"] or counts["files_removed"] or given_up:
         log.warning("imports_reconciled", **counts)
     return counts
+
+
+async def _give_up_old(ctx: WorkerContext) -> int:
+    """Fail imports still queued :data:`GIVE_UP_AFTER` after upload: every run of theirs failed
+    (a bug, a broken file system), so enqueueing them again forever would help nobody."""
+    async with ctx["db_sessions"]() as db, db.begin():
+        failed = (
+            await db.scalars(
+                update(SessionImport)
+                .where(
+                    SessionImport.status == ImportStatus.QUEUED,
+                    SessionImport.created_at < utcnow() - GIVE_UP_AFTER,
+                )
+                .values(
+                    status=ImportStatus.FAILED,
+                    errors=[{"line": 0, "message": GAVE_UP}],
+                    finished_at=utcnow(),
+                )
+                .returning(SessionImport.id)
+            )
+        ).all()
+    for import_id in failed:
+        remove_upload(ctx["settings"], import_id)
+    return len(failed)
 
 
 async def _remove_orphan_files(ctx: WorkerContext, older_than: timedelta) -> int:

@@ -1,13 +1,17 @@
-"""Transcript parsing (pure): what a transcript says, or exactly which lines are wrong."""
+"""Transcript parsing (pure): what a transcript says, or exactly which lines are wrong; and how
+imported lines enter a reply's prompt."""
 
 from __future__ import annotations
 
 import json
+from uuid import uuid4
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wingman.db.models import ImportFormat
+from wingman.db.models import ImportFormat, Message, MessageSender, ReplyLength
+from wingman.domain.ai.prompt import PromptContext, build_request
+from wingman.domain.catalog.registry import AiConfig
 from wingman.domain.imports.parsing import MAX_ERRORS, TranscriptLine, parse
 
 contents = st.text(
@@ -65,3 +69,26 @@ def test_telegram_errors_name_the_message_or_the_line_of_bad_json() -> None:
     parsed = parse(ImportFormat.TELEGRAM, json.dumps(wrong).encode(), "Me", 9)
     assert [error.line for error in parsed.errors] == [2, 3]
     assert parse(ImportFormat.TELEGRAM, b"[]", "Me", 9).errors[0].line == 0
+
+
+def test_imported_contact_lines_are_the_conversation_s_other_side_in_the_prompt() -> None:
+    history = [
+        Message(sender=MessageSender.CONTACT, content="Are we on?"),
+        Message(sender=MessageSender.USER, content="Yes"),
+        Message(sender=MessageSender.AI, content="Say 7 pm"),
+    ]
+    context = PromptContext(
+        user_id=uuid4(),
+        session_id=uuid4(),
+        tone=None,
+        profile=None,
+        reply_length=ReplyLength.SHORT,
+        language=None,
+        history=history,
+    )
+    request = build_request(context, AiConfig())
+    assert [(m.role, m.content) for m in request.messages[1:]] == [
+        ("user", "Are we on?"),
+        ("user", "Yes"),
+        ("assistant", "Say 7 pm"),
+    ]

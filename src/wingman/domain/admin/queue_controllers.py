@@ -9,6 +9,7 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, Parameter
 from litestar.status_codes import HTTP_200_OK
+from redis.exceptions import RedisError
 from saq.queue.redis import RedisQueue
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,7 +27,7 @@ from wingman.domain.admin.queues import (
 )
 from wingman.domain.catalog.services import api_actor, audit
 from wingman.server.auth import AuthUser, provide_current_user
-from wingman.server.errors import Problem
+from wingman.server.errors import RETRY_AFTER_SECONDS, Problem
 from wingman.server.guards import requires_admin
 
 ListLimit = Annotated[int, Parameter(ge=1, le=200)]
@@ -41,6 +42,15 @@ def _queue(state: State, name: str) -> RedisQueue:
             404, "queue-not-found", f"No such queue (known: {', '.join(QUEUE_NAMES)})."
         ) from None
     return queue
+
+
+def _queue_down() -> Problem:
+    return Problem(
+        503,
+        "unavailable",
+        "The queue Redis cannot be reached right now; try again shortly.",
+        headers={"Retry-After": RETRY_AFTER_SECONDS},
+    )
 
 
 def _job_problem(exc: UnknownJob | WrongJobState) -> Problem:
@@ -66,6 +76,8 @@ async def _act(
         done = await act(queue, key)
     except (UnknownJob, WrongJobState) as exc:
         raise _job_problem(exc) from None
+    except (RedisError, OSError):
+        raise _queue_down() from None
     audit(
         db_session,
         actor,
@@ -96,9 +108,12 @@ class AdminQueueController(Controller):
         ),
     )
     async def overview(self, state: State, limit: ListLimit = 20) -> QueuesView:
-        return QueuesView(
-            queues=[await queue_view(_queue(state, name), limit) for name in QUEUE_NAMES]
-        )
+        try:
+            return QueuesView(
+                queues=[await queue_view(_queue(state, name), limit) for name in QUEUE_NAMES]
+            )
+        except (RedisError, OSError):
+            raise _queue_down() from None
 
     @post(
         "/{queue_name:str}/jobs/{key:str}/retry",

@@ -308,8 +308,8 @@ async def test_a_lost_import_is_enqueued_again_and_stray_files_removed(
         await wait_until_done(job)
     finally:
         await queue.disconnect()
-    assert job.result["enqueued"] == 1, job.result
-    assert job.result["given_up"] == 1, job.result
+    # Outcomes, not this run's counts: the worker's own once-a-minute run may have come first.
+    assert job.status == "complete", job.error
     gave_up = await finished(hk_client, owner, str(session_id), str(hopeless))
     assert gave_up["status"] == "failed"
     assert gave_up["errors"] == [{"line": 0, "message": GAVE_UP}]

@@ -15,7 +15,8 @@ owns (an upload whose row never committed, a file left by a crash).
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -78,26 +79,30 @@ async def enqueue_import(queue: Queue, settings: Settings, import_id: UUID) -> b
     return job is not None
 
 
-def _message_rows(row: SessionImport, lines: list[TranscriptLine]) -> list[dict[str, Any]]:
-    # One microsecond apart, ending now: the transcript's order is the (created_at, id) order.
-    start = utcnow() - timedelta(microseconds=len(lines))
-    rows = []
-    for position, line in enumerate(lines):
-        at = start + timedelta(microseconds=position)
-        rows.append(
-            {
-                "id": uuid7(),
-                "session_id": row.session_id,
-                "sender": MessageSender.USER if line.mine else MessageSender.CONTACT,
-                "content": line.content,
-                "processing_status": ProcessingStatus.DONE,
-                "import_id": row.id,
-                "created_at": at,
-                "updated_at": at,
-                "completed_at": at,
-            }
-        )
-    return rows
+def _message_chunks(
+    row: SessionImport, lines: list[TranscriptLine], start: datetime
+) -> Iterator[list[dict[str, Any]]]:
+    """The rows to insert, :data:`INSERT_CHUNK` at a time (built per chunk: a large transcript's
+    rows never sit in memory all at once). Line ``n`` is created ``start`` + ``n`` microseconds:
+    the transcript's order is the (created_at, id) order."""
+    for first in range(0, len(lines), INSERT_CHUNK):
+        chunk = []
+        for position in range(first, min(first + INSERT_CHUNK, len(lines))):
+            line, at = lines[position], start + timedelta(microseconds=position)
+            chunk.append(
+                {
+                    "id": uuid7(),
+                    "session_id": row.session_id,
+                    "sender": MessageSender.USER if line.mine else MessageSender.CONTACT,
+                    "content": line.content,
+                    "processing_status": ProcessingStatus.DONE,
+                    "import_id": row.id,
+                    "created_at": at,
+                    "updated_at": at,
+                    "completed_at": at,
+                }
+            )
+        yield chunk
 
 
 async def import_transcript(ctx: WorkerContext, *, import_id: str) -> dict[str, Any]:
@@ -124,25 +129,27 @@ async def import_transcript(ctx: WorkerContext, *, import_id: str) -> dict[str, 
             lines: list[TranscriptLine] = []
         else:
             parsed = parse(row.format, data, row.me, limits.max_content_length)
+            del data  # the parsed lines are all that is needed from here on
             errors = [error.to_json() for error in parsed.errors]
             lines = parsed.lines
         now = utcnow()
         if errors:
             row.status, row.errors = ImportStatus.FAILED, errors
         else:
-            rows = _message_rows(row, lines)
-            for first in range(0, len(rows), INSERT_CHUNK):
-                await db.execute(insert(Message), rows[first : first + INSERT_CHUNK])
+            # Ending now, one microsecond apart.
+            start = now - timedelta(microseconds=len(lines))
+            for chunk in _message_chunks(row, lines, start):
+                await db.execute(insert(Message), chunk)
             await db.execute(
                 update(ChatSession)
                 .where(ChatSession.id == row.session_id)
                 .values(
-                    message_count=ChatSession.message_count + len(rows),
-                    last_message_at=rows[-1]["created_at"],
+                    message_count=ChatSession.message_count + len(lines),
+                    last_message_at=start + timedelta(microseconds=len(lines) - 1),
                     updated_at=now,
                 )
             )
-            row.status, row.message_count = ImportStatus.DONE, len(rows)
+            row.status, row.message_count = ImportStatus.DONE, len(lines)
         row.finished_at = now
         user_id = row.user_id
     remove_upload(settings, target)

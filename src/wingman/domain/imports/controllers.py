@@ -89,6 +89,9 @@ class SessionImportController(Controller):
         if not features.transcript_imports:
             raise Problem(403, "feature-disabled", "Transcript imports are switched off.")
         await chat.get_session(session_id)
+        # Hand the connection back to the pool while the body streams in (a slow upload must
+        # not hold one); the row is written in a transaction of its own afterwards.
+        await db_session.commit()
         settings = state.settings
         import_id = uuid7()
         try:

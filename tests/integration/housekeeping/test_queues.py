@@ -94,6 +94,20 @@ async def test_a_failed_job_is_listed_with_its_error_and_runs_again_on_retry(
     )
     assert again.status_code == 409
     assert again.json()["job_status"] == "failed"
+    queue = create_queue(hk_settings, "heavy")
+    try:
+        later = await enqueue(
+            queue, hk_settings, "ping", key=f"later-{time.time_ns()}", scheduled=time.time() + 3600
+        )
+        assert later is not None
+        aborted = await hk_client.post(
+            f"/api/v1/admin/queues/heavy/jobs/{later.key}/abort", headers=operator.headers
+        )
+        assert aborted.status_code == 200, aborted.text
+        await later.refresh()
+        assert later.status is Status.ABORTED
+    finally:
+        await queue.disconnect()
     missing = await hk_client.post(
         "/api/v1/admin/queues/heavy/jobs/no-such-key/retry", headers=operator.headers
     )
@@ -143,6 +157,7 @@ async def test_cli_lists_aborts_and_audits(
     aborted = ctl(hk_settings, tmp_path, "queues", "abort", "heavy", waiting.key, "--json")
     assert aborted.returncode == 0, aborted.stderr
     assert json.loads(aborted.stdout)["key"] == waiting.key
+    assert json.loads(aborted.stdout)["status"] == "aborted"
     twice = ctl(hk_settings, tmp_path, "queues", "abort", "heavy", waiting.key)
     assert twice.returncode == 3, twice.stderr
     retried = ctl(hk_settings, tmp_path, "queues", "retry", "heavy", failed.key, "--json")

@@ -157,5 +157,13 @@ async def abort_job(queue: RedisQueue, key: str) -> QueueJob:
     job = await _find(queue, key)
     if job.status not in (Status.NEW, Status.QUEUED, Status.ACTIVE):
         raise WrongJobState(job_view(job), "queued or active")
+    was_running = job.status is Status.ACTIVE
     await queue.abort(job, error=ABORTED_BY_ADMIN)
-    return job_view(job)
+    stored = await queue.job(key)
+    if stored is None:
+        return job_view(job)
+    if not was_running and stored.status is Status.ABORTING:
+        # SAQ ends an aborted job itself only when it sat in the queued list; one waiting for
+        # its time (a retry delay, a schedule) is left "aborting" with no worker to finish it.
+        await queue.finish(stored, Status.ABORTED, error=ABORTED_BY_ADMIN)
+    return job_view(stored)

@@ -18,6 +18,8 @@ from tests.support.jobs import wait_until_done
 from wingman.config import Settings
 from wingman.db.models import (
     ChatSession,
+    ImportFormat,
+    ImportStatus,
     Message,
     MessageSender,
     OtpChannel,
@@ -25,6 +27,7 @@ from wingman.db.models import (
     ProcessingStatus,
     RefreshToken,
     SessionEvent,
+    SessionImport,
     utcnow,
 )
 from wingman.ops.health import retention_row
@@ -124,6 +127,28 @@ async def seed(engine: AsyncEngine, user_id: UUID, now: datetime) -> dict[str, t
             )
         await connection.execute(insert(RefreshToken), tokens)
         plan["refresh_tokens"] = (gone, kept)
+        imports: dict[str, set[UUID]] = {"gone": set(), "kept": set()}
+        for moment, status, fate in (
+            (old, ImportStatus.DONE, "gone"),
+            (old, ImportStatus.FAILED, "gone"),
+            (old, ImportStatus.QUEUED, "kept"),  # still owed to its user: never swept
+            (recent, ImportStatus.DONE, "kept"),
+        ):
+            import_id = id_at(moment)
+            imports[fate].add(import_id)
+            await connection.execute(
+                insert(SessionImport).values(
+                    id=import_id,
+                    session_id=session_id,
+                    user_id=user_id,
+                    format=ImportFormat.TEXT,
+                    me="Me",
+                    size_bytes=1,
+                    status=status,
+                    created_at=moment,
+                )
+            )
+        plan["session_imports"] = (imports["gone"], imports["kept"])
     plan["_session"] = ({session_id}, set())
     return plan
 
@@ -157,6 +182,7 @@ async def test_the_sweep_removes_only_rows_past_their_horizon_in_bounded_batches
         "otp_requests": OtpRequest,
         "session_events": SessionEvent,
         "refresh_tokens": RefreshToken,
+        "session_imports": SessionImport,
     }
     async with hk_engine.connect() as connection:
         for kind, model in tables.items():

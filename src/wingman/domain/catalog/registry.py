@@ -68,6 +68,8 @@ class Retention(ConfigValue):
     refresh_tokens_days: Days = 30
     # Feedback events (copied, sent, liked, ...).
     session_events_days: Days = 30
+    # Records of finished transcript imports (their status and errors; the messages stay).
+    session_imports_days: Days = 30
     # Messages of every session; null keeps them until the user deletes them.
     messages_days: Days | None = None
     # Rows examined per short transaction: the longest any row lock is held.

@@ -13,6 +13,8 @@ that stay (a refresh token still valid) are passed over once, not re-read by eve
 - ``refresh_tokens``: tokens created more than N days ago that expired or were revoked more than
   N days ago;
 - ``session_events``: events created more than N days ago;
+- ``session_imports``: records of finished imports created more than N days ago (the messages
+  they stored stay);
 - ``messages`` (only with a horizon set): messages created more than N days ago; each batch
   lowers its sessions' ``message_count`` in the same transaction.
 
@@ -37,7 +39,16 @@ from sqlalchemy import ColumnElement, and_, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from wingman.config import Settings
-from wingman.db.models import ChatSession, Message, OtpRequest, RefreshToken, SessionEvent, utcnow
+from wingman.db.models import (
+    ChatSession,
+    ImportStatus,
+    Message,
+    OtpRequest,
+    RefreshToken,
+    SessionEvent,
+    SessionImport,
+    utcnow,
+)
 from wingman.domain.catalog.registry import Retention
 from wingman.domain.catalog.services import config_value
 
@@ -96,6 +107,12 @@ def kinds(config: Retention) -> list[Kind]:
             lambda cutoff: or_(RefreshToken.expires_at < cutoff, RefreshToken.revoked_at < cutoff),
         ),
         Kind("session_events", SessionEvent, config.session_events_days),
+        Kind(
+            "session_imports",
+            SessionImport,
+            config.session_imports_days,
+            lambda cutoff: SessionImport.status != ImportStatus.QUEUED,
+        ),
         Kind(
             "messages",
             Message,

@@ -116,7 +116,7 @@ def queues(ctx: click.Context, limit: int, as_json: bool) -> None:
         raise _redis_down(exc) from None
     footer = "  ".join(
         f"{q.name}: {q.queued} queued, {q.active} active, {q.scheduled} scheduled,"
-        f" {len(q.failed)} failed, {q.workers} worker(s)"
+        f" {q.failed_total} failed, {q.workers} worker(s)"
         for q in view.queues
     )
     emit_report(msgspec.to_builtins(view), _rows(view), JOB_COLUMNS, as_json=as_json, footer=footer)

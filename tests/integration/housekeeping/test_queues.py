@@ -67,6 +67,7 @@ async def test_a_failed_job_is_listed_with_its_error_and_runs_again_on_retry(
     assert job.key in failed
     assert failed[job.key]["function"] == "import_transcript"
     assert "ValueError" in failed[job.key]["error"]
+    assert heavy(view.json())["failed_total"] >= 1
     assert {"queued", "active", "scheduled", "workers", "running", "waiting"} <= set(
         heavy(view.json())
     )

@@ -52,6 +52,8 @@ class QueueView(msgspec.Struct, kw_only=True):
     active: int
     scheduled: int
     workers: int
+    # Failed job records still kept (the ``failed`` list shows at most ``limit`` of them).
+    failed_total: int
     running: list[QueueJob]
     waiting: list[QueueJob]
     failed: list[QueueJob]
@@ -129,6 +131,7 @@ async def queue_view(queue: RedisQueue, limit: int) -> QueueView:
         active=info["active"],
         scheduled=info["scheduled"],
         workers=len(info["workers"]),
+        failed_total=len(failed),
         running=[job_view(job) for job in running[:limit]],
         waiting=[job_view(job) for job in waiting[:limit]],
         failed=[job_view(job) for job in _newest_first(failed, "completed")[:limit]],

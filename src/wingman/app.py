@@ -22,6 +22,7 @@ from wingman.config import QUEUE_NAMES, Settings, load_settings
 from wingman.db.migrations import head_revision
 from wingman.domain.accounts.controllers import AuthController, MeController
 from wingman.domain.admin.controllers import AdminUserController
+from wingman.domain.admin.queue_controllers import AdminQueueController
 from wingman.domain.ai.controllers import MessageController
 from wingman.domain.catalog.cache import CatalogCache, invalidation_listener
 from wingman.domain.catalog.controllers import (
@@ -32,6 +33,7 @@ from wingman.domain.catalog.controllers import (
 from wingman.domain.chat.controllers import ChatSessionController
 from wingman.domain.chat.hot_list import CachedSessionList
 from wingman.domain.health.controllers import HealthController
+from wingman.domain.imports.controllers import SessionImportController
 from wingman.domain.profiles.controllers import ProfileController
 from wingman.domain.realtime.controllers import realtime_lifespan, realtime_socket
 from wingman.domain.realtime.events import event_bus
@@ -123,11 +125,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
             MeController,
             ProfileController,
             ChatSessionController,
+            SessionImportController,
             MessageController,
             CatalogController,
             AdminToneController,
             AdminConfigController,
             AdminUserController,
+            AdminQueueController,
             realtime_socket,
         ],
     )

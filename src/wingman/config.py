@@ -279,6 +279,23 @@ class MetricsSettings(Section):
     dir: str = ""
 
 
+class ImportSettings(Section):
+    """Chat transcripts uploaded to ``POST /sessions/{id}/imports``, kept until parsed."""
+
+    # Shared by web (writes) and the heavy worker (reads, then deletes). Empty:
+    # ``<temp dir>/wingman-imports-<port>``; the appliance sets its state folder.
+    dir: str = ""
+    # Largest transcript accepted; a larger upload is refused (413) while it streams in.
+    max_bytes: int = 10 * 1024 * 1024
+    # An import still ``queued`` this long after its upload is taken for a lost job and
+    # enqueued again by the ``reconcile_imports`` cron.
+    stale_after_seconds: int = 300
+
+    def __post_init__(self) -> None:
+        if self.max_bytes < 1 or self.stale_after_seconds < 1:
+            raise ValueError("imports.max_bytes and imports.stale_after_seconds must be at least 1")
+
+
 class CacheSettings(Section):
     """The read cache on the cache-role Redis (session list first page, session detail)."""
 
@@ -309,6 +326,7 @@ class Settings(Section):
     ai: AiSettings = msgspec.field(default_factory=AiSettings)
     metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
     cache: CacheSettings = msgspec.field(default_factory=CacheSettings)
+    imports: ImportSettings = msgspec.field(default_factory=ImportSettings)
 
     @property
     def is_production(self) -> bool:

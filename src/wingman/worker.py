@@ -21,13 +21,20 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from wingman.config import QUEUE_NAMES, QueueName, Settings
 from wingman.domain.accounts.jobs import deliver_otp
+from wingman.domain.admin.queues import keep_failed
 from wingman.domain.ai.jobs import ReplyRuntime, generate_reply, reconcile_cron, reconcile_replies
 from wingman.domain.catalog.cache import (
     CatalogCache,
     start_invalidation_listener,
     stop_invalidation_listener,
 )
+from wingman.domain.imports.jobs import (
+    import_transcript,
+    reconcile_imports,
+    reconcile_imports_cron,
+)
 from wingman.domain.realtime.events import EventBus, event_bus
+from wingman.domain.retention.sweep import retention_cron, retention_sweep
 from wingman.job_recovery import RecoveringQueue, with_heartbeat
 from wingman.queues import create_queue
 from wingman.server.database import create_engine, session_maker
@@ -77,7 +84,7 @@ async def ping(ctx: WorkerContext, *, echo: str = "") -> dict[str, Any]:
 QUEUE_FUNCTIONS: dict[QueueName, list[JobFunction]] = {
     "ai": [ping, generate_reply],
     "default": [ping, deliver_otp, reconcile_replies],
-    "heavy": [ping],
+    "heavy": [ping, import_transcript, reconcile_imports, retention_sweep],
 }
 
 
@@ -89,7 +96,7 @@ def _no_cron(settings: Settings) -> list[CronJob[Any]]:
 CRON_JOBS: dict[QueueName, Callable[[Settings], list[CronJob[Any]]]] = {
     "ai": _no_cron,
     "default": lambda settings: [reconcile_cron(settings)],
-    "heavy": _no_cron,
+    "heavy": lambda settings: [reconcile_imports_cron(settings), retention_cron(settings)],
 }
 
 
@@ -172,6 +179,8 @@ def create_worker(settings: Settings, name: QueueName) -> QueueWorker:
         if job is not None and started is not None:
             status = getattr(job.status, "value", str(job.status))
             observe_job(name, job.function, status, time.perf_counter() - started)
+            # For the admin's queue view: SAQ's 10-minute record TTL would hide it too soon.
+            await keep_failed(queue, job)
         structlog.contextvars.unbind_contextvars("job_id", "job_function")
 
     return QueueWorker(

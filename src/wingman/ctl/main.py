@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from wingman.ctl.audit import audit
 from wingman.ctl.backup import backup, restore
 from wingman.ctl.bench import bench
 from wingman.ctl.config import config
@@ -11,6 +12,7 @@ from wingman.ctl.dev import dev
 from wingman.ctl.doctor import doctor
 from wingman.ctl.logs import logs
 from wingman.ctl.migrate import migrate
+from wingman.ctl.queues import queues
 from wingman.ctl.status import status
 from wingman.ctl.tune import tune
 from wingman.ctl.upgrade import upgrade
@@ -20,13 +22,16 @@ from wingman.ctl.users import users
 @click.group()
 @click.version_option(package_name="wingman")
 def main() -> None:
-    """Administer Wingman: status, tuning, users, backups, upgrades, migrations, the dev stack."""
+    """Administer Wingman: status, queues, tuning, users, audit log, backups, upgrades,
+    migrations, the dev stack."""
 
 
 main.add_command(dev)
 main.add_command(migrate)
 main.add_command(tune)
 main.add_command(users)
+main.add_command(queues)
+main.add_command(audit)
 main.add_command(status)
 main.add_command(backup)
 main.add_command(restore)

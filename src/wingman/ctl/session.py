@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import click
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from wingman.config import Settings, SettingsError, load_settings
@@ -46,6 +47,9 @@ def run_in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaita
 
     try:
         return asyncio.run(main())
-    except OSError as exc:
-        click.echo(f"error: cannot reach the database: {exc}", err=True)
+    except (OSError, OperationalError) as exc:
+        # OperationalError: psycopg's refused or dropped connection, as SQLAlchemy wraps it.
+        reason = getattr(exc, "orig", None) or exc
+        first = str(reason).strip().splitlines()
+        click.echo(f"error: cannot reach the database: {first[0] if first else reason}", err=True)
         raise SystemExit(EXIT_DOWN) from None

@@ -35,6 +35,8 @@ def status(data_dir: Path | None, metrics_window: float, as_json: bool) -> None:
       postgres  connections used vs max, database size, cache hit ratio, replication,
                 age of the last backup
       redis     memory vs maxmemory, evictions, eviction policy, per role
+      retention when the daily sweep of old rows last finished, rows removed per kind
+                (warn when it has not finished for two days)
       disk      free space where the databases and backups live
 
     Works while the web server is down: PostgreSQL and Redis are queried directly.
@@ -43,7 +45,7 @@ def status(data_dir: Path | None, metrics_window: float, as_json: bool) -> None:
     Exit status:
       0  healthy
       1  degraded: a worker is down, a queue has no worker, a resource is near its limit,
-         or the last backup is too old
+         the retention sweep is overdue, or the last backup is too old
       2  down: web, PostgreSQL or a Redis role is down (the API cannot serve)
     """
     from wingman.ops.health import collect

@@ -54,6 +54,8 @@ __all__ = [
     "DataExportStatus",
     "EnumString",
     "GlobalConfig",
+    "ImportFormat",
+    "ImportStatus",
     "JSONValue",
     "Message",
     "MessageSender",
@@ -64,6 +66,7 @@ __all__ = [
     "ReplyLength",
     "SessionEvent",
     "SessionEventType",
+    "SessionImport",
     "TargetProfile",
     "Tone",
     "User",
@@ -120,6 +123,8 @@ class MessageSender(enum.StrEnum):
     USER = "user"
     AI = "ai"
     SYSTEM = "system"
+    # The other side of an imported conversation: context for replies, never answered itself.
+    CONTACT = "contact"
 
 
 class ProcessingStatus(enum.StrEnum):
@@ -136,6 +141,17 @@ class DataExportStatus(enum.StrEnum):
     READY = "ready"
     FAILED = "failed"
     EXPIRED = "expired"
+
+
+class ImportFormat(enum.StrEnum):
+    TEXT = "text"
+    TELEGRAM = "telegram"
+
+
+class ImportStatus(enum.StrEnum):
+    QUEUED = "queued"
+    DONE = "done"
+    FAILED = "failed"
 
 
 class SessionEventType(enum.StrEnum):
@@ -488,6 +504,11 @@ class Message(TimestampedBase):
     # The provider's own words for a failure, for operators; users see ``error`` only.
     failure_detail: Mapped[str | None] = mapped_column(Text)
 
+    # The transcript import that wrote this row; NULL otherwise. No foreign key: deleting an
+    # import would then scan the messages table (no index on this column, which would cost a
+    # full build on a large table); imported rows go with their session, as every message does.
+    import_id: Mapped[UUID | None]
+
     session: Mapped[ChatSession] = relationship(back_populates="messages", lazy="raise")
 
 
@@ -510,6 +531,43 @@ class SessionEvent(AppendOnlyBase):
     payload: Mapped[dict[str, Any]] = mapped_column(
         JSONB, default=dict, server_default=text("'{}'::jsonb")
     )
+
+
+class SessionImport(TimestampedBase):
+    """An uploaded chat transcript and the outcome of parsing it into a session's messages."""
+
+    __tablename__ = "session_imports"
+    __table_args__ = (
+        one_of("format", ImportFormat),
+        one_of("status", ImportStatus),
+        CheckConstraint("size_bytes >= 0", name="size_bytes_not_negative"),
+        Index("ix_session_imports_session_id", "session_id"),
+        Index("ix_session_imports_user_id", "user_id"),
+        # Only unfinished imports are indexed: the reconciler's scan stays tiny.
+        Index(
+            "ix_session_imports_queued",
+            "created_at",
+            postgresql_where=text("status = 'queued'"),
+        ),
+    )
+
+    session_id: Mapped[UUID] = mapped_column(ForeignKey("chat_sessions.id", ondelete="CASCADE"))
+    user_id: Mapped[UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    format: Mapped[ImportFormat] = mapped_column(EnumString(ImportFormat))
+    # The transcript's name for the user: their lines become the user's messages.
+    me: Mapped[str] = mapped_column(String(100))
+    status: Mapped[ImportStatus] = mapped_column(
+        EnumString(ImportStatus),
+        default=ImportStatus.QUEUED,
+        server_default=ImportStatus.QUEUED.value,
+    )
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    message_count: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    # ``[{"line": n, "message": "..."}]``, the first errors found; empty unless failed.
+    errors: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONB, default=list, server_default=text("'[]'::jsonb")
+    )
+    finished_at: Mapped[datetime | None]
 
 
 # --- Privacy and administration ---------------------------------------------------------------

@@ -141,6 +141,8 @@ class DevStack:
             "server": {"port": state.web_port},
             # Shared by the stack's web and worker processes (GET /metrics merges them).
             "metrics": {"dir": str(self.root / "metrics")},
+            # Uploaded transcripts: written by web, read by the heavy worker.
+            "imports": {"dir": str(self.root / "imports")},
             "security": {
                 "secret_key": state.secret_key,
                 "jwt_key": state.jwt_key,

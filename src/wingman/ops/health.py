@@ -2,8 +2,8 @@
 
 Verdict: **down** (exit 2) when the API cannot serve — web, PostgreSQL or either Redis role is
 down (the readiness probe needs all four); **degraded** (exit 1) when anything else is wrong — a
-worker down, a queue with no live worker, a resource near its limit, an old backup; otherwise
-**healthy** (exit 0).
+worker down, a queue with no live worker, a resource near its limit, an old backup, a retention
+sweep that has not finished for two days; otherwise **healthy** (exit 0).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from saq.queue.redis import RedisQueue
 
 from wingman.config import QUEUE_NAMES, Settings
+from wingman.domain.retention.sweep import LAST_RUN_KEY, SweepReport
 from wingman.ops import metrics
 from wingman.ops.backups import Connection, backup_age_seconds
 from wingman.ops.units import UnitSource, UnitState
@@ -270,6 +271,38 @@ async def queue_rows(settings: Settings, units: dict[str, UnitState]) -> list[St
     return rows
 
 
+# A daily sweep that has not finished for two days is failing (or its worker is down).
+RETENTION_MAX_AGE_S = 48 * 3600
+
+
+async def retention_row(settings: Settings) -> StatusRow:
+    """The last ``retention_sweep``: when it finished and how many rows it removed per kind."""
+    client = _client(settings.redis.queue_url)
+    try:
+        raw = await client.get(LAST_RUN_KEY)
+    except Exception as exc:  # noqa: BLE001 - reported as the row's value
+        return StatusRow(group="retention", name="last run", state="fail", value=_error(exc))
+    finally:
+        await client.aclose()
+    if raw is None:
+        return StatusRow(group="retention", name="last run", state="n/a", value="never ran")
+    report = msgspec.json.decode(raw, type=SweepReport)
+    age = (datetime.now(UTC) - report.finished_at).total_seconds()
+    removed = ", ".join(f"{count} {kind}" for kind, count in report.removed.items())
+    return StatusRow(
+        group="retention",
+        name="last run",
+        state="warn" if age > RETENTION_MAX_AGE_S else "ok",
+        value=f"{human_duration(age)} ago, removed {removed}",
+        figures={
+            "finished_at": report.finished_at.isoformat(),
+            "age_s": round(age),
+            "seconds": report.seconds,
+            "removed": report.removed,
+        },
+    )
+
+
 # -- web and disk ------------------------------------------------------------------------------
 
 
@@ -353,9 +386,10 @@ def collect(
             postgres_rows(settings),
             redis_row("queue", settings.redis.queue_url),
             redis_row("cache", settings.redis.effective_cache_url),
+            retention_row(settings),
         )
-        queues, postgres, queue_redis, cache_redis = results
-        return [*queues, *postgres, queue_redis, cache_redis]
+        queues, postgres, queue_redis, cache_redis, retention = results
+        return [*queues, *postgres, queue_redis, cache_redis, retention]
 
     rows += asyncio.run(services())
     # The backup row belongs with PostgreSQL's rows, ahead of Redis.

@@ -41,6 +41,8 @@ async def test_two_user_matrix(
         ("POST", "/api/v1/sessions", {"profile_id": p}),
         ("PATCH", f"/api/v1/sessions/{bobs_chat['id']}", {"profile_id": p}),
         ("POST", f"/api/v1/sessions/{bobs_chat['id']}/events", {"type": "sent", "message_id": m}),
+        # A transcript into Alice's session (refused before any byte is stored).
+        ("POST", f"/api/v1/sessions/{s}/imports?format=text&me=Bob", None),
     ]
     for method, url, body in requests:
         response = await client.request(method, url, json=body, headers=bob.headers)

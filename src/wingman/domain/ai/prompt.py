@@ -89,7 +89,8 @@ def fit_history(history: list[Message], token_budget: int) -> list[Message]:
 def build_request(context: PromptContext, config: AiConfig) -> ReplyRequest:
     messages = [PromptMessage("system", system_prompt(context))]
     for message in fit_history(context.history, config.context_tokens):
-        role: Role = "user" if message.sender is MessageSender.USER else "assistant"
+        # An imported contact's lines are context the user brings, like the user's own.
+        role: Role = "assistant" if message.sender is MessageSender.AI else "user"
         messages.append(PromptMessage(role, message.content))
     return ReplyRequest(
         messages=messages,
@@ -127,7 +128,7 @@ async def load_context(
                 Message.id != ai_message.id,
                 tuple_(Message.created_at, Message.id) <= tuple_(*bound),
                 or_(
-                    Message.sender == MessageSender.USER,
+                    Message.sender.in_((MessageSender.USER, MessageSender.CONTACT)),
                     and_(
                         Message.sender == MessageSender.AI,
                         Message.processing_status == ProcessingStatus.DONE,

@@ -56,6 +56,26 @@ class AiConfig(ConfigValue):
     context_tokens: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 3_000
 
 
+Days = Annotated[int, msgspec.Meta(ge=1, le=36_500)]
+
+
+class Retention(ConfigValue):
+    """How long rows are kept, in days; the daily ``retention_sweep`` deletes older ones."""
+
+    # One-time code requests, counted from their creation (each expires 10 minutes after it).
+    otp_requests_days: Days = 7
+    # Refresh tokens this long after they expired or were revoked.
+    refresh_tokens_days: Days = 30
+    # Feedback events (copied, sent, liked, ...).
+    session_events_days: Days = 30
+    # Records of finished transcript imports (their status and errors; the messages stay).
+    session_imports_days: Days = 30
+    # Messages of every session; null keeps them until the user deletes them.
+    messages_days: Days | None = None
+    # Rows examined per short transaction: the longest any row lock is held.
+    batch_size: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 1_000
+
+
 Period = Literal["second", "minute", "hour", "day"]
 
 
@@ -131,6 +151,7 @@ REGISTRY: dict[str, ConfigKey] = {
             public_fields=("max_content_length",),
         ),
         ConfigKey("ai", AiConfig, "Reply generation: provider, model and prompt budget."),
+        ConfigKey("retention", Retention, "How many days old rows are kept (daily sweep)."),
         ConfigKey(
             "rate_limits",
             RateLimits,

@@ -1,0 +1,1 @@
+"""Chat transcript imports: upload, parse in the ``heavy`` queue, store all or nothing."""

@@ -1,0 +1,1 @@
+"""Retention: old rows deleted daily, in small batches, per the ``retention`` global config."""

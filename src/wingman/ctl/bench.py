@@ -42,12 +42,12 @@ def bench() -> None:
 def _finish(result: dict[str, Any], out: Path, as_json: bool) -> None:
     from wingman.loadtest.report import markdown, write_results
 
-    json_path, md_path = write_results(result, out)
+    written = write_results(result, out)
     if as_json:
         emit_object(result, as_json=True)
     else:
         click.echo(markdown(result))
-    progress(f"results written to {json_path} and {md_path}")
+    progress("results written to " + ", ".join(map(str, written)))
 
 
 @bench.command("load")

@@ -12,6 +12,7 @@ from wingman.ctl.doctor import doctor
 from wingman.ctl.logs import logs
 from wingman.ctl.migrate import migrate
 from wingman.ctl.status import status
+from wingman.ctl.top import top
 from wingman.ctl.tune import tune
 from wingman.ctl.upgrade import upgrade
 from wingman.ctl.users import users
@@ -20,7 +21,7 @@ from wingman.ctl.users import users
 @click.group()
 @click.version_option(package_name="wingman")
 def main() -> None:
-    """Administer Wingman: status, tuning, users, backups, upgrades, migrations, the dev stack."""
+    """Administer Wingman: status, top, tuning, users, backups, upgrades, migrations, dev stack."""
 
 
 main.add_command(dev)
@@ -28,6 +29,7 @@ main.add_command(migrate)
 main.add_command(tune)
 main.add_command(users)
 main.add_command(status)
+main.add_command(top)
 main.add_command(backup)
 main.add_command(restore)
 main.add_command(doctor)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import xml.etree.ElementTree as ET
+from pathlib import Path
 from typing import Any
 
+from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
+from wingman.ctl.main import main
 from wingman.loadtest.plot import capacity_svg, nice_ticks
 from wingman.loadtest.report import markdown
 
@@ -95,3 +99,18 @@ def test_ticks_cover_the_range_in_round_even_steps(low: float, span: float) -> N
     (gap,) = steps
     mantissa = gap / 10 ** math.floor(math.log10(gap))
     assert round(mantissa, 6) in {1, 2, 5, 10}
+
+
+def test_bench_plot_draws_a_results_file_and_refuses_another(tmp_path: Path) -> None:
+    results = tmp_path / "2026-12-05-capacity.json"
+    results.write_text(json.dumps(capacity([step(10, 12.0, 30.0), step(20, 40.0, 55.5)])))
+    drawn = CliRunner().invoke(main, ["bench", "plot", str(results)])
+    assert drawn.exit_code == 0, drawn.output
+    root = ET.parse(results.with_suffix(".svg")).getroot()  # noqa: S314 - our own output
+    assert len(list(root.iter(f"{SVG}polyline"))) == 5
+    other = tmp_path / "load.json"
+    other.write_text(json.dumps({"name": "load", "users": 5}))
+    refused = CliRunner().invoke(main, ["bench", "plot", str(other)])
+    assert refused.exit_code == 2
+    assert "not the results file of `bench capacity`" in refused.output
+    assert not other.with_suffix(".svg").exists()

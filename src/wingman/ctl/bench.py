@@ -267,3 +267,22 @@ def project(*, cores: int, ram_gb: float, source: Path | None, out: Path, as_jso
         )
         return
     click.echo("\n".join(projection_lines(projection, str(path), model.get("cycle_s", 60.0))))
+
+
+@bench.command("plot")
+@click.argument("results", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+def plot(results: Path) -> None:
+    """Draw the picture of a `bench capacity` RESULTS file (JSON) as an SVG beside it.
+
+    `bench capacity` draws its own; this draws it again, or for a file written before it did.
+    Exit 2 when RESULTS is not the JSON of a capacity search.
+    """
+    from wingman.loadtest.plot import write_capacity_svg
+
+    try:
+        result = msgspec.json.decode(results.read_bytes())
+        path = write_capacity_svg(result, results.with_suffix(".svg"))
+    except (msgspec.DecodeError, KeyError, TypeError, IndexError, ValueError):
+        click.echo(f"error: {results} is not the results file of `bench capacity`", err=True)
+        raise SystemExit(EXIT_DOWN) from None
+    progress(f"picture written to {path}")

@@ -150,11 +150,13 @@ def render(title: str, users: Sequence[float], charts: Sequence[Chart]) -> str:
 
 def capacity_charts(steps: Sequence[dict[str, Any]]) -> list[Chart]:
     """REST latency percentiles and CPU per process tree, one value per step."""
+    # A step without a REST sample (every user failed to sign in) is drawn at zero.
     latency = [
         Series(name, [float(step["rest"][key] or 0.0) for step in steps])
         for name, key in PERCENTILES
     ]
-    components = list(steps[0]["processes"]) if steps else []
+    # Every process tree of any step, in the order the steps name them.
+    components = list(dict.fromkeys(name for step in steps for name in step["processes"]))
     cpu = [
         Series(
             name,

@@ -1,4 +1,5 @@
-"""`wingmanctl bench` end to end with several generators: a real stack, real users, a cost model.
+"""`wingmanctl bench` end to end with several generators: a real stack, real users, a cost model;
+a tiny capacity search and its picture; `wingmanctl top` watching the same stack.
 
 One development stack is brought up for the module (real PostgreSQL, Redis, Granian and SAQ
 processes) and brought down afterwards.
@@ -9,13 +10,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from wingman.devstack.processes import free_port
@@ -143,3 +149,153 @@ def test_project_without_a_cost_model_says_so(tmp_path: Path) -> None:
     shown = ctl("bench", "project", "--cores", "4", "--ram", "8", "--from", str(old))
     assert shown.returncode == 2
     assert "no cost model" in shown.stderr
+
+
+# -- the capacity search and its picture -------------------------------------------------------
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def test_a_tiny_capacity_search_draws_its_steps(stack_dir: Path, tmp_path: Path) -> None:
+    run = ctl(
+        "bench",
+        "capacity",
+        "--start",
+        "2",
+        "--step",
+        "2",
+        "--max-users",
+        "4",
+        "--duration",
+        "5",
+        "--cycle",
+        "5",
+        "--data-dir",
+        str(stack_dir),
+        "--out",
+        str(tmp_path),
+    )
+    # 0 (2 users held), or 1 on a test machine too busy for the latency budget; never a crash.
+    assert run.returncode in {0, 1}, run.stderr
+    (results,) = tmp_path.glob("*-capacity.json")
+    steps = json.loads(results.read_text())["steps"]
+    svg = results.with_suffix(".svg")
+    assert f"]({svg.name})" in results.with_suffix(".md").read_text()
+    assert str(svg) in run.stderr
+    root = ET.parse(svg).getroot()  # noqa: S314 - the file this test just had written
+    assert root.tag == f"{SVG}svg"
+    lines = {
+        line.get("data-series"): line.get("points", "") for line in root.iter(f"{SVG}polyline")
+    }
+    assert set(lines) == {"p50", "p95", "p99", *steps[0]["processes"]}
+    assert {"web", "worker-ai", "postgres", "redis-queue", "redis-cache"} <= set(lines)
+    assert all(len(points.split()) == len(steps) for points in lines.values())
+    texts = {"".join(text.itertext()) for text in root.iter(f"{SVG}text")}
+    assert {"users", "milliseconds", "% of one core"} <= texts
+
+
+# -- wingmanctl top ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def busy_stack(stack_dir: Path) -> Iterator[Path]:
+    """Requests to the stack from a thread for as long as the test runs."""
+    url = f"http://127.0.0.1:{DevStack(stack_dir).state().web_port}/health/live"
+    done = threading.Event()
+
+    def ask() -> None:
+        with httpx.Client(timeout=5) as client:
+            while not done.is_set():
+                client.get(url)
+                time.sleep(0.02)
+
+    thread = threading.Thread(target=ask, daemon=True)
+    thread.start()
+    yield stack_dir
+    done.set()
+    thread.join(10)
+
+
+def shown_value(table: str, row: str) -> str:
+    """The "now" column of one row of the table `top` prints."""
+    for line in table.splitlines():
+        if line.strip().startswith(row + "  "):
+            return line.strip()[len(row) :].split()[0]
+    raise AssertionError(f"no row {row!r} in:\n{table}")
+
+
+def start_top(*args: str, env: dict[str, str] = ENV) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*CTL, "top", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+
+
+def check_live_frames_then_ctrl_c(live: subprocess.Popen[str]) -> None:
+    """Not a terminal, the live view prints one frame after the other: read two, then Ctrl-C."""
+    assert live.stdout is not None
+    frames = 0
+    while frames < 2:
+        line = live.stdout.readline()
+        assert line, live.communicate()[1]
+        if line.strip().startswith("requests/s  "):
+            frames += 1
+    live.send_signal(signal.SIGINT)
+    assert live.wait(30) == 0
+
+
+def test_top_shows_real_figures_live_once_and_as_json(busy_stack: Path) -> None:
+    # The three views at once: each command takes seconds to start on a busy test machine.
+    folder = ("--data-dir", str(busy_stack))
+    live = start_top("--interval", "0.5", *folder)
+    once = start_top("--once", "--interval", "1", *folder)
+    as_json = start_top("--json", "--interval", "1", *folder)
+    try:
+        table, errors = once.communicate(timeout=120)
+        assert once.returncode == 0, errors
+        assert float(shown_value(table, "requests/s")) > 0
+        assert shown_value(table, "latency p95 ms") != "no"  # "no requests"
+        # 0 once every socket closed; "not exported" before the first socket of this stack.
+        assert shown_value(table, "users online") in {"0", "not"}
+        for unit in ("web", "worker-ai", "postgres", "redis-queue", "redis-cache"):
+            assert shown_value(table, f"cpu {unit}") not in {"down", "-"}
+
+        text, errors = as_json.communicate(timeout=120)
+        assert as_json.returncode == 0, errors
+        data = json.loads(text)
+        assert data["layout"] == "development"
+        assert data["requests_per_s"] > 0
+        assert 0 < data["p50_ms"] <= data["p95_ms"]
+        assert data["error_rate"] == 0
+        assert set(data["queues"]) == {"ai", "default", "heavy"}
+        assert data["replies_in_flight"] >= 0
+        assert set(data["cpu_percent"]) == {
+            "web",
+            "worker-ai",
+            "worker-default",
+            "worker-heavy",
+            "postgres",
+            "redis-queue",
+            "redis-cache",
+        }
+        # The web server answered requests all along: its processes used CPU.
+        assert data["cpu_percent"]["web"] > 0
+        assert data["units_down"] == []
+
+        check_live_frames_then_ctrl_c(live)
+    finally:
+        for process in (live, once, as_json):
+            if process.poll() is None:
+                process.kill()
+                process.wait(10)
+
+
+def test_top_says_when_metrics_do_not_answer(stack_dir: Path) -> None:
+    # The stack's own settings with a port nothing listens on: no /metrics to read.
+    env = ENV | {
+        "WINGMAN_CONFIG": str(stack_dir / "wingman.toml"),
+        "WINGMAN_SERVER__PORT": str(free_port()),
+    }
+    silent = start_top("--once", env=env)
+    _, errors = silent.communicate(timeout=120)
+    assert silent.returncode == 2
+    assert "do not answer" in errors

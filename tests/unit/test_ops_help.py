@@ -14,6 +14,15 @@ COMMANDS = {
     ("restore",): ["FILE", "--yes", "--data-dir", "Exit status", "64", "--single-transaction"],
     ("doctor",): ["--data-dir", "--json", "Exit status", "fix", "secrets", "tuning", "clock"],
     ("logs",): ["--follow", "--lines", "--data-dir", "journalctl", "worker-heavy"],
+    ("top",): [
+        "--data-dir",
+        "--interval",
+        "--history",
+        "--once",
+        "--json",
+        "Exit status",
+        "Ctrl-C",
+    ],
 }
 
 
@@ -27,5 +36,5 @@ def test_help_is_complete(command: tuple[str, ...]) -> None:
 
 def test_top_level_help_lists_the_commands() -> None:
     result = CliRunner().invoke(main, ["--help"])
-    for name in ("status", "backup", "restore", "doctor", "logs"):
+    for name in ("status", "top", "backup", "restore", "doctor", "logs"):
         assert name in result.output

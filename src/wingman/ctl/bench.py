@@ -42,12 +42,12 @@ def bench() -> None:
 def _finish(result: dict[str, Any], out: Path, as_json: bool) -> None:
     from wingman.loadtest.report import markdown, write_results
 
-    json_path, md_path = write_results(result, out)
+    written = write_results(result, out)
     if as_json:
         emit_object(result, as_json=True)
     else:
         click.echo(markdown(result))
-    progress(f"results written to {json_path} and {md_path}")
+    progress("results written to " + ", ".join(map(str, written)))
 
 
 @bench.command("load")
@@ -267,3 +267,22 @@ def project(*, cores: int, ram_gb: float, source: Path | None, out: Path, as_jso
         )
         return
     click.echo("\n".join(projection_lines(projection, str(path), model.get("cycle_s", 60.0))))
+
+
+@bench.command("plot")
+@click.argument("results", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+def plot(results: Path) -> None:
+    """Draw the picture of a `bench capacity` RESULTS file (JSON) as an SVG beside it.
+
+    `bench capacity` draws its own; this draws it again, or for a file written before it did.
+    Exit 2 when RESULTS is not the JSON of a capacity search.
+    """
+    from wingman.loadtest.plot import write_capacity_svg
+
+    try:
+        result = msgspec.json.decode(results.read_bytes())
+        path = write_capacity_svg(result, results.with_suffix(".svg"))
+    except (msgspec.DecodeError, KeyError, TypeError, IndexError, ValueError):
+        click.echo(f"error: {results} is not the results file of `bench capacity`", err=True)
+        raise SystemExit(EXIT_DOWN) from None
+    progress(f"picture written to {path}")

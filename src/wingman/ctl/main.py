@@ -14,6 +14,7 @@ from wingman.ctl.logs import logs
 from wingman.ctl.migrate import migrate
 from wingman.ctl.queues import queues
 from wingman.ctl.status import status
+from wingman.ctl.top import top
 from wingman.ctl.tune import tune
 from wingman.ctl.upgrade import upgrade
 from wingman.ctl.users import users
@@ -22,7 +23,7 @@ from wingman.ctl.users import users
 @click.group()
 @click.version_option(package_name="wingman")
 def main() -> None:
-    """Administer Wingman: status, queues, tuning, users, audit log, backups, upgrades,
+    """Administer Wingman: status, top, queues, tuning, users, audit log, backups, upgrades,
     migrations, the dev stack."""
 
 
@@ -33,6 +34,7 @@ main.add_command(users)
 main.add_command(queues)
 main.add_command(audit)
 main.add_command(status)
+main.add_command(top)
 main.add_command(backup)
 main.add_command(restore)
 main.add_command(doctor)

@@ -55,6 +55,11 @@ def _rss_bytes(pid: int) -> int:
         return 0
 
 
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds used so far by ``root`` and its whole process tree (0 when it is gone)."""
+    return sum(_cpu_seconds(pid) for pid in process_tree([root]))
+
+
 @dataclass
 class ProcessSampler:
     roots: dict[str, int]
@@ -62,11 +67,8 @@ class ProcessSampler:
     _cpu_start: dict[str, float] = field(default_factory=dict)
     _cpu_end: dict[str, float] = field(default_factory=dict)
 
-    def _cpu(self, root: int) -> float:
-        return sum(_cpu_seconds(pid) for pid in process_tree([root]))
-
     def start(self) -> None:
-        self._cpu_start = {name: self._cpu(pid) for name, pid in self.roots.items()}
+        self._cpu_start = {name: tree_cpu_seconds(pid) for name, pid in self.roots.items()}
 
     def sample(self) -> None:
         for name, root in self.roots.items():
@@ -74,7 +76,7 @@ class ProcessSampler:
             self.peak_rss[name] = max(self.peak_rss.get(name, 0), rss)
 
     def stop(self) -> None:
-        self._cpu_end = {name: self._cpu(pid) for name, pid in self.roots.items()}
+        self._cpu_end = {name: tree_cpu_seconds(pid) for name, pid in self.roots.items()}
 
     def cpu_seconds(self) -> dict[str, float]:
         """CPU seconds each tree used between :meth:`start` and :meth:`stop`."""

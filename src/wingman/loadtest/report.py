@@ -8,16 +8,26 @@ from typing import Any
 import msgspec
 
 from wingman.loadtest.costmodel import Projection
+from wingman.loadtest.plot import write_capacity_svg
 
 
-def write_results(result: dict[str, Any], folder: Path) -> tuple[Path, Path]:
+def stem(result: dict[str, Any]) -> str:
+    """The results files' name without suffix: ``<date>-<name>``."""
+    return f"{result['taken_at'][:10]}-{result['name']}"
+
+
+def write_results(result: dict[str, Any], folder: Path) -> list[Path]:
+    """The JSON and the Markdown; for a capacity search also its picture (SVG), which the
+    Markdown links to."""
     folder.mkdir(parents=True, exist_ok=True)
-    stem = f"{result['taken_at'][:10]}-{result['name']}"
-    json_path = folder / f"{stem}.json"
-    md_path = folder / f"{stem}.md"
+    json_path = folder / f"{stem(result)}.json"
+    md_path = folder / f"{stem(result)}.md"
     json_path.write_bytes(msgspec.json.format(msgspec.json.encode(result)) + b"\n")
     md_path.write_text(markdown(result))
-    return json_path, md_path
+    written = [json_path, md_path]
+    if "steps" in result:
+        written.append(write_capacity_svg(result, folder / f"{stem(result)}.svg"))
+    return written
 
 
 def _ms(value: float | None) -> str:
@@ -107,6 +117,8 @@ def markdown(result: dict[str, Any]) -> str:
     if "steps" in result:
         body = [
             f"Highest user count that met the budget: **{result['capacity']}**.",
+            "",
+            f"![REST latency and CPU per process tree against users]({stem(result)}.svg)",
             "",
         ]
         for step in result["steps"]:

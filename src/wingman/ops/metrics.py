@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable
 
 import httpx
 import msgspec
+from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 REQUESTS = "wingman_requests"
@@ -44,10 +46,15 @@ class WebFigures(msgspec.Struct, frozen=True, kw_only=True):
 
 def parse_scrape(text: str) -> Scrape:
     """Sum the counters over all label sets (every path and method) of one exposition."""
+    return scrape_of(text_string_to_metric_families(text))
+
+
+def scrape_of(families: Iterable[Metric]) -> Scrape:
+    """:func:`parse_scrape` of already parsed families (so other readers parse the text once)."""
     requests = errors = 0.0
     buckets: dict[float, float] = {}
     websockets: float | None = None
-    for family in text_string_to_metric_families(text):
+    for family in families:
         for sample in family.samples:
             if family.name == REQUESTS and sample.name == f"{REQUESTS}_total":
                 requests += sample.value

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.support.accounts import Caller, create_caller
 from wingman.config import Settings
+from wingman.queues import create_queue
 
 
 def samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
@@ -94,3 +95,30 @@ async def test_storage_and_queue_gauges_are_present(
     assert {dict(k)["state"] for k in depth} == {"queued", "active", "scheduled"}
     redis = samples(text, "wingman_redis_command_duration_seconds_count")
     assert sum(redis.values()) > 0
+
+
+async def test_oldest_waiting_job_age_is_read_from_the_queue(
+    client: AsyncTestClient[Litestar], admin: Caller, settings: Settings
+) -> None:
+    """An hour-old job at the head of a queue shows as its age; none waiting shows 0."""
+    # The app's own queue lives on the test client's event loop; this one is on the test's.
+    queue = create_queue(settings, "heavy")
+
+    def oldest(text: str) -> dict[str, float]:
+        return {
+            dict(k)["queue"]: v for k, v in samples(text, "wingman_queue_oldest_seconds").items()
+        }
+
+    assert oldest(await scrape(client, admin))["heavy"] == 0
+    job = await queue.enqueue("monitoring_probe", timeout=5)
+    assert job is not None
+    try:
+        # Backdate its enqueue time by an hour, as if no worker had taken it since.
+        job.queued -= 3_600_000
+        await queue.redis.set(job.id, queue.serialize(job))
+        age = oldest(await scrape(client, admin))["heavy"]
+        assert 3_600 <= age < 3_700
+    finally:
+        await queue.abort(job, "test over")
+        await queue.disconnect()
+    assert oldest(await scrape(client, admin))["heavy"] == 0

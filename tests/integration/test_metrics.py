@@ -7,6 +7,8 @@ multi-process figures are covered end to end (tests/e2e/test_metrics_processes.p
 
 from __future__ import annotations
 
+import time
+
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -115,9 +117,15 @@ async def test_oldest_waiting_job_age_is_read_from_the_queue(
     try:
         # Backdate its enqueue time by an hour, as if no worker had taken it since.
         job.queued -= 3_600_000
+        job.touched = job.queued
         await queue.redis.set(job.id, queue.serialize(job))
         age = oldest(await scrape(client, admin))["heavy"]
         assert 3_600 <= age < 3_700
+        # Put back for a retry a minute ago: the wait counts from then.
+        job.touched = int((time.time() - 60) * 1000)
+        await queue.redis.set(job.id, queue.serialize(job))
+        age = oldest(await scrape(client, admin))["heavy"]
+        assert 60 <= age < 120
     finally:
         await queue.abort(job, "test over")
         await queue.disconnect()

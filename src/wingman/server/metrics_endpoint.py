@@ -64,10 +64,12 @@ async def _require_admin(request: Request[Any, Any, Any], settings: Settings) ->
 
 
 async def oldest_waiting_seconds(queue: Queue) -> float:
-    """How long the job at the head of ``queue``'s waiting list has waited since it was enqueued.
+    """How long the job at the head of ``queue``'s waiting list has waited to be taken.
 
     SAQ appends to the right of its ``queued`` list and workers take from the left, so the head
-    is the oldest; 0 when nothing waits (or the job record is already gone).
+    is the oldest; 0 when nothing waits (or the job record is already gone). The wait counts
+    from the latest of: enqueued, put back for a retry (SAQ's ``touched``; the retry delay is
+    counted too), due (a scheduled job), so a retried or scheduled job is not taken for stuck.
     """
     if not isinstance(queue, RedisQueue):
         return 0.0
@@ -77,7 +79,8 @@ async def oldest_waiting_seconds(queue: Queue) -> float:
     job = queue.deserialize(await queue.redis.get(head))
     if job is None or not job.queued:
         return 0.0
-    return max(0.0, time.time() - job.queued / 1000)
+    since = max(job.queued / 1000, job.touched / 1000, float(job.scheduled))
+    return max(0.0, time.time() - since)
 
 
 async def sample_queue_depths(queues: dict[str, Queue]) -> None:

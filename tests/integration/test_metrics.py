@@ -7,6 +7,8 @@ multi-process figures are covered end to end (tests/e2e/test_metrics_processes.p
 
 from __future__ import annotations
 
+import time
+
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -14,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.support.accounts import Caller, create_caller
 from wingman.config import Settings
+from wingman.queues import create_queue
 
 
 def samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
@@ -94,3 +97,36 @@ async def test_storage_and_queue_gauges_are_present(
     assert {dict(k)["state"] for k in depth} == {"queued", "active", "scheduled"}
     redis = samples(text, "wingman_redis_command_duration_seconds_count")
     assert sum(redis.values()) > 0
+
+
+async def test_oldest_waiting_job_age_is_read_from_the_queue(
+    client: AsyncTestClient[Litestar], admin: Caller, settings: Settings
+) -> None:
+    """An hour-old job at the head of a queue shows as its age; none waiting shows 0."""
+    # The app's own queue lives on the test client's event loop; this one is on the test's.
+    queue = create_queue(settings, "heavy")
+
+    def oldest(text: str) -> dict[str, float]:
+        return {
+            dict(k)["queue"]: v for k, v in samples(text, "wingman_queue_oldest_seconds").items()
+        }
+
+    assert oldest(await scrape(client, admin))["heavy"] == 0
+    job = await queue.enqueue("monitoring_probe", timeout=5)
+    assert job is not None
+    try:
+        # Backdate its enqueue time by an hour, as if no worker had taken it since.
+        job.queued -= 3_600_000
+        job.touched = job.queued
+        await queue.redis.set(job.id, queue.serialize(job))
+        age = oldest(await scrape(client, admin))["heavy"]
+        assert 3_600 <= age < 3_700
+        # Put back for a retry a minute ago: the wait counts from then.
+        job.touched = int((time.time() - 60) * 1000)
+        await queue.redis.set(job.id, queue.serialize(job))
+        age = oldest(await scrape(client, admin))["heavy"]
+        assert 60 <= age < 120
+    finally:
+        await queue.abort(job, "test over")
+        await queue.disconnect()
+    assert oldest(await scrape(client, admin))["heavy"] == 0

@@ -115,12 +115,28 @@ WEBSOCKET_FRAMES = Counter(
     ["direction"],
 )
 
+# --- Backups --------------------------------------------------------------------------------
+
+BACKUP_LAST_SUCCESS = Gauge(
+    "wingman_backup_last_success_timestamp_seconds",
+    "When the newest backup in the backup folder was made (Unix time); absent while there is "
+    "none. Read from the folder when /metrics is scraped.",
+    multiprocess_mode="mostrecent",
+)
+
 # --- Jobs -----------------------------------------------------------------------------------
 
 QUEUE_DEPTH = Gauge(
     "wingman_queue_depth",
     "Jobs per queue and state (queued, active, scheduled), sampled when /metrics is scraped.",
     ["queue", "state"],
+    multiprocess_mode="mostrecent",
+)
+QUEUE_OLDEST = Gauge(
+    "wingman_queue_oldest_seconds",
+    "Age of the oldest job waiting in each queue (0 when none waits), sampled when /metrics is "
+    "scraped.",
+    ["queue"],
     multiprocess_mode="mostrecent",
 )
 JOB_DURATION = Histogram(

@@ -12,6 +12,7 @@ from wingman.ctl.doctor import doctor
 from wingman.ctl.logs import logs
 from wingman.ctl.migrate import migrate
 from wingman.ctl.status import status
+from wingman.ctl.tls import tls
 from wingman.ctl.tune import tune
 from wingman.ctl.upgrade import upgrade
 from wingman.ctl.users import users
@@ -20,7 +21,7 @@ from wingman.ctl.users import users
 @click.group()
 @click.version_option(package_name="wingman")
 def main() -> None:
-    """Administer Wingman: status, tuning, users, backups, upgrades, migrations, the dev stack."""
+    """Administer Wingman: status, tuning, users, TLS, backups, upgrades, migrations, dev stack."""
 
 
 main.add_command(dev)
@@ -35,3 +36,4 @@ main.add_command(logs)
 main.add_command(config)
 main.add_command(bench)
 main.add_command(upgrade)
+main.add_command(tls)

@@ -61,9 +61,10 @@ class RunningProxy:
 
 @contextmanager
 def running_proxy(
-    settings: Settings, folder: Path, env: dict[str, str] | None = None
+    settings: Settings, folder: Path, json_config: Path | None = None
 ) -> Iterator[RunningProxy]:
-    """``caddy run`` with the validated, installed config of ``settings``; SIGTERM at the end."""
+    """``caddy run`` with the validated, installed config of ``settings`` (or that config
+    adapted to JSON and changed by the test: ``json_config``); SIGTERM at the end."""
     installed = proxy.install(settings)
     log = folder / "caddy.log"
     environ = {
@@ -71,12 +72,15 @@ def running_proxy(
         "HOME": str(folder),
         "XDG_CONFIG_HOME": str(folder / "caddy-config"),
         "XDG_DATA_HOME": str(folder / "caddy-data"),
-        **(env or {}),
     }
-    command = [proxy.caddy_binary(), "run", "--adapter", "caddyfile"]
+    command = [proxy.caddy_binary(), "run"]
+    if json_config is None:
+        command += ["--adapter", "caddyfile", "--config", str(installed.path)]
+    else:
+        command += ["--config", str(json_config)]
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [*command, "--config", str(installed.path)],
+            command,
             env=environ,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -105,10 +109,10 @@ def _listening(port: int) -> bool:
 
 
 def make_certificate(
-    folder: Path, name: str, *, days: int = 30, tag: str = "ok"
+    folder: Path, name: str, *, days: int = 30, tag: str = "ok", san: str = ""
 ) -> tuple[Path, Path]:
-    """A self-signed EC certificate for ``name`` and its key (openssl); ``days=-1``: one that
-    expired a day ago."""
+    """A self-signed EC certificate for ``name`` (and ``san``, openssl's subjectAltName syntax)
+    and its key; ``days=-1``: one that expired a day ago."""
     folder.mkdir(parents=True, exist_ok=True)
     cert, key, csr = (folder / f"{name}-{tag}.{kind}" for kind in ("crt", "key", "csr"))
     subprocess.run(
@@ -120,7 +124,7 @@ def make_certificate(
         capture_output=True,
     )
     extensions = folder / f"{name}-{tag}.ext"
-    extensions.write_text(f"subjectAltName=DNS:{name}\n")
+    extensions.write_text(f"subjectAltName={san or f'DNS:{name}'}\n")
     subprocess.run(
         [
             *("openssl", "x509", "-req", "-in", str(csr), "-signkey", str(key)),

@@ -453,8 +453,9 @@ def status_check(timeout: float) -> None:
 
 
 def wingman_processes() -> list[str]:
-    """Processes of the wingman user or of a Wingman Redis (the stop must leave none)."""
-    wingman_uid = pwd.getpwnam("wingman").pw_uid
+    """Processes of the wingman or caddy user (web, workers, the proxy) or of a Wingman Redis
+    (the stop must leave none)."""
+    owners = {pwd.getpwnam(name).pw_uid for name in ("wingman", "caddy")}
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -464,7 +465,7 @@ def wingman_processes() -> list[str]:
             cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
         except OSError:
             continue
-        ours = uid == wingman_uid or "/opt/wingman/" in cmdline or "redis-server" in cmdline
+        ours = uid in owners or "/opt/wingman/" in cmdline or "redis-server" in cmdline
         if ours and int(proc.name) != os.getpid():
             found.append(f"{proc.name}: {cmdline[:80]}")
     return found

@@ -134,7 +134,9 @@ def test_certificate_obtained_served_and_renewed(settings: Settings, tmp_path: P
                 {"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"},
             )
         )
-        pebble = httpx.Client(verify=str(pebble_cert))
+        pebble = stack.enter_context(
+            httpx.Client(verify=ssl.create_default_context(cafile=pebble_cert))
+        )
         assert wait_for(
             lambda: _answers(pebble, f"https://localhost:{acme_port}/dir"), 15, interval=0.2
         ), (tmp_path / "pebble.log").read_text()
@@ -170,7 +172,7 @@ def test_certificate_obtained_served_and_renewed(settings: Settings, tmp_path: P
         assert "certificate obtained successfully" in running.log_text()
 
         # The app, through the proxy, with the ACME certificate: HTTPS, HSTS, a redirect.
-        with httpx.Client(verify=str(root)) as client:
+        with httpx.Client(verify=ssl.create_default_context(cafile=root)) as client:
             ready = client.get(
                 f"https://127.0.0.1:{port}/health/ready",
                 headers={"Host": f"{DOMAIN}:{port}"},

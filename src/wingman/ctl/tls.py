@@ -176,7 +176,9 @@ def _with_public(changes: dict[str, Any], cert_dir: Path | None = None) -> Setti
 
 
 def _write_public(changes: dict[str, Any]) -> None:
-    path = _settings_file()
+    # The appliance's /etc/wingman/wingman.toml is a link to the file on the data volume:
+    # that file is rewritten, the link stays.
+    path = _settings_file().resolve()
     raw = tomllib.loads(path.read_text()) if path.is_file() else {}
     raw.setdefault("public", {}).update(changes)
     proxy.write_atomically(path, tomli_w.dumps(raw), mode=0o600)

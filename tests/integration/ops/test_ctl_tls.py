@@ -106,6 +106,10 @@ def test_import_checks_the_pair_then_serves_it_audited(settings: Settings, tmp_p
 def test_set_domain_renders_acme_and_is_audited(settings: Settings, tmp_path: Path) -> None:
     front = with_public(settings, tmp_path)
     env = child_env(front, tmp_path / "env")
+    # As on the appliance: the settings path is a link to the file on the data volume.
+    link = tmp_path / "etc-wingman.toml"
+    link.symlink_to(env["WINGMAN_CONFIG"])
+    env["WINGMAN_CONFIG"] = str(link)
     bad = tls_ctl(env, "set-domain", "not_a domain")
     assert bad.exit_code == EXIT_USAGE
     assert "not a DNS name" in bad.stderr
@@ -121,6 +125,7 @@ def test_set_domain_renders_acme_and_is_audited(settings: Settings, tmp_path: Pa
     text = Path(front.public.config_path).read_text()
     assert f"chat.example.com:{front.public.https_port} {{" in text
     assert "email ops@example.com" in text
+    assert link.is_symlink()
     audit = audit_rows(settings, "tls.set_domain")
     assert audit[-1]["details"] == {"domain": "chat.example.com", "email": True}
 

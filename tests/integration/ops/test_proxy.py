@@ -119,7 +119,7 @@ def test_internal_ca_serves_the_app_over_https_and_http2(
         with running_proxy(front, tmp_path) as running:
             root = proxy.internal_root(front.public)
             assert root.is_file(), running.log_text()[-2000:]
-            with httpx.Client(verify=str(root), http2=False) as client:
+            with httpx.Client(verify=ssl.create_default_context(cafile=root)) as client:
                 # Plain HTTP only redirects, to the same path over HTTPS.
                 answer = client.get(f"{running.http_url}/health/ready?x=1")
                 assert answer.status_code == 308

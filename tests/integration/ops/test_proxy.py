@@ -145,3 +145,22 @@ def test_internal_ca_serves_the_app_over_https_and_http2(
                 context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
             ):
                 assert tls.selected_alpn_protocol() == "h2"
+
+
+async def test_the_app_refuses_a_body_above_its_limit_too(settings: Settings) -> None:
+    """Without the proxy (development, or a request that got past it) the app answers 413."""
+    from litestar.testing import AsyncTestClient
+
+    from wingman.app import create_app
+
+    small = msgspec.structs.replace(
+        settings, server=msgspec.structs.replace(settings.server, max_body_bytes=2048)
+    )
+    async with AsyncTestClient(app=create_app(small)) as client:
+        big = await client.post(
+            "/api/v1/auth/otp/request",
+            content=b'{"channel": "email", "destination": "' + b"a" * 3000 + b'"}',
+            headers={"Content-Type": "application/json"},
+        )
+    assert big.status_code == 413, big.text
+    assert big.json()["type"] == "urn:wingman:problem:payload-too-large"

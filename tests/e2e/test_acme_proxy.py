@@ -4,9 +4,10 @@ ACME server over a real HTTP-01 challenge, the app served with it, and a renewal
 Debian's ``pebble`` is the ACME server, and its ``pebble-challtestsrv`` the test's own DNS
 server, answering 127.0.0.1 for every name: pebble resolves the domain through it and fetches
 the challenge from Caddy's HTTP port (both on free ports, so no privileges or namespaces are
-needed). Caddy runs the config Wingman renders for the domain, adapted to JSON with two test
-knobs only: pebble 2.4 issues five-year certificates, so the renewal window covers the whole
-lifetime and the renewal check runs every two seconds, and the renewal is seen within the test.
+needed). Caddy runs the config Wingman renders for the domain, adapted to JSON with three test
+knobs only: TLS-ALPN-01 is off, so the HTTP-01 challenge must pass the port-80 site; and pebble
+2.4 issues five-year certificates, so the renewal window covers the whole lifetime and the
+renewal check runs every two seconds, and the renewal is seen within the test.
 """
 
 from __future__ import annotations
@@ -155,6 +156,9 @@ def test_certificate_obtained_served_and_renewed(settings: Settings, tmp_path: P
         automation["renew_interval"] = "2s"
         for policy in automation.get("policies", []):
             policy["renewal_window_ratio"] = 1.0
+            # HTTP-01 only, so the challenge has to come through the proxy's port-80 site.
+            for issuer in policy.get("issuers", []):
+                issuer["challenges"] = {"tls-alpn": {"disabled": True}}
         (tmp_path / "caddy.json").write_text(json.dumps(caddy_json))
         running = stack.enter_context(running_proxy(front, tmp_path, tmp_path / "caddy.json"))
 
@@ -170,6 +174,7 @@ def test_certificate_obtained_served_and_renewed(settings: Settings, tmp_path: P
 
         assert wait_for(obtained, 40, interval=0.5), running.log_text()[-4000:]
         assert "certificate obtained successfully" in running.log_text()
+        assert '"challenge_type":"http-01"' in running.log_text()
 
         # The app, through the proxy, with the ACME certificate: HTTPS, HSTS, a redirect.
         with httpx.Client(verify=ssl.create_default_context(cafile=root)) as client:

@@ -156,7 +156,12 @@ def _with_public(changes: dict[str, Any], cert_dir: Path | None = None) -> Setti
     """The settings as they would be with ``changes`` in the file's ``[public]`` table, fully
     validated through the normal loader (a bad value exits 64 naming the key)."""
     path = _settings_file()
-    raw = tomllib.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        click.echo(
+            f"error: no settings file at {path} (the appliance's, or WINGMAN_CONFIG's)", err=True
+        )
+        raise SystemExit(EXIT_USAGE)
+    raw = tomllib.loads(path.read_text())
     raw.setdefault("public", {}).update(changes)
     with tempfile.TemporaryDirectory(prefix="wingman-settings-") as scratch:
         candidate = Path(scratch) / "wingman.toml"
@@ -179,7 +184,7 @@ def _write_public(changes: dict[str, Any]) -> None:
     # The appliance's /etc/wingman/wingman.toml is a link to the file on the data volume:
     # that file is rewritten, the link stays.
     path = _settings_file().resolve()
-    raw = tomllib.loads(path.read_text()) if path.is_file() else {}
+    raw = tomllib.loads(path.read_text())
     raw.setdefault("public", {}).update(changes)
     proxy.write_atomically(path, tomli_w.dumps(raw), mode=0o600)
 
@@ -216,7 +221,11 @@ def _apply(
             installed = proxy.install(settings)
             done = proxy.reload_running()
         except proxy.ProxyConfigError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(
+                f"error: {exc} (the settings file is written; the running proxy keeps its "
+                "config until `systemctl reload wingman-proxy` succeeds)",
+                err=True,
+            )
             raise SystemExit(EXIT_DOWN) from None
         progress(f"{installed.path}: {'written' if installed.changed else 'unchanged'}")
         progress(done)
@@ -245,7 +254,8 @@ def set_domain(domain: str, email: str | None, as_json: bool) -> None:
     Exit status:
       0   done (the proxy obtains the certificate in the background)
       2   the database or the proxy could not be reached
-      64  not a DNS name, a bad email, or a config the proxy refuses (nothing changed)
+      64  not a DNS name, a bad email, no settings file, or a config the proxy refuses
+          (nothing changed)
     """
     domain = domain.strip().lower().rstrip(".")
     if not valid_domain(domain):

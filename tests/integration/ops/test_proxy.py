@@ -105,15 +105,30 @@ def test_public_settings_are_checked(tmp_path: Path) -> None:
         assert expected in message
 
 
+def non_loopback_address() -> str | None:
+    """This host's IPv4 address on its default route (no packet is sent), if it has one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))
+        except OSError:
+            return None
+        address = str(probe.getsockname()[0])
+    return None if address.startswith("127.") else address
+
+
 def test_internal_ca_serves_the_app_over_https_and_http2(
     settings: Settings, tmp_path: Path
 ) -> None:
     (tmp_path / "web").mkdir()
-    with running_server(settings, tmp_path / "web") as web:
+    # As the appliance's tuning sets it: the app believes X-Forwarded-For from the proxy only.
+    server = msgspec.structs.replace(
+        settings.server, max_body_bytes=4096, trusted_proxies=proxy.trusted_proxies(settings)
+    )
+    app_settings = msgspec.structs.replace(settings, server=server)
+    with running_server(app_settings, tmp_path / "web") as web:
         port = int(web.url.rsplit(":", 1)[1])
         behind = msgspec.structs.replace(
-            settings,
-            server=msgspec.structs.replace(settings.server, port=port, max_body_bytes=4096),
+            app_settings, server=msgspec.structs.replace(server, port=port)
         )
         front = with_public(behind, tmp_path)
         with running_proxy(front, tmp_path) as running:
@@ -136,6 +151,18 @@ def test_internal_ca_serves_the_app_over_https_and_http2(
                 assert big.json()["type"] == "urn:wingman:problem:payload-too-large"
                 # Under the limit the request reaches the app (which answers it itself).
                 small = client.post(f"{running.https_url}/api/v1/auth/otp/request", json={})
+                # A client's own X-Forwarded-For is not believed: from an address that is not
+                # loopback, a forged loopback entry does not open /metrics (loopback callers
+                # need no token), while the proxy's own call from loopback does.
+                outside = non_loopback_address()
+                if outside is not None:
+                    https_port = front.public.https_port
+                    forged = client.get(
+                        f"https://{outside}:{https_port}/metrics",
+                        headers={"X-Forwarded-For": "127.0.0.1"},
+                    )
+                    assert forged.status_code == 401, forged.text
+                assert client.get(f"{running.https_url}/metrics").status_code == 200
                 assert small.json()["type"] == "urn:wingman:problem:validation-failed", small.text
             # HTTP/2 is offered (ALPN), and the certificate verifies for the address used.
             context = ssl.create_default_context(cafile=str(root))

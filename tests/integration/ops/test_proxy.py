@@ -149,6 +149,8 @@ def test_internal_ca_serves_the_app_over_https_and_http2(
                 assert big.status_code == 413
                 assert big.headers["content-type"] == "application/problem+json"
                 assert big.json()["type"] == "urn:wingman:problem:payload-too-large"
+                assert big.headers["x-content-type-options"] == "nosniff"
+                assert big.headers["x-frame-options"] == "DENY"
                 # Under the limit the request reaches the app (which answers it itself).
                 small = client.post(f"{running.https_url}/api/v1/auth/otp/request", json={})
                 # A client's own X-Forwarded-For is not believed: from an address that is not

@@ -1,4 +1,8 @@
-"""Boot check: is this Wingman up, and does a user get an AI reply? Standard library only.
+"""Boot check: is this Wingman up, and does a user get an AI reply? Over HTTPS and WSS only.
+
+The standard library, and ``websockets`` (a Wingman dependency) for the streamed reply. Every
+request goes to the front proxy (Caddy on 443), trusting only the root of the appliance's
+internal CA (``/var/lib/wingman/proxy/pki/authorities/local/root.crt``, or ``--cafile``).
 
 Two ways to run it:
 
@@ -6,17 +10,21 @@ Two ways to run it:
     In the booted image, by ``wingman-bootcheck.service``, which only starts when the kernel
     (or, in a container, PID 1's) command line holds ``wingman.bootcheck=1``, or the system
     has a credential ``wingman.bootcheck`` (a VM's SMBIOS or fw_cfg). Waits until every
-    Wingman unit is active and ``/health/ready`` answers 200, signs in and gets an AI reply,
+    Wingman unit is active and ``/health/ready`` answers 200 over HTTPS, checks that plain HTTP
+    only redirects, that Granian (8000) cannot be reached on the host's own non-loopback address
+    while the proxy can, and that ``wingmanctl tls status --json`` reports the served
+    certificate, signs in and gets an AI reply streamed over ``wss://``,
     checks ``wingmanctl status --json`` (healthy with every unit and the configured worker
     processes; degraded, naming it, while one worker unit is stopped), prints the tuning in
     force, then stops ``wingman.target``, checks that no Wingman process is left, and powers
     off. The seed file's webhook settings say where the code arrives: this script listens there.
-    With ``wingman.bootcheck=report`` it only waits for the units and readiness and prints the
-    tuning (a VM whose round trip runs from outside). With ``wingman.bootcheck=again`` (a later
+    With ``wingman.bootcheck=report`` it only waits for the units and readiness, prints the
+    internal CA's root (one ``root:`` line of base64 PEM, for the host to trust) and the tuning
+    (a VM whose round trip runs from outside). With ``wingman.bootcheck=again`` (a later
     boot on the data of an earlier one) the user must find the earlier boot's session before
     the round trip; then the tuning is printed and the system powers off.
 
-``remote --base-url URL --listen HOST:PORT --secret S``
+``remote --base-url URL --cafile ROOT --listen HOST:PORT --secret S``
     From the machine that runs a VM: the same sign-in and reply through a forwarded port, the
     code arriving at a webhook this script serves on ``HOST:PORT``.
 
@@ -27,12 +35,16 @@ One-time codes come only through the signed webhook; the code itself is never pr
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import hmac
+import http.client
 import json
 import os
 import pwd
 import queue
+import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -45,6 +57,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from websockets.sync.client import connect
+
 UNITS = (
     "wingman-firstboot.service",
     "wingman-tune.service",
@@ -56,7 +70,11 @@ UNITS = (
     "wingman-worker@ai.service",
     "wingman-worker@default.service",
     "wingman-worker@heavy.service",
+    "wingman-proxy.service",
 )
+INTERNAL_ROOT = Path("/var/lib/wingman/proxy/pki/authorities/local/root.crt")
+BASE_URL = "https://127.0.0.1"
+GRANIAN_PORT = 8000
 SEED_PATHS = (
     Path("/etc/wingman/seed.toml"),
     Path("/var/lib/wingman/seed.toml"),
@@ -119,6 +137,14 @@ class CodeInbox:
 
 # -- HTTP ---------------------------------------------------------------------------------------
 
+# Every https:// and wss:// connection verifies against the root given to trust(), and only it
+# (no system roots): names and addresses checked, TLS 1.2 at least.
+TLS = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+
+
+def trust(cafile: Path) -> None:
+    TLS.load_verify_locations(cafile=str(cafile))
+
 
 def call(
     base: str, method: str, path: str, body: Any = None, token: str | None = None
@@ -129,7 +155,7 @@ def call(
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=10, context=TLS) as response:  # noqa: S310
             raw = response.read()
             return response.status, json.loads(raw) if raw else None
     except urllib.error.HTTPError as exc:
@@ -187,29 +213,78 @@ def round_trip(
     say(f"{len(sessions['items'])} earlier session(s) of this user")
     status, session = call(base, "POST", "/api/v1/sessions", {"title": "boot check"}, token)
     expect(status, 201, "session", session)
-    status, pair = call(
-        base,
-        "POST",
-        f"/api/v1/sessions/{session['id']}/messages",
-        {"content": "She said she loves hiking. What could I answer?"},
-        token,
-    )
-    expect(status, 202, "message", pair)
-    ai_id = pair["ai_message"]["id"]
+    ws_url = "wss://" + base.split("://", 1)[1] + "/api/v1/ws"
+    # The token rides as the second offered subprotocol; the server selects "bearer".
+    offered: list[Any] = ["bearer", token]
+    with connect(ws_url, ssl=TLS, subprotocols=offered, open_timeout=10) as socket_:
+        hello = json.loads(socket_.recv(timeout=10))
+        if hello.get("type") != "hello":
+            raise CheckFailed(f"the WebSocket did not start with hello: {str(hello)[:200]}")
+        socket_.send(json.dumps({"type": "resume", "last_event_id": None}))
+        say("WebSocket open over wss:// (hello, resume)")
+        status, pair = call(
+            base,
+            "POST",
+            f"/api/v1/sessions/{session['id']}/messages",
+            {"content": "She said she loves hiking. What could I answer?"},
+            token,
+        )
+        expect(status, 202, "message", pair)
+        ai_id = pair["ai_message"]["id"]
+        streamed = stream_reply(socket_, ai_id, timeout)
+    status, page = call(base, "GET", f"/api/v1/sessions/{session['id']}/messages", None, token)
+    expect(status, 200, "messages", page)
+    reply = next(m for m in page["items"] if m["id"] == ai_id)
+    if reply["processing_status"] != "done" or not reply["content"].strip():
+        raise CheckFailed(
+            f"the AI reply is {reply['processing_status']}, {len(reply['content'])} characters"
+        )
+    if reply["content"] != streamed:
+        raise CheckFailed("the streamed text differs from the stored reply")
+    say(f"AI reply streamed over wss:// and stored ({len(reply['content'])} characters)")
+    return time.monotonic() - start
+
+
+def stream_reply(socket_: Any, ai_id: str, timeout: float) -> str:
+    """The reply's text as its ``message.delta`` events bring it, until ``message.completed``."""
+    text = ""
+    deltas = 0
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        status, page = call(base, "GET", f"/api/v1/sessions/{session['id']}/messages", None, token)
-        expect(status, 200, "messages", page)
-        reply = next(m for m in page["items"] if m["id"] == ai_id)
-        if reply["processing_status"] == "done":
-            if not reply["content"].strip():
-                raise CheckFailed("the AI reply is done but empty")
-            say(f"AI reply done ({len(reply['content'])} characters)")
-            return time.monotonic() - start
-        if reply["processing_status"] in ("failed", "cancelled"):
-            raise CheckFailed(f"the AI reply ended {reply['processing_status']}: {reply['error']}")
-        time.sleep(0.5)
-    raise CheckFailed(f"the AI reply was not done within {timeout:.0f} s")
+        frame = json.loads(socket_.recv(timeout=max(0.1, deadline - time.monotonic())))
+        data = frame.get("data") or {}
+        if frame.get("type") == "ping":
+            socket_.send(json.dumps({"type": "pong"}))
+        # Deltas name the message (message_id); completed and failed carry the message (id).
+        if ai_id not in (data.get("message_id"), data.get("id")):
+            continue
+        if frame["type"] == "message.delta":
+            text = text[: data["offset"]] + data["text"]
+            deltas += 1
+        elif frame["type"] == "message.completed":
+            if deltas == 0:
+                raise CheckFailed("the reply completed without any message.delta event")
+            say(f"{deltas} message.delta events, then message.completed")
+            return text
+        elif frame["type"] == "message.failed":
+            raise CheckFailed(f"the AI reply failed: {str(data)[:200]}")
+    raise CheckFailed(f"the AI reply was not streamed within {timeout:.0f} s")
+
+
+def plain_http_redirects(host: str) -> str:
+    """``http://`` answers only a permanent redirect to the same URL over ``https://``."""
+    conn = http.client.HTTPConnection(host, 80, timeout=10)
+    try:
+        conn.request("GET", "/health/ready")
+        response = conn.getresponse()
+        location = response.getheader("Location", "")
+    finally:
+        conn.close()
+    if response.status not in (301, 308) or location != f"https://{host}/health/ready":
+        raise CheckFailed(
+            f"http:// answered {response.status} Location {location!r}, not a redirect"
+        )
+    return f"{response.status} -> {location}"
 
 
 # -- inside the booted image --------------------------------------------------------------------
@@ -378,8 +453,9 @@ def status_check(timeout: float) -> None:
 
 
 def wingman_processes() -> list[str]:
-    """Processes of the wingman user or of a Wingman Redis (the stop must leave none)."""
-    wingman_uid = pwd.getpwnam("wingman").pw_uid
+    """Processes of the wingman or caddy user (web, workers, the proxy) or of a Wingman Redis
+    (the stop must leave none)."""
+    owners = {pwd.getpwnam(name).pw_uid for name in ("wingman", "caddy")}
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -389,7 +465,7 @@ def wingman_processes() -> list[str]:
             cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
         except OSError:
             continue
-        ours = uid == wingman_uid or "/opt/wingman/" in cmdline or "redis-server" in cmdline
+        ours = uid in owners or "/opt/wingman/" in cmdline or "redis-server" in cmdline
         if ours and int(proc.name) != os.getpid():
             found.append(f"{proc.name}: {cmdline[:80]}")
     return found
@@ -455,6 +531,84 @@ def tuning_report() -> str:
     )
 
 
+def wait_root(timeout: float) -> Path:
+    """The internal CA's root, made by the proxy on its first start."""
+    deadline = time.monotonic() + timeout
+    while not INTERNAL_ROOT.is_file():
+        if time.monotonic() > deadline:
+            raise CheckFailed(f"no internal CA root at {INTERNAL_ROOT} after {timeout:.0f} s")
+        time.sleep(0.5)
+    return INTERNAL_ROOT
+
+
+def outside_address() -> tuple[str, bool]:
+    """An IPv4 address of this host that is not 127.0.0.0/8: an interface's, or one added to the
+    loopback device for the check (a container with a private network has no other device);
+    either way a socket bound to 127.0.0.1 does not answer on it. True when it was added (and
+    must be removed)."""
+    shown = subprocess.run(
+        ["ip", "-4", "-o", "addr", "show", "scope", "global"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    addresses = [shown[i + 1].split("/")[0] for i, word in enumerate(shown) if word == "inet"]
+    if addresses:
+        return addresses[0], False
+    address = "198.51.100.7"  # TEST-NET-2: never routed
+    subprocess.run(["ip", "addr", "add", f"{address}/32", "dev", "lo"], check=True)
+    return address, True
+
+
+def reachable(address: str, port: int) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=5):
+            return True
+    except OSError:
+        return False
+
+
+def only_proxy_reachable() -> str:
+    """From the host's own non-loopback address: 443 answers, Granian's 8000 does not."""
+    address, made = outside_address()
+    try:
+        if reachable(address, GRANIAN_PORT):
+            raise CheckFailed(f"Granian answers on {address}:{GRANIAN_PORT}: not loopback only")
+        if not reachable(address, 443):
+            raise CheckFailed(f"the proxy does not answer on {address}:443")
+        if not reachable("127.0.0.1", GRANIAN_PORT):
+            raise CheckFailed(f"Granian does not answer on 127.0.0.1:{GRANIAN_PORT}")
+    finally:
+        if made:
+            subprocess.run(["ip", "addr", "del", f"{address}/32", "dev", "lo"], check=False)
+    return f"{address}:443 answers, {address}:{GRANIAN_PORT} refused (Granian on loopback only)"
+
+
+def tls_status() -> str:
+    """``wingmanctl tls status --json`` names the certificate served and the root trusted."""
+    result = subprocess.run(
+        ["/opt/wingman/bin/wingmanctl", "tls", "status", "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    try:
+        report = json.loads(result.stdout)
+    except ValueError:
+        raise CheckFailed(f"wingmanctl tls status --json: {result.stderr.strip()[-300:]}") from None
+    root = ssl.PEM_cert_to_DER_cert(INTERNAL_ROOT.read_text())
+    fingerprint = ":".join(f"{b:02X}" for b in hashlib.sha256(root).digest())
+    if result.returncode != 0 or not report["served"]["sha256"]:
+        raise CheckFailed(f"tls status exits {result.returncode}: {report['served']}")
+    if report["mode"] != "internal" or report["internal_root"]["sha256"] != fingerprint:
+        raise CheckFailed(f"tls status: mode {report['mode']}, root {report['internal_root']}")
+    return (
+        f"tls status: {report['served']['subject'] or report['served']['names']} issued by "
+        f"{report['served']['issuer']}, root sha256 {fingerprint[:23]}..."
+    )
+
+
 def inside(timeout: float) -> None:
     """``wingman.bootcheck=1``: the whole check; ``=again``: the round trip must find the
     earlier boot's session, then the tuning; ``=report``: units, readiness, tuning only."""
@@ -462,8 +616,10 @@ def inside(timeout: float) -> None:
     if flag == "report":
         wait_units(timeout)
         say("every Wingman unit is active")
-        wait_ready("http://127.0.0.1:8000", timeout)
-        say("READY /health/ready 200")
+        trust(wait_root(timeout))
+        wait_ready(BASE_URL, timeout)
+        say("READY /health/ready 200 over https://")
+        say(f"root: {base64.b64encode(INTERNAL_ROOT.read_bytes()).decode()}")
         say(f"tuned: {tuning_report()}")
         return
     seed = next((tomllib.loads(p.read_text()) for p in SEED_PATHS if p.is_file()), None)
@@ -475,9 +631,13 @@ def inside(timeout: float) -> None:
     try:
         wait_units(timeout)
         say("every Wingman unit is active")
-        base = "http://127.0.0.1:8000"
+        base = BASE_URL
+        trust(wait_root(timeout))
         wait_ready(base, timeout)
-        say("READY /health/ready 200")
+        say("READY /health/ready 200 over https://, trusting only the internal CA's root")
+        say(f"http:// redirects: {plain_http_redirects('127.0.0.1')}")
+        say(only_proxy_reachable())
+        say(tls_status())
         earlier = 1 if flag == "again" else 0
         seconds = round_trip(base, inbox, "bootcheck@example.com", timeout, earlier)
         say(f"round trip: sign-in, session, message, AI reply in {seconds:.1f} s")
@@ -505,7 +665,10 @@ def inside(timeout: float) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mode", choices=["inside", "remote"])
-    parser.add_argument("--base-url", default="http://127.0.0.1:8000")
+    parser.add_argument("--base-url", default=BASE_URL)
+    parser.add_argument(
+        "--cafile", type=Path, help="The internal CA's root to trust (remote; PEM)."
+    )
     parser.add_argument("--listen", help="HOST:PORT for the code webhook (remote).")
     parser.add_argument("--secret", help="The webhook secret of the seed (remote).")
     parser.add_argument("--timeout", type=float, default=300.0)
@@ -522,8 +685,9 @@ def main() -> int:
         if args.mode == "inside":
             inside(args.timeout)
         else:
-            if not args.listen or not args.secret:
-                parser.error("remote needs --listen and --secret")
+            if not args.listen or not args.secret or not args.cafile:
+                parser.error("remote needs --listen, --secret and --cafile")
+            trust(args.cafile)
             inbox = CodeInbox(args.listen, args.secret)
             try:
                 say(f"READY after {wait_ready(args.base_url, args.timeout):.1f} s of polling")

@@ -91,7 +91,8 @@ def generated_settings() -> dict[str, Any]:
             "queue_url": f"redis://:{redis_password}@127.0.0.1:6379/0",
             "cache_url": f"redis://:{redis_password}@127.0.0.1:6380/0",
         },
-        "server": {"host": "0.0.0.0", "port": 8000},  # noqa: S104 - the appliance serves its LAN
+        # Granian on loopback: the front proxy (wingman-proxy, 80/443) is the way in.
+        "server": {"host": "127.0.0.1", "port": 8000},
         "log": {"format": "json"},
         "security": {
             "secret_key": secrets.token_urlsafe(48),

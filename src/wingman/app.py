@@ -180,6 +180,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             if settings.server.cors_allow_origins
             else None
         ),
+        # 413 above it; the appliance's front proxy refuses the same size before it gets here.
+        request_max_body_size=settings.server.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Wingman",
             version=__version__,

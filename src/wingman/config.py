@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -92,6 +93,8 @@ class ServerSettings(Section):
     # server/header_limits.py for the hard cap Granian holds on top.
     max_header_bytes: int = 16384
     max_header_line_bytes: int = 8192
+    # Largest request body accepted (413 above it); the appliance's front proxy enforces the same.
+    max_body_bytes: int = 10_000_000
     # The per-tier request allowances (global config ``rate_limits``); off only for measurements.
     rate_limits: bool = True
 
@@ -310,6 +313,37 @@ class CacheSettings(Section):
             raise ValueError("cache.ttl_seconds must be at least 1, cache.lock_seconds above 0")
 
 
+class PublicSettings(Section):
+    """How the appliance faces its users: the front proxy (Caddy) on 80/443, see ops/proxy.py.
+
+    No domain: a certificate from the proxy's own CA for whatever name or address the host is
+    reached by. A domain: certificates over ACME (Let's Encrypt unless ``acme_ca`` says
+    otherwise). ``certificate = "imported"``: the team's own (``wingmanctl tls import``).
+    """
+
+    domain: str = ""
+    acme_email: str = ""
+    # ACME directory URL; the default is Let's Encrypt's production directory.
+    acme_ca: str = "https://acme-v02.api.letsencrypt.org/directory"
+    # A PEM root to trust for the ACME server only (a private ACME CA).
+    acme_ca_root: str = ""
+    # "auto": ACME with a domain, the internal CA without; "imported": the files in cert_dir.
+    certificate: Literal["auto", "imported"] = "auto"
+    # More names the site answers to (ACME or imported certificates).
+    extra_names: list[str] = msgspec.field(default_factory=list)
+    # Addresses or CIDR blocks of a load balancer in front: their X-Forwarded-* are believed.
+    behind_proxy: list[str] = msgspec.field(default_factory=list)
+    http_port: int = 80
+    https_port: int = 443
+    # The proxy's storage (certificates, ACME account, the internal CA and its keys).
+    state_dir: str = "/var/lib/wingman/proxy"
+    # An imported certificate and key (cert.pem, key.pem).
+    cert_dir: str = "/var/lib/wingman/tls"
+    # The rendered Caddyfile and where the proxy's admin endpoint listens (reloads).
+    config_path: str = "/etc/wingman/Caddyfile"
+    admin_address: str = "unix//run/wingman-proxy/admin.sock"
+
+
 class Settings(Section):
     env: Environment = "development"
     database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
@@ -327,6 +361,7 @@ class Settings(Section):
     metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
     cache: CacheSettings = msgspec.field(default_factory=CacheSettings)
     imports: ImportSettings = msgspec.field(default_factory=ImportSettings)
+    public: PublicSettings = msgspec.field(default_factory=PublicSettings)
 
     @property
     def is_production(self) -> bool:
@@ -467,12 +502,15 @@ def validate(settings: Settings) -> None:
     problems.extend(_account_problems(settings))
     if settings.backup.keep < 1:
         problems.append("backup.keep: must be at least 1")
+    problems.extend(_public_problems(settings.public))
     if problems:
         raise SettingsError("; ".join(problems))
 
 
 def _server_problems(server: ServerSettings) -> list[str]:
     problems: list[str] = []
+    if server.max_body_bytes < 1024:
+        problems.append("server.max_body_bytes: must be at least 1024")
     if not 0 < server.port < 65536:
         problems.append("server.port: must be between 1 and 65535")
     if server.workers < 1:
@@ -488,6 +526,39 @@ def _server_problems(server: ServerSettings) -> list[str]:
             problems.append(f"server.trusted_proxies: not an IP address or CIDR block: {entry!r}")
     if server.max_connections_per_ip < 0:
         problems.append("server.max_connections_per_ip: must not be negative (0 turns it off)")
+    return problems
+
+
+_DOMAIN_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def valid_domain(name: str) -> bool:
+    """A DNS name the proxy can get a certificate for (``*.`` allowed in front)."""
+    labels = name.lower().removeprefix("*.").split(".")
+    return len(name) <= 253 and len(labels) >= 2 and all(_DOMAIN_LABEL.match(x) for x in labels)
+
+
+def _public_problems(public: PublicSettings) -> list[str]:
+    problems: list[str] = []
+    if public.domain and not valid_domain(public.domain):
+        problems.append(f"public.domain: not a DNS name: {public.domain!r}")
+    for name in public.extra_names:
+        if not valid_domain(name):
+            problems.append(f"public.extra_names: not a DNS name: {name!r}")
+    if public.acme_email and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", public.acme_email):
+        problems.append(f"public.acme_email: not an email address: {public.acme_email!r}")
+    if not public.acme_ca.startswith("https://"):
+        problems.append("public.acme_ca: an https:// ACME directory URL is needed")
+    for entry in public.behind_proxy:
+        try:
+            ipaddress.ip_network(entry.strip(), strict=False)
+        except ValueError:
+            problems.append(f"public.behind_proxy: not an IP address or CIDR block: {entry!r}")
+    for key in ("http_port", "https_port"):
+        if not 0 < getattr(public, key) < 65536:
+            problems.append(f"public.{key}: must be between 1 and 65535")
+    if public.http_port == public.https_port:
+        problems.append("public.http_port and public.https_port must differ")
     return problems
 
 

@@ -20,6 +20,7 @@ Memory is counted in MiB (``_mb``) except ``work_mem`` in KiB, as PostgreSQL and
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any, Generic, Literal, TypeVar
 
@@ -571,8 +572,12 @@ def settings_overrides(plan: TuningPlan) -> dict[str, object]:
     }
 
 
-def tuning_toml(plan: TuningPlan) -> str:
-    """``tuning.toml``: only keys of :class:`wingman.config.Settings`, each with its reason."""
+def tuning_toml(plan: TuningPlan, *, trusted_proxies: list[str] | None = None) -> str:
+    """``tuning.toml``: only keys of :class:`wingman.config.Settings`, each with its reason.
+
+    With ``trusted_proxies`` (the appliance, behind its front proxy) Granian listens on
+    loopback only and the app believes X-Forwarded-For from those addresses alone.
+    """
     app = plan.app
     host = plan.host
     lines = [
@@ -587,6 +592,15 @@ def tuning_toml(plan: TuningPlan) -> str:
         f"connections_per_worker = {app.connections_per_worker.value}",
         f"# {app.backlog.reason}",
         f"backlog = {app.backlog.value}",
+    ]
+    if trusted_proxies is not None:
+        lines += [
+            "# Behind the front proxy (wingman-proxy, ports 80/443): never reachable from outside.",
+            'host = "127.0.0.1"',
+            "# The front proxy on loopback, and public.behind_proxy: their X-Forwarded-For counts.",
+            f"trusted_proxies = {json.dumps(trusted_proxies)}",
+        ]
+    lines += [
         "",
         "[database]",
         f"# {app.pool_size.reason}",

@@ -327,16 +327,22 @@ def test_appliance_targets_and_which_processes_restart() -> None:
     assert "port 6390" in files["redis-cache"].text
     assert files["redis-queue"].mode == 0o640  # it holds the password
     assert files["tuning"].path == Path("/etc/wingman/tuning.toml")
+    # Granian behind the front proxy: loopback only, the proxy's X-Forwarded-For believed.
+    behind = ["127.0.0.1", "::1"]
+    assert 'host = "127.0.0.1"' in files["tuning"].text
+    assert 'trusted_proxies = ["127.0.0.1", "::1"]' in files["tuning"].text
+    assert files["proxy"].path == Path("/etc/wingman/Caddyfile")
+    assert "reverse_proxy 127.0.0.1:8000" in files["proxy"].text
 
     # Only the queue whose section changed restarts; a database change restarts every process.
     large = plan_for(HostFacts(cores=2, ram_mb=4 * 1024, disk="hdd"))
-    same = FileChange(files["tuning"], tuning_toml(large))
+    same = FileChange(files["tuning"], tuning_toml(large, trusted_proxies=behind))
     assert app_processes_to_restart(same) == []
-    heavy_only = tuning_toml(small).replace(
+    heavy_only = tuning_toml(small, trusted_proxies=behind).replace(
         "[worker.queues.heavy]\n", "[worker.queues.heavy]\ntimeout = 60\n"
     )
     assert app_processes_to_restart(FileChange(files["tuning"], heavy_only)) == ["worker-heavy"]
-    pool = tuning_toml(small).replace("pool_size = 2", "pool_size = 9")
+    pool = tuning_toml(small, trusted_proxies=behind).replace("pool_size = 2", "pool_size = 9")
     assert app_processes_to_restart(FileChange(files["tuning"], pool)) == [
         "web",
         "worker-ai",

@@ -14,6 +14,7 @@ from wingman.ctl.logs import logs
 from wingman.ctl.migrate import migrate
 from wingman.ctl.queues import queues
 from wingman.ctl.status import status
+from wingman.ctl.tls import tls
 from wingman.ctl.top import top
 from wingman.ctl.tune import tune
 from wingman.ctl.upgrade import upgrade
@@ -23,7 +24,7 @@ from wingman.ctl.users import users
 @click.group()
 @click.version_option(package_name="wingman")
 def main() -> None:
-    """Administer Wingman: status, top, queues, tuning, users, audit log, backups, upgrades,
+    """Administer Wingman: status, top, queues, tuning, users, TLS, audit log, backups, upgrades,
     migrations, the dev stack."""
 
 
@@ -42,3 +43,4 @@ main.add_command(logs)
 main.add_command(config)
 main.add_command(bench)
 main.add_command(upgrade)
+main.add_command(tls)

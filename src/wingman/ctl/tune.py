@@ -27,6 +27,7 @@ from wingman.ctl.tune_targets import (
 )
 from wingman.devstack.postgres import PostgresError
 from wingman.devstack.redis import RedisError
+from wingman.ops.proxy import ProxyConfigError
 from wingman.tuning import DiskKind, HostFacts, TuningPlan, markdown_table, plan_for, plan_rows
 
 ROW_COLUMNS = ["setting", "value", "reason"]
@@ -241,11 +242,14 @@ def tune(  # noqa: PLR0917 - one parameter per click option
     queue. With --apply the PostgreSQL drop-in, both Redis configs and tuning.toml are written
     (to the appliance's paths, a dev stack with --data-dir, or a folder with --target-dir), each
     file's diff against what is there is shown, and only what needs it is reloaded or restarted.
+    On the appliance the front proxy's Caddyfile is rendered too (from the [public] settings),
+    and tuning.toml keeps Granian on loopback behind it.
 
     \b
     Exit status:
       0   plan shown (and applied with --apply; --no-restart only writes)
-      2   a service could not be reloaded or restarted (the files are written)
+      2   a service could not be reloaded or restarted (the files are written), or the
+          front proxy's config was refused by caddy validate (nothing written)
       64  bad usage: --data-dir without a dev stack, --apply with no appliance here
     """
     if markdown:
@@ -269,7 +273,12 @@ def tune(  # noqa: PLR0917 - one parameter per click option
         return
 
     layout = _layout(data_dir, target_dir)
-    changes = write_changes(layout.render(plan))
+    try:
+        rendered = layout.render(plan)
+    except ProxyConfigError as exc:
+        click.echo(f"error: {exc}; no file was written", err=True)
+        raise SystemExit(EXIT_DOWN) from None
+    changes = write_changes(rendered)
     actions: list[str] = []
     failure = None
     try:

@@ -33,6 +33,7 @@ import redis
 from wingman.config import QUEUE_NAMES, Settings
 from wingman.devstack.processes import RunAs, stop_process_group
 from wingman.devstack.templates import render, write_private
+from wingman.ops import proxy
 from wingman.tuning import TuningPlan, postgres_settings, redis_size, tuning_toml
 
 if TYPE_CHECKING:
@@ -269,7 +270,11 @@ class FolderLayout:
 
 
 def _appliance_files(
-    plan: TuningPlan, endpoints: Endpoints, postgres_path: Path, etc: Path
+    plan: TuningPlan,
+    endpoints: Endpoints,
+    postgres_path: Path,
+    etc: Path,
+    trusted_proxies: list[str] | None = None,
 ) -> list[RenderedFile]:
     files = [
         RenderedFile(
@@ -288,7 +293,8 @@ def _appliance_files(
             daemonize=False,
         )
         files.append(RenderedFile(f"redis-{role}", etc / f"redis-{role}.conf", text, mode=0o640))
-    files.append(RenderedFile("tuning", etc / "tuning.toml", tuning_toml(plan)))
+    tuning = tuning_toml(plan, trusted_proxies=trusted_proxies)
+    files.append(RenderedFile("tuning", etc / "tuning.toml", tuning))
     return files
 
 
@@ -296,6 +302,16 @@ def _systemctl(*args: str) -> None:
     result = subprocess.run(["systemctl", *args], capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise ActivationError(f"systemctl {' '.join(args)}: {result.stderr.strip()}")
+
+
+def _reload_proxy(change: FileChange, report: Report) -> None:
+    if not change.changed:
+        report("proxy: config unchanged")
+        return
+    try:
+        report(f"proxy: {proxy.reload_running()}")
+    except proxy.ProxyConfigError as exc:
+        raise ActivationError(str(exc)) from exc
 
 
 @dataclass
@@ -306,8 +322,19 @@ class ApplianceLayout:
     postgres_major: int
 
     def render(self, plan: TuningPlan) -> list[RenderedFile]:
+        """The tuned files, Granian behind the front proxy, and the proxy's config (checked
+        with ``caddy validate``: :class:`ProxyConfigError` when refused, nothing written)."""
         dropin = Path(f"/etc/postgresql/{self.postgres_major}/main/conf.d/wingman.conf")
-        return _appliance_files(plan, Endpoints.from_settings(self.settings), dropin, APPLIANCE_ETC)
+        files = _appliance_files(
+            plan,
+            Endpoints.from_settings(self.settings),
+            dropin,
+            APPLIANCE_ETC,
+            trusted_proxies=proxy.trusted_proxies(self.settings),
+        )
+        caddyfile = proxy.validate(self.settings)
+        files.append(RenderedFile("proxy", Path(self.settings.public.config_path), caddyfile))
+        return files
 
     def activate(self, plan: TuningPlan, changes: list[FileChange], report: Report) -> None:
         by_kind = _by_kind(changes)
@@ -337,6 +364,7 @@ class ApplianceLayout:
                 report(f"redis-{role}: maxmemory set live (CONFIG SET), no restart")
             else:
                 report(f"redis-{role}: running values already match the plan")
+        _reload_proxy(by_kind["proxy"], report)
         names = app_processes_to_restart(by_kind.get("tuning"))
         units = [
             "wingman-web.service"

@@ -1,0 +1,136 @@
+"""A real Caddy front proxy with the config Wingman renders, and certificates made with openssl.
+
+Caddy (Debian package ``caddy``) is installed by ``scripts/bootstrap``; tests that need it are
+skipped, saying so, where it is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from wingman.config import PublicSettings, Settings
+from wingman.devstack.processes import free_port, wait_for
+from wingman.ops import proxy
+
+needs_caddy = pytest.mark.skipif(
+    shutil.which("caddy") is None, reason="caddy is not installed (scripts/bootstrap installs it)"
+)
+
+
+def with_public(settings: Settings, folder: Path, **public: object) -> Settings:
+    """``settings`` with a ``[public]`` table of free ports and storage under ``folder``."""
+    values: dict[str, object] = {
+        "http_port": free_port(),
+        "https_port": free_port(),
+        "state_dir": str(folder / "proxy"),
+        "cert_dir": str(folder / "tls"),
+        "config_path": str(folder / "Caddyfile"),
+        "admin_address": f"localhost:{free_port()}",
+    }
+    values.update(public)
+    return msgspec.structs.replace(settings, public=msgspec.convert(values, PublicSettings))
+
+
+@dataclass
+class RunningProxy:
+    settings: Settings
+    log: Path
+
+    @property
+    def https_url(self) -> str:
+        return f"https://127.0.0.1:{self.settings.public.https_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.public.http_port}"
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@contextmanager
+def running_proxy(
+    settings: Settings, folder: Path, json_config: Path | None = None
+) -> Iterator[RunningProxy]:
+    """``caddy run`` with the validated, installed config of ``settings`` (or that config
+    adapted to JSON and changed by the test: ``json_config``); SIGTERM at the end."""
+    installed = proxy.install(settings)
+    log = folder / "caddy.log"
+    environ = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(folder),
+        "XDG_CONFIG_HOME": str(folder / "caddy-config"),
+        "XDG_DATA_HOME": str(folder / "caddy-data"),
+    }
+    command = [proxy.caddy_binary(), "run"]
+    if json_config is None:
+        command += ["--adapter", "caddyfile", "--config", str(installed.path)]
+    else:
+        command += ["--config", str(json_config)]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command,
+            env=environ,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    running = RunningProxy(settings, log)
+    try:
+        port = settings.public.https_port
+        assert wait_for(lambda: _listening(port), 20, interval=0.1), running.log_text()[-3000:]
+        yield running
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def make_certificate(
+    folder: Path, name: str, *, days: int = 30, tag: str = "ok", san: str = ""
+) -> tuple[Path, Path]:
+    """A self-signed EC certificate for ``name`` (and ``san``, openssl's subjectAltName syntax)
+    and its key; ``days=-1``: one that expired a day ago."""
+    folder.mkdir(parents=True, exist_ok=True)
+    cert, key, csr = (folder / f"{name}-{tag}.{kind}" for kind in ("crt", "key", "csr"))
+    subprocess.run(
+        [
+            *("openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"),
+            *("-nodes", "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={name}"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    extensions = folder / f"{name}-{tag}.ext"
+    extensions.write_text(f"subjectAltName={san or f'DNS:{name}'}\n")
+    subprocess.run(
+        [
+            *("openssl", "x509", "-req", "-in", str(csr), "-signkey", str(key)),
+            *("-days", str(days), "-extfile", str(extensions), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key

@@ -33,6 +33,8 @@ from wingman.domain.catalog.controllers import (
 from wingman.domain.chat.controllers import ChatSessionController
 from wingman.domain.chat.hot_list import CachedSessionList
 from wingman.domain.health.controllers import HealthController
+from wingman.domain.privacy.admin_controllers import AdminPrivacyController
+from wingman.domain.privacy.controllers import PrivacyController
 from wingman.domain.profiles.controllers import ProfileController
 from wingman.domain.realtime.controllers import realtime_lifespan, realtime_socket
 from wingman.domain.realtime.events import event_bus
@@ -120,6 +122,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[
             AuthController,
             MeController,
+            PrivacyController,
             ProfileController,
             ChatSessionController,
             MessageController,
@@ -127,6 +130,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AdminToneController,
             AdminConfigController,
             AdminUserController,
+            AdminPrivacyController,
             realtime_socket,
         ],
     )

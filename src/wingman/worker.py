@@ -27,6 +27,11 @@ from wingman.domain.catalog.cache import (
     start_invalidation_listener,
     stop_invalidation_listener,
 )
+from wingman.domain.privacy.jobs import (
+    export_account,
+    privacy_sweep_cron,
+    purge_account,
+)
 from wingman.domain.realtime.events import EventBus, event_bus
 from wingman.job_recovery import RecoveringQueue, with_heartbeat
 from wingman.queues import create_queue
@@ -77,7 +82,7 @@ async def ping(ctx: WorkerContext, *, echo: str = "") -> dict[str, Any]:
 QUEUE_FUNCTIONS: dict[QueueName, list[JobFunction]] = {
     "ai": [ping, generate_reply],
     "default": [ping, deliver_otp, reconcile_replies],
-    "heavy": [ping],
+    "heavy": [ping, export_account, purge_account],
 }
 
 
@@ -89,7 +94,7 @@ def _no_cron(settings: Settings) -> list[CronJob[Any]]:
 CRON_JOBS: dict[QueueName, Callable[[Settings], list[CronJob[Any]]]] = {
     "ai": _no_cron,
     "default": lambda settings: [reconcile_cron(settings)],
-    "heavy": _no_cron,
+    "heavy": lambda settings: [privacy_sweep_cron(settings)],
 }
 
 

@@ -141,6 +141,7 @@ class DevStack:
             "server": {"port": state.web_port},
             # Shared by the stack's web and worker processes (GET /metrics merges them).
             "metrics": {"dir": str(self.root / "metrics")},
+            "exports": {"dir": str(self.root / "exports")},
             "security": {
                 "secret_key": state.secret_key,
                 "jwt_key": state.jwt_key,

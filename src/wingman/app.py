@@ -168,7 +168,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         # JSON above 1 KB: brotli when the client accepts it, else gzip, else as is. Only HTTP
         # responses are compressed (the WebSocket has its own permessage-deflate, if any).
         compression_config=CompressionConfig(
-            backend="brotli", brotli_gzip_fallback=True, minimum_size=1024
+            backend="brotli",
+            brotli_gzip_fallback=True,
+            minimum_size=1024,
+            # Handlers whose answers are already compressed (export archives) opt out.
+            exclude_opt_key="skip_compression",
         ),
         cors_config=(
             CORSConfig(allow_origins=settings.server.cors_allow_origins)

@@ -84,6 +84,7 @@ class PrivacyController(Controller):
         summary="Download a ready export (application/zip)",
         description="404 until the export is ready and after it expired. No range requests.",
         media_type="application/zip",
+        opt={"skip_compression": True},  # a zip is compressed already
     )
     async def download_export(
         self,

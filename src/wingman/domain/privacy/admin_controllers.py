@@ -18,6 +18,7 @@ from wingman.domain.admin.schemas import AdminUserOut
 from wingman.domain.admin.services import LastAdminError, last_admin, user_not_found, user_out
 from wingman.domain.catalog.services import api_actor, audit
 from wingman.domain.privacy import exports
+from wingman.domain.privacy.controllers import problem_responses
 from wingman.domain.privacy.deletion import (
     AlreadyPurging,
     after_deletion,
@@ -77,6 +78,7 @@ class AdminPrivacyController(Controller):
     @delete(
         "/{user_id:uuid}",
         status_code=HTTP_202_ACCEPTED,
+        responses=problem_responses(409),
         summary="Delete an account: locked out now, purged after the grace period (audited)",
         description=(
             "As `DELETE /me` without the code. Admins cannot delete themselves this way"

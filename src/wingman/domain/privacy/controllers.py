@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from uuid import UUID
 
 import structlog
 from litestar import Controller, delete, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody
 from litestar.response import File
 from litestar.status_codes import HTTP_202_ACCEPTED
@@ -29,6 +31,14 @@ from wingman.server.ratelimit import RateLimiter
 from wingman.server.request_limits import rule_for
 
 log = structlog.get_logger(__name__)
+
+
+def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """Error answers an operation documents beyond those its shape implies."""
+    return {
+        status: ResponseSpec(data_container=None, description=HTTPStatus(status).phrase)
+        for status in statuses
+    }
 
 
 class PrivacyController(Controller):
@@ -106,6 +116,9 @@ class PrivacyController(Controller):
     @delete(
         "",
         status_code=HTTP_202_ACCEPTED,
+        # A DELETE with a body: the code's own errors, as at sign-in (server/openapi.py turns
+        # these into problem responses).
+        responses=problem_responses(400, 403, 404, 409, 422),
         summary="Delete the account (confirmed with a fresh one-time code)",
         description=(
             "First request a code for the account's own email or phone (`POST"

@@ -67,8 +67,10 @@ async def export_account(ctx: WorkerContext, *, export_id: str) -> dict[str, Any
     exports.fsync_dir(folder)
     async with ctx["db_sessions"]() as session:
         row = await exports.mark_ready(session, settings, wanted, final.stat().st_size)
-    if row is None:  # pragma: no cover - only one run holds a job's key at a time
-        return exports.job_result(export_id=wanted, skipped="finished by another run")
+    if row is None:
+        # The row went meanwhile (the account was purged): its file must not stay behind.
+        exports.remove_files(folder, wanted)
+        return exports.job_result(export_id=wanted, skipped="export gone")
     out = exports.export_out(row)
     await ctx["events"].publish_quietly(
         user_id, "export.ready", {"id": str(out.id), "download_url": out.download_url}

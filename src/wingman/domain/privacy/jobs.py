@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -135,7 +136,8 @@ async def privacy_sweep(ctx: WorkerContext) -> dict[str, Any]:
             )
         ).rowcount  # type: ignore[attr-defined]
         await session.commit()
-    folder = exports.export_dir(settings)
+    # Not created here: a host that never wrote an export has nothing to delete.
+    folder = Path(settings.exports.dir)
     for export_id in expired:
         exports.remove_files(folder, export_id)
     queue = ctx["worker"].queue

@@ -34,14 +34,17 @@ from wingman.domain.chat.controllers import ChatSessionController
 from wingman.domain.chat.hot_list import CachedSessionList
 from wingman.domain.health.controllers import HealthController
 from wingman.domain.imports.controllers import SessionImportController
+from wingman.domain.privacy.admin_controllers import AdminPrivacyController
+from wingman.domain.privacy.controllers import PrivacyController
 from wingman.domain.profiles.controllers import ProfileController
 from wingman.domain.realtime.controllers import realtime_lifespan, realtime_socket
 from wingman.domain.realtime.events import event_bus
 from wingman.queues import create_queue
-from wingman.server.api_docs import PRECOMPRESSED, ApiDocsPlugin
+from wingman.server.api_docs import ApiDocsPlugin
 from wingman.server.auth import LastSeenTracker, UserStatusCache, create_jwt_auth
 from wingman.server.cache import ReadCache, WriteBarrier
 from wingman.server.client_ip import ClientAddresses
+from wingman.server.compression import SKIP_COMPRESSION
 from wingman.server.connection_cap import ConnectionCap
 from wingman.server.database import alchemy_config
 from wingman.server.errors import EXCEPTION_HANDLERS, problem_details_plugin
@@ -123,6 +126,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[
             AuthController,
             MeController,
+            PrivacyController,
             ProfileController,
             ChatSessionController,
             SessionImportController,
@@ -132,6 +136,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AdminConfigController,
             AdminUserController,
             AdminQueueController,
+            AdminPrivacyController,
             realtime_socket,
         ],
     )
@@ -168,12 +173,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ),
         # JSON above 1 KB: brotli when the client accepts it, else gzip, else as is. Only HTTP
         # responses are compressed (the WebSocket has its own permessage-deflate, if any), and
-        # not the API docs assets, which are compressed once (server/api_docs.py).
+        # not answers compressed already (API docs assets, export archives: server/compression.py).
         compression_config=CompressionConfig(
             backend="brotli",
             brotli_gzip_fallback=True,
             minimum_size=1024,
-            exclude_opt_key=PRECOMPRESSED,
+            exclude_opt_key=SKIP_COMPRESSION,
         ),
         cors_config=(
             CORSConfig(allow_origins=settings.server.cors_allow_origins)

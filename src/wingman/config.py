@@ -199,6 +199,16 @@ class BackupSettings(Section):
     keep: int = 7
 
 
+class ExportSettings(Section):
+    """Where account exports (``POST /me/export``) are written and how long they are kept."""
+
+    # Private to the service user (created 0700 when missing); a development stack uses
+    # ``<data dir>/exports``.
+    dir: str = "/var/lib/wingman/exports"
+    # A finished archive can be downloaded for this long; then a cron deletes the file.
+    ttl_hours: int = 72
+
+
 class OpenAISettings(Section):
     """An OpenAI-compatible ``/v1/chat/completions`` server (OpenAI, vLLM, Ollama, llama.cpp).
 
@@ -356,6 +366,7 @@ class Settings(Section):
     otp: OtpSettings = msgspec.field(default_factory=OtpSettings)
     delivery: DeliverySettings = msgspec.field(default_factory=DeliverySettings)
     backup: BackupSettings = msgspec.field(default_factory=BackupSettings)
+    exports: ExportSettings = msgspec.field(default_factory=ExportSettings)
     realtime: RealtimeSettings = msgspec.field(default_factory=RealtimeSettings)
     ai: AiSettings = msgspec.field(default_factory=AiSettings)
     metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
@@ -503,6 +514,8 @@ def validate(settings: Settings) -> None:
     if settings.backup.keep < 1:
         problems.append("backup.keep: must be at least 1")
     problems.extend(_public_problems(settings.public))
+    if settings.exports.ttl_hours < 1:
+        problems.append("exports.ttl_hours: must be at least 1")
     if problems:
         raise SettingsError("; ".join(problems))
 

@@ -33,6 +33,11 @@ from wingman.domain.imports.jobs import (
     reconcile_imports,
     reconcile_imports_cron,
 )
+from wingman.domain.privacy.jobs import (
+    export_account,
+    privacy_sweep_cron,
+    purge_account,
+)
 from wingman.domain.realtime.events import EventBus, event_bus
 from wingman.domain.retention.sweep import retention_cron, retention_sweep
 from wingman.job_recovery import RecoveringQueue, with_heartbeat
@@ -84,7 +89,14 @@ async def ping(ctx: WorkerContext, *, echo: str = "") -> dict[str, Any]:
 QUEUE_FUNCTIONS: dict[QueueName, list[JobFunction]] = {
     "ai": [ping, generate_reply],
     "default": [ping, deliver_otp, reconcile_replies],
-    "heavy": [ping, import_transcript, reconcile_imports, retention_sweep],
+    "heavy": [
+        ping,
+        import_transcript,
+        reconcile_imports,
+        retention_sweep,
+        export_account,
+        purge_account,
+    ],
 }
 
 
@@ -96,7 +108,11 @@ def _no_cron(settings: Settings) -> list[CronJob[Any]]:
 CRON_JOBS: dict[QueueName, Callable[[Settings], list[CronJob[Any]]]] = {
     "ai": _no_cron,
     "default": lambda settings: [reconcile_cron(settings)],
-    "heavy": lambda settings: [reconcile_imports_cron(settings), retention_cron(settings)],
+    "heavy": lambda settings: [
+        reconcile_imports_cron(settings),
+        retention_cron(settings),
+        privacy_sweep_cron(settings),
+    ],
 }
 
 

@@ -1,4 +1,4 @@
-"""Setting the ``rate_limits`` global config from tests, the way ``wingmanctl config set`` does:
+"""Setting global config (``rate_limits`` and others) from tests, as ``wingmanctl config set`` does:
 store it, commit, announce the change to every process."""
 
 from __future__ import annotations
@@ -17,16 +17,21 @@ from wingman.domain.catalog.services import Actor, ConfigService
 
 async def set_rate_limits(settings: Settings, value: dict[str, Any]) -> None:
     """Store ``value`` (fields left out take their defaults) and tell every process."""
+    await set_config(settings, "rate_limits", value)
+
+
+async def set_config(settings: Settings, key: str, value: dict[str, Any]) -> None:
+    """Store global config ``key`` (fields left out take their defaults), tell every process."""
     engine = create_async_engine(settings.database.url)
     try:
         async with AsyncSession(engine) as session:
-            await ConfigService(session).set("rate_limits", value, Actor("tests"))
+            await ConfigService(session).set(key, value, Actor("tests"))
             await session.commit()
     finally:
         await engine.dispose()
     redis = Redis.from_url(settings.redis.queue_url)
     try:
-        await announce_change(redis, "config:rate_limits")
+        await announce_change(redis, f"config:{key}")
     finally:
         await redis.aclose()
 

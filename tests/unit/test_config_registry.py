@@ -39,6 +39,7 @@ def test_rate_limit_defaults_are_the_design_values() -> None:
         "chat_premium": {"limit": 300, "period": "minute"},
         "ai": {"limit": 20, "period": "minute"},
         "ai_premium": {"limit": 100, "period": "minute"},
+        "export": {"limit": 3, "period": "day"},
     }
 
 

@@ -1,4 +1,5 @@
-"""``wingmanctl users``: create the first admin, list accounts, change tier, disable, enable.
+"""``wingmanctl users``: create the first admin, list accounts, change tier, disable, enable;
+export, delete and restore an account (docs/privacy.md).
 
 Every change is written to ``audit_log`` with the actor ``cli:<login name>``, then announced to
 the web processes (``domain/realtime/account_changes.py``): a disabled user's requests and open
@@ -11,15 +12,27 @@ interleaving of the two leaves no admin.
 from __future__ import annotations
 
 import asyncio
+import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
+from uuid import UUID
 
 import click
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from wingman.config import Settings
-from wingman.ctl.output import EXIT_REFUSED, EXIT_USAGE, emit, emit_object, json_option, progress
+from wingman.ctl.output import (
+    EXIT_DOWN,
+    EXIT_REFUSED,
+    EXIT_USAGE,
+    emit,
+    emit_object,
+    json_option,
+    progress,
+)
 from wingman.ctl.session import cli_actor, cli_settings, run_in_transaction
 
 T = TypeVar("T")
@@ -245,3 +258,157 @@ def enable(who: str, as_json: bool) -> None:
         return {"from": before}
 
     _change(who, "users.enable", apply, as_json)
+
+
+# --- Privacy: export, delete, restore (domain/privacy) -----------------------------------------
+
+
+def _heavy(settings: Settings, work: Callable[[Any], Any]) -> None:
+    """Run ``work(queue)`` against the ``heavy`` queue (after the caller's commit)."""
+    from wingman.queues import create_queue
+
+    async def main() -> None:
+        queue = create_queue(settings, "heavy")
+        try:
+            await work(queue)
+        finally:
+            await queue.disconnect()
+
+    asyncio.run(main())
+
+
+@users.command("export")
+@click.argument("who")
+@click.option("--wait", is_flag=True, help="Wait until the archive is written; print its path.")
+@click.option("--timeout", type=click.IntRange(1), default=3600, show_default=True)
+@json_option
+def export(who: str, wait: bool, timeout: int, as_json: bool) -> None:
+    """Export everything WHO's account holds into an archive under exports.dir (audited).
+
+    Exit 3 when an export of the account is already queued or running, 2 when it failed or
+    --wait ran out."""
+    from wingman.domain.privacy import exports
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        user = await _find(session, who, for_update=True)
+        try:
+            row = await exports.start_export(session, user.id)
+        except exports.ExportInProgress as exc:
+            click.echo(f"error: export {exc.export_id} of {who} is already in progress", err=True)
+            raise SystemExit(EXIT_REFUSED) from None
+        await _audit(session, "users.export", f"user:{user.id}", export_id=str(row.id))
+        return {"id": str(row.id), "user_id": str(user.id), "status": str(row.status)}
+
+    settings = cli_settings()
+    row = run_in_transaction(settings, work)
+    export_id = UUID(row["id"])
+    _heavy(settings, lambda queue: exports.enqueue_export(queue, settings, export_id))
+    if wait:
+        row = _wait_for_export(settings, export_id, timeout)
+    emit_object(row, as_json=as_json)
+    if wait and row["status"] != "ready":
+        raise SystemExit(EXIT_DOWN)
+
+
+def _wait_for_export(settings: Settings, export_id: UUID, timeout: int) -> dict[str, Any]:
+    from wingman.db.models import DataExport, DataExportStatus
+
+    deadline = time.monotonic() + timeout
+    progress(f"waiting for export {export_id} (the heavy worker writes it)")
+    while True:
+
+        async def read(session: AsyncSession) -> Any:
+            return await session.get(DataExport, export_id)
+
+        found = run_in_transaction(settings, read)
+        done = found.status not in (DataExportStatus.PENDING, DataExportStatus.RUNNING)
+        if done or time.monotonic() > deadline:
+            path = Path(settings.exports.dir) / found.file_path if found.file_path else None
+            return {
+                "id": str(found.id),
+                "user_id": str(found.user_id),
+                "status": str(found.status),
+                "path": str(path) if path else None,
+                "size_bytes": found.size_bytes,
+                "expires_at": found.expires_at.isoformat() if found.expires_at else None,
+            }
+        time.sleep(1)
+
+
+@users.command("delete")
+@click.argument("who")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@json_option
+def delete(who: str, yes: bool, as_json: bool) -> None:
+    """Delete WHO: locked out at once, purged after privacy.deletion_grace_days (audited).
+
+    Until the purge, signing in or `users restore` brings the account back. Exit 3 for the
+    last active admin."""
+    from wingman.db.models import UserStatus
+    from wingman.domain.admin.services import LastAdminError
+    from wingman.domain.catalog.cache import CatalogCache
+    from wingman.domain.catalog.services import Actor
+    from wingman.domain.privacy.deletion import grace_days, mark_deleted
+
+    if not yes:
+        if not sys.stdin.isatty():
+            click.echo("error: add --yes to delete without a prompt", err=True)
+            raise SystemExit(EXIT_USAGE)
+        click.confirm(f"Delete the account {who}?", abort=True)
+
+    async def work(session: AsyncSession) -> tuple[dict[str, Any], Any]:
+        user = await _find(session, who, for_update=True)
+        grace = await grace_days(session, CatalogCache())
+        try:
+            await mark_deleted(session, user, grace, Actor(name=cli_actor(), user_id=None))
+        except LastAdminError:
+            click.echo(f"error: {who} is the last active admin", err=True)
+            raise SystemExit(EXIT_REFUSED) from None
+        return _row(user), user
+
+    settings = cli_settings()
+    row, user = run_in_transaction(settings, work)
+    _after_privacy_change(settings, user, UserStatus.DELETED)
+    emit_object(row, as_json=as_json)
+
+
+@users.command("restore")
+@click.argument("who")
+@json_option
+def restore(who: str, as_json: bool) -> None:
+    """Bring back a deleted WHO before its purge (audited). Exit 3 once the purge is due."""
+    from wingman.db.models import UserStatus
+    from wingman.domain.catalog.services import Actor
+    from wingman.domain.privacy.deletion import AlreadyPurging
+    from wingman.domain.privacy.deletion import restore as restore_account
+
+    async def work(session: AsyncSession) -> tuple[dict[str, Any], Any]:
+        user = await _find(session, who, for_update=True)
+        if user.status is not UserStatus.DELETED:
+            click.echo(f"error: {who} is not deleted", err=True)
+            raise SystemExit(EXIT_USAGE)
+        try:
+            await restore_account(session, user, Actor(name=cli_actor(), user_id=None))
+        except AlreadyPurging:
+            click.echo(f"error: the grace period of {who} is over; it is being purged", err=True)
+            raise SystemExit(EXIT_REFUSED) from None
+        return _row(user), user
+
+    settings = cli_settings()
+    row, user = run_in_transaction(settings, work)
+    _after_privacy_change(settings, user, UserStatus.ACTIVE)
+    emit_object(row, as_json=as_json)
+
+
+def _after_privacy_change(settings: Settings, user: Any, status: str) -> None:
+    from wingman.domain.privacy.deletion import after_deletion
+    from wingman.server.redis import connect
+
+    async def work(queue: Any) -> None:
+        redis = connect(settings.redis.queue_url, settings.redis, "wingmanctl")
+        try:
+            await after_deletion(redis, queue, settings, user, status=status)
+        finally:
+            await redis.aclose()
+
+    _heavy(settings, work)

@@ -280,6 +280,10 @@ class User(TimestampedBase):
     # BCP 47 tag ("en", "pt-BR") and IANA zone ("Europe/Berlin"); NULL means "not chosen".
     locale: Mapped[str | None] = mapped_column(String(35))
     timezone: Mapped[str | None] = mapped_column(String(64))
+    # Set together when the account is deleted (status ``deleted``): signing in before
+    # ``purge_after`` restores it; after that a heavy job purges every row (domain/privacy).
+    deleted_at: Mapped[datetime | None]
+    purge_after: Mapped[datetime | None]
 
     settings: Mapped[UserSettings | None] = relationship(
         back_populates="user", lazy="raise", cascade="all, delete-orphan", passive_deletes=True
@@ -288,6 +292,12 @@ class User(TimestampedBase):
 
 # Case-insensitive uniqueness without CITEXT: "A@x.org" and "a@x.org" are one account.
 Index("uq_users_email_lower", func.lower(User.email), unique=True)
+# The privacy sweep's scan for purges that are due: only deleted accounts are indexed.
+Index(
+    "ix_users_purge_after",
+    User.purge_after,
+    postgresql_where=User.purge_after.is_not(None),
+)
 
 
 class UserSettings(NaturalKeyBase):
@@ -579,6 +589,13 @@ class DataExport(TimestampedBase):
         one_of("status", DataExportStatus),
         CheckConstraint("size_bytes >= 0", name="size_bytes_not_negative"),
         Index("ix_data_exports_user_id", "user_id"),
+        # One export queued or running per user, however requests interleave.
+        Index(
+            "uq_data_exports_user_id_in_progress",
+            "user_id",
+            unique=True,
+            postgresql_where=text("status IN ('pending', 'running')"),
+        ),
     )
 
     user_id: Mapped[UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))

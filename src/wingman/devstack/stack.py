@@ -143,6 +143,7 @@ class DevStack:
             "metrics": {"dir": str(self.root / "metrics")},
             # Uploaded transcripts: written by web, read by the heavy worker.
             "imports": {"dir": str(self.root / "imports")},
+            "exports": {"dir": str(self.root / "exports")},
             "security": {
                 "secret_key": state.secret_key,
                 "jwt_key": state.jwt_key,

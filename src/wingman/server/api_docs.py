@@ -29,6 +29,8 @@ from litestar.exceptions import NotFoundException
 from litestar.openapi.plugins import OpenAPIRenderPlugin
 from litestar.params import FromPath
 
+from wingman.server.compression import SKIP_COMPRESSION
+
 ASSET_DIR = files(__package__) / "api_docs_ui"
 # What the page loads, with the type each is served as (Litestar adds the UTF-8 charset).
 ASSET_TYPES = {
@@ -38,8 +40,6 @@ ASSET_TYPES = {
 }
 IMMUTABLE = "public, max-age=31536000, immutable"
 ASSET_ROUTE = "wingman-api-docs-asset"
-# Route option that keeps the app's compression layer off answers compressed here already.
-PRECOMPRESSED = "precompressed"
 
 
 def load_assets() -> tuple[str, dict[str, bytes]]:
@@ -104,7 +104,7 @@ class ApiDocsPlugin(OpenAPIRenderPlugin):
             "/assets/{digest:str}/{file:str}",
             name=ASSET_ROUTE,
             include_in_schema=False,
-            opt={PRECOMPRESSED: True},
+            opt={SKIP_COMPRESSION: True},  # gzipped here, once per process
         )
         async def asset(
             request: Request[Any, Any, Any], digest: FromPath[str], file: FromPath[str]

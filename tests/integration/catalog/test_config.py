@@ -41,7 +41,8 @@ async def test_public_config_holds_only_public_keys_and_fields(
     response = await client.get("/api/v1/config", headers=user_headers)
     assert response.status_code == 200, response.text
     body = response.json()
-    assert set(body) == {"features", "limits.message", "rate_limits"}
+    assert set(body) == {"features", "limits.message", "rate_limits", "privacy"}
+    assert body["privacy"] == {"deletion_grace_days": 7}
     assert body["limits.message"] == {"max_content_length": 4000}
     assert body["features"]["sign_up"] is True
     assert set(body["rate_limits"]) == {"chat", "chat_premium", "ai", "ai_premium"}

@@ -1,4 +1,5 @@
-"""Another user's profile, session, message or event target: 404 on every route and verb."""
+"""Another user's profile, session, message, event target or export: 404 on every route and
+verb."""
 
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ async def test_two_user_matrix(
     chat = await new_session(client, alice, title="private", profile_id=profile["id"])
     pair = await post_message(client, alice, chat["id"], content="secret text", idempotency_key="k")
     p, s, m = profile["id"], chat["id"], pair["user_message"]["id"]
+    export = await client.post("/api/v1/me/export", headers=alice.headers)
+    assert export.status_code == 202, export.text
+    e = export.json()["id"]
     bobs_chat = await new_session(client, bob)
 
     requests: list[tuple[str, str, dict[str, Any] | None]] = [
@@ -43,6 +47,9 @@ async def test_two_user_matrix(
         ("POST", f"/api/v1/sessions/{bobs_chat['id']}/events", {"type": "sent", "message_id": m}),
         # A transcript into Alice's session (refused before any byte is stored).
         ("POST", f"/api/v1/sessions/{s}/imports?format=text&me=Bob", None),
+        # Alice's account export.
+        ("GET", f"/api/v1/me/exports/{e}", None),
+        ("GET", f"/api/v1/me/exports/{e}/download", None),
     ]
     for method, url, body in requests:
         response = await client.request(method, url, json=body, headers=bob.headers)

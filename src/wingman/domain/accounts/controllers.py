@@ -34,8 +34,10 @@ from wingman.domain.accounts.services import (
     SettingsService,
     UserService,
     check_time_zone,
+    restore_deleted,
     schedule_delivery,
 )
+from wingman.domain.realtime.account_changes import announce_account_change
 from wingman.server.auth import AuthUser, issue_access_token, provide_current_user
 from wingman.server.client_ip import client_ip
 from wingman.server.errors import Problem
@@ -156,6 +158,10 @@ class AuthController(Controller):
         verified = await OtpService(db_session, settings).verify(data.request_id, data.code)
         users = UserService(session=db_session)
         user, created = await users.find_or_create(verified.channel, verified.destination)
+        # Signing in during a deletion's grace period restores the account (docs/privacy.md).
+        restored = user.status is UserStatus.DELETED and await restore_deleted(
+            db_session, user, actor=f"user:{user.id}", actor_id=user.id
+        )
         if user.status is not UserStatus.ACTIVE:
             await db_session.commit()  # the code stays spent
             raise Problem(403, "account-disabled", "This account is disabled or deleted.")
@@ -163,7 +169,12 @@ class AuthController(Controller):
             user.id, request.headers.get("user-agent")
         )
         await db_session.commit()
-        log.info("user_signed_in", user_id=str(user.id), created=created)
+        if restored:
+            state.user_status.forget(user.id)
+            await announce_account_change(
+                state.redis.queue, user.id, status=user.status, tier=user.tier, role=user.role
+            )
+        log.info("user_signed_in", user_id=str(user.id), created=created, restored=restored)
         return tokens_for(settings, user, refresh)
 
     @post(

@@ -27,6 +27,7 @@ from uuid_utils.compat import uuid7
 
 from wingman.config import Settings
 from wingman.db.models import (
+    AuditLogEntry,
     OtpChannel,
     OtpRequest,
     RefreshToken,
@@ -86,6 +87,32 @@ class UserService(SQLAlchemyAsyncRepositoryService[User]):
         if user is None:  # pragma: no cover - the insert or a concurrent one made it
             raise RuntimeError("account vanished right after its insert")
         return user, inserted is not None
+
+
+async def restore_deleted(
+    session: AsyncSession, user: User, *, actor: str, actor_id: UUID | None
+) -> bool:
+    """Undo a deletion (domain/privacy) while the account's purge is not yet due; audited.
+
+    False, and nothing changed, when ``user`` is not deleted or its grace period is over. The
+    row is locked first, so a purge that became due meanwhile wins.
+    """
+    restored = await session.scalar(
+        update(User)
+        .where(User.id == user.id, User.status == UserStatus.DELETED, User.purge_after > func.now())
+        .values(status=UserStatus.ACTIVE, deleted_at=None, purge_after=None, updated_at=utcnow())
+        .returning(User.id)
+        .execution_options(synchronize_session=False)
+    )
+    if restored is None:
+        return False
+    await session.refresh(user)
+    session.add(
+        AuditLogEntry(
+            actor=actor, actor_id=actor_id, action="users.restore", target=f"user:{user.id}"
+        )
+    )
+    return True
 
 
 # --- One-time codes ---------------------------------------------------------------------------

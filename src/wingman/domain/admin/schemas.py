@@ -22,6 +22,9 @@ class AdminUserOut(Schema):
     status: UserStatus
     created_at: datetime
     last_seen_at: datetime | None
+    # Set while a deleted account waits for its purge (restorable until purge_after).
+    deleted_at: datetime | None = None
+    purge_after: datetime | None = None
 
 
 class AdminUserPage(Schema):

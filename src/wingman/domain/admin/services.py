@@ -56,6 +56,8 @@ def user_out(user: User) -> AdminUserOut:
         status=user.status,
         created_at=user.created_at,
         last_seen_at=user.last_seen_at,
+        deleted_at=user.deleted_at,
+        purge_after=user.purge_after,
     )
 
 

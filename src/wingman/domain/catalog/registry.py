@@ -107,6 +107,7 @@ class RateLimits(ConfigValue):
     chat_premium: RateLimit = _allow(300, "minute")
     ai: RateLimit = _allow(20, "minute")
     ai_premium: RateLimit = _allow(100, "minute")
+    export: RateLimit = _allow(3, "day")  # account exports requested, per user
 
     def for_tier(self, scope: Literal["api", "chat", "ai"], premium: bool) -> RateLimit:
         """The allowance of a signed-in caller: ``api`` is the overall request budget (``user``
@@ -115,6 +116,13 @@ class RateLimits(ConfigValue):
             return self.premium if premium else self.user
         allowance: RateLimit = getattr(self, f"{scope}_premium" if premium else scope)
         return allowance
+
+
+class PrivacyConfig(ConfigValue):
+    """Account deletion (docs/privacy.md)."""
+
+    # Days between ``DELETE /me`` and the purge of every row; 0 purges at the next sweep.
+    deletion_grace_days: Annotated[int, msgspec.Meta(ge=0, le=365)] = 7
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +166,12 @@ REGISTRY: dict[str, ConfigKey] = {
             "Request allowances per tier and scope.",
             # What a client may show ("60 messages a minute"); the rest is operator business.
             public_fields=("chat", "chat_premium", "ai", "ai_premium"),
+        ),
+        ConfigKey(
+            "privacy",
+            PrivacyConfig,
+            "Account deletion: the grace period before a deleted account is purged.",
+            public_fields=("deletion_grace_days",),
         ),
     )
 }

@@ -98,6 +98,11 @@ def history_key(user_id: UUID) -> str:
     return f"{KEY_PREFIX}:history:{user_id}"
 
 
+def user_keys(user_id: UUID) -> tuple[str, str]:
+    """Every key holding ``user_id``'s events: numbering and history (an account's purge)."""
+    return _sequence_key(user_id), history_key(user_id)
+
+
 class Frame(msgspec.Struct, kw_only=True):
     """A decoded frame (what a client receives)."""
 

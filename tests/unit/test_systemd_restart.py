@@ -9,6 +9,7 @@ import pytest
 SYSTEMD = Path(__file__).resolve().parents[2] / "systemd"
 LONG_RUNNING = {
     "wingman-web.service": "always",
+    "wingman-proxy.service": "always",
     "wingman-worker@.service": "always",
     "wingman-redis@.service": "on-failure",
     "postgresql@15-main.service.d/wingman.conf": "on-failure",

@@ -61,6 +61,7 @@ from wingman.server.request_limits import RequestLimits
 from wingman.server.request_log import RequestLog
 from wingman.server.request_metrics import RequestMetrics
 from wingman.server.security_headers import SecurityHeaders
+from wingman.server.unread_body import CloseOnUnreadBody
 
 API_PREFIX = "/api/v1"
 
@@ -211,6 +212,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
     app.asgi_handler = WriteBarrier(app.asgi_handler)
     # Outside the refusal layers, so capped and unmatched requests are counted as well.
     app.asgi_handler = RequestMetrics(app.asgi_handler)
-    # Outermost: every answer, refusals and errors included, carries the security headers.
+    # Every answer, refusals and errors included, carries the security headers.
     app.asgi_handler = SecurityHeaders(app.asgi_handler, token_paths=(f"{API_PREFIX}/auth/",))
+    # Outermost: an answer given before the body was read (any refusal above) closes the
+    # connection and says so, or the client's next request on it would be lost.
+    app.asgi_handler = CloseOnUnreadBody(app.asgi_handler)
     return app

@@ -134,3 +134,23 @@ async def test_oversized_headers_are_a_431(server: WebServer) -> None:
         assert huge.status_code == 431
     async with client_for(server) as client:
         assert (await client.get("/health/live")).status_code == 200
+
+
+async def test_an_answer_before_the_body_is_read_closes_the_connection(
+    server: WebServer, caller: Caller
+) -> None:
+    """A refusal sent while most of a large body is still on the wire says ``Connection: close``,
+    so a keep-alive client opens a new connection instead of losing its next request (without
+    it, about 4 in 10 of these requests failed with "server disconnected")."""
+    body = b'{"title":"' + b"x" * 200_000 + b'"}'
+    transport = httpx.AsyncHTTPTransport(local_address="127.0.4.2")
+    async with httpx.AsyncClient(base_url=server.url, transport=transport, timeout=30) as client:
+        for _ in range(30):
+            # No token: refused 401 before the body is read.
+            refused = await post_raw(client, "/api/v1/sessions", body)
+            assert refused.status_code == 401, refused.text[:300]
+            assert refused.headers["connection"] == "close"
+        # A body read to its end keeps the connection for the next request.
+        read = await post_raw(client, "/api/v1/sessions", b"[", **caller.headers)
+        assert read.status_code == 400
+        assert "connection" not in read.headers

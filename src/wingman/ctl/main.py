@@ -1,46 +1,60 @@
-"""The ``wingmanctl`` command group."""
+"""The ``wingmanctl`` command group.
+
+Each command's module is imported when that command runs (click's lazily loaded subcommands):
+importing all of them pulls in the web app, the ORM models and the migrations, which made
+every command, ``wingmanctl status`` included, start several seconds late.
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 import click
 
-from wingman.ctl.audit import audit
-from wingman.ctl.backup import backup, restore
-from wingman.ctl.bench import bench
-from wingman.ctl.config import config
-from wingman.ctl.dev import dev
-from wingman.ctl.doctor import doctor
-from wingman.ctl.logs import logs
-from wingman.ctl.migrate import migrate
-from wingman.ctl.queues import queues
-from wingman.ctl.status import status
-from wingman.ctl.tls import tls
-from wingman.ctl.top import top
-from wingman.ctl.tune import tune
-from wingman.ctl.upgrade import upgrade
-from wingman.ctl.users import users
+# Command name → "module:attribute" of its click command.
+COMMANDS = {
+    "dev": "wingman.ctl.dev:dev",
+    "migrate": "wingman.ctl.migrate:migrate",
+    "tune": "wingman.ctl.tune:tune",
+    "users": "wingman.ctl.users:users",
+    "queues": "wingman.ctl.queues:queues",
+    "audit": "wingman.ctl.audit:audit",
+    "status": "wingman.ctl.status:status",
+    "top": "wingman.ctl.top:top",
+    "backup": "wingman.ctl.backup:backup",
+    "restore": "wingman.ctl.backup:restore",
+    "doctor": "wingman.ctl.doctor:doctor",
+    "logs": "wingman.ctl.logs:logs",
+    "config": "wingman.ctl.config:config",
+    "bench": "wingman.ctl.bench:bench",
+    "upgrade": "wingman.ctl.upgrade:upgrade",
+    "tls": "wingman.ctl.tls:tls",
+}
 
 
-@click.group()
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported by name, on first use."""
+
+    def __init__(self, *args: Any, lazy: dict[str, str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.lazy:
+            return super().get_command(ctx, cmd_name)
+        module, _, attribute = self.lazy[cmd_name].partition(":")
+        command = getattr(importlib.import_module(module), attribute)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{self.lazy[cmd_name]} is not a click command")
+        return command
+
+
+@click.group(cls=LazyGroup, lazy=COMMANDS)
 @click.version_option(package_name="wingman")
 def main() -> None:
     """Administer Wingman: status, top, queues, tuning, users, TLS, audit log, backups, upgrades,
     migrations, the dev stack."""
-
-
-main.add_command(dev)
-main.add_command(migrate)
-main.add_command(tune)
-main.add_command(users)
-main.add_command(queues)
-main.add_command(audit)
-main.add_command(status)
-main.add_command(top)
-main.add_command(backup)
-main.add_command(restore)
-main.add_command(doctor)
-main.add_command(logs)
-main.add_command(config)
-main.add_command(bench)
-main.add_command(upgrade)
-main.add_command(tls)

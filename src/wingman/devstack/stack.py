@@ -26,7 +26,6 @@ import httpx
 import msgspec
 
 from wingman.config import QUEUE_NAMES
-from wingman.db.migrations import upgrade_to_head
 from wingman.devstack.binaries import find_postgres, find_redis
 from wingman.devstack.postgres import PostgresCluster
 from wingman.devstack.processes import (
@@ -219,6 +218,10 @@ class DevStack:
             server = self.redis(role, state)
             verb = "started" if server.start() else "already running"
             report(f"redis-{role}: {verb} on 127.0.0.1:{server.port}")
+
+        # Imported here: the migrations pull in the ORM models, which every `wingmanctl` command
+        # that only reads the stack's layout (status, logs, backup) would otherwise load too.
+        from wingman.db.migrations import upgrade_to_head  # noqa: PLC0415
 
         upgrade_to_head(pg.url(DATABASE))
         report("migrations: database is at head")

@@ -344,6 +344,7 @@ STATUS_UNITS = (
     "postgres",
     "redis-queue",
     "redis-cache",
+    "proxy",
 )
 QUEUES = ("ai", "default", "heavy")
 

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from wingman.devstack.stack import DevStack
 from wingman.ops.health import StatusRow, human_duration, overall
 from wingman.ops.metrics import Scrape, figures, parse_scrape, quantile
 from wingman.ops.units import (
+    APPLIANCE_UNIT_NAMES,
+    UNIT_NAMES,
     DevUnits,
     SettingsOnly,
     SystemdUnits,
@@ -139,7 +144,42 @@ def test_systemd_unit_names() -> None:
     assert names["postgres"] == "postgresql@15-main.service"
     assert names["worker-heavy"] == "wingman-worker@heavy.service"
     assert names["redis-queue"] == "wingman-redis@queue.service"
-    assert len(names) == 7
+    assert names["proxy"] == "wingman-proxy.service"
+    assert len(names) == 8
+    # What the appliance reports is exactly what it reads from systemd, in the same order.
+    assert tuple(names) == SystemdUnits.unit_names == APPLIANCE_UNIT_NAMES
+
+
+def test_only_the_appliance_has_the_front_proxy(tmp_path: Path) -> None:
+    assert "proxy" in APPLIANCE_UNIT_NAMES
+    assert "proxy" not in UNIT_NAMES
+    assert "proxy" not in DevUnits.unit_names
+    assert SettingsOnly.unit_names == ()
+    # A development stack (here one never started) reports its seven units, none of them proxy.
+    dev = DevUnits(DevStack(tmp_path / "var"))
+    assert [unit.name for unit in dev.units()] == list(UNIT_NAMES)
+    assert not any("proxy" in arg for arg in dev.log_command(None, 10, follow=False))
+
+
+def test_logs_of_the_proxy_read_its_journal_on_the_appliance_only(tmp_path: Path) -> None:
+    appliance = SystemdUnits()
+    one = appliance.log_command("proxy", 20, follow=True)
+    assert one == ["journalctl", "--no-pager", "-n", "20", "-f", "-u", "wingman-proxy.service"]
+    every = appliance.log_command(None, 20, follow=False)
+    assert every[every.index("wingman-proxy.service") - 1] == "-u"
+    dev = DevUnits(DevStack(tmp_path / "var"))
+    with pytest.raises(LookupError, match=r"no proxy unit .* appliance only"):
+        dev.log_command("proxy", 20, follow=False)
+
+
+def test_the_boot_check_expects_every_appliance_unit_in_the_status() -> None:
+    path = Path(__file__).parents[2] / "appliance" / "bootcheck.py"
+    spec = importlib.util.spec_from_file_location("wingman_bootcheck", path)
+    assert spec is not None
+    assert spec.loader is not None
+    bootcheck = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bootcheck)
+    assert bootcheck.STATUS_UNITS == APPLIANCE_UNIT_NAMES
 
 
 def _row(group: str, name: str, state: str) -> StatusRow:
@@ -152,6 +192,8 @@ def test_overall_verdicts() -> None:
     assert overall([*healthy, _row("units", "worker-ai", "fail")]) == "degraded"
     assert overall([*healthy, _row("disk", "/", "warn")]) == "degraded"
     assert overall([*healthy, _row("units", "redis-cache", "fail")]) == "down"
+    # Every request passes the appliance's front proxy: without it no client is served.
+    assert overall([*healthy, _row("units", "proxy", "fail")]) == "down"
     assert overall([*healthy, _row("postgres", "server", "fail")]) == "down"
 
 

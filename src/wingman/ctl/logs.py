@@ -10,11 +10,11 @@ import click
 
 from wingman.ctl.layout import layout_option, resolve
 from wingman.ctl.output import EXIT_DOWN
-from wingman.ops.units import UNIT_NAMES
+from wingman.ops.units import APPLIANCE_UNIT_NAMES
 
 
 @click.command()
-@click.argument("unit", required=False, type=click.Choice(UNIT_NAMES))
+@click.argument("unit", required=False, type=click.Choice(APPLIANCE_UNIT_NAMES))
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
 @click.option(
     "-n",
@@ -30,15 +30,15 @@ def logs(unit: str | None, follow: bool, lines: int, data_dir: Path | None) -> N
 
     \b
     UNIT is one of: web, worker-ai, worker-default, worker-heavy, postgres, redis-queue,
-    redis-cache. The appliance reads the systemd journal (journalctl -u <unit>); a
-    development stack's log files are read with tail (web and workers under log/,
-    PostgreSQL's and each Redis role's own log).
+    redis-cache, and on the appliance proxy (the HTTPS front door, Caddy). The appliance
+    reads the systemd journal (journalctl -u <unit>); a development stack's log files are
+    read with tail (web and workers under log/, PostgreSQL's and each Redis role's own log).
     """
     source, _ = resolve(data_dir)
     try:
         command = source.log_command(unit, lines, follow)
     except LookupError as exc:
-        click.echo(f"error: {exc}; give --data-dir", err=True)
+        click.echo(f"error: {exc}", err=True)
         raise SystemExit(EXIT_DOWN) from None
     if shutil.which(command[0]) is None:
         click.echo(f"error: {command[0]} is not installed", err=True)

@@ -28,7 +28,8 @@ def status(data_dir: Path | None, metrics_window: float, as_json: bool) -> None:
 
     \b
     Rows, by group:
-      units     web, each worker, PostgreSQL, both Redis roles: up/down, pid, uptime, memory
+      units     web, each worker, PostgreSQL, both Redis roles, and on the appliance the
+                front proxy: up/down, pid, uptime, memory
       web       requests/s, p95 latency, error rate, WebSocket connections (from /metrics;
                 "not available" while the web server exports no metrics)
       queues    queued, active, scheduled and failed jobs, live workers, per queue
@@ -46,7 +47,8 @@ def status(data_dir: Path | None, metrics_window: float, as_json: bool) -> None:
       0  healthy
       1  degraded: a worker is down, a queue has no worker, a resource is near its limit,
          the retention sweep is overdue, or the last backup is too old
-      2  down: web, PostgreSQL or a Redis role is down (the API cannot serve)
+      2  down: web, PostgreSQL, a Redis role or the appliance's front proxy is down
+         (the API cannot serve, or no client can reach it)
     """
     from wingman.ops.health import collect
 

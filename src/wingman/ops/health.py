@@ -1,9 +1,10 @@
 """``wingmanctl status``: every unit and service read directly, not through the web server.
 
 Verdict: **down** (exit 2) when the API cannot serve — web, PostgreSQL or either Redis role is
-down (the readiness probe needs all four); **degraded** (exit 1) when anything else is wrong — a
-worker down, a queue with no live worker, a resource near its limit, an old backup, a retention
-sweep that has not finished for two days; otherwise **healthy** (exit 0).
+down (the readiness probe needs all four) — or no client can reach it: the appliance's front
+proxy is down (every request passes through it); **degraded** (exit 1) when anything else is
+wrong — a worker down, a queue with no live worker, a resource near its limit, an old backup, a
+retention sweep that has not finished for two days; otherwise **healthy** (exit 0).
 """
 
 from __future__ import annotations
@@ -23,13 +24,14 @@ from wingman.config import QUEUE_NAMES, Settings
 from wingman.domain.retention.sweep import LAST_RUN_KEY, SweepReport
 from wingman.ops import metrics
 from wingman.ops.backups import Connection, backup_age_seconds
-from wingman.ops.units import UnitSource, UnitState
+from wingman.ops.units import PROXY_UNIT, UnitSource, UnitState
 
 RowState = Literal["ok", "warn", "fail", "n/a"]
 Overall = Literal["healthy", "degraded", "down"]
 EXIT_CODES: dict[Overall, int] = {"healthy": 0, "degraded": 1, "down": 2}
-# Without any of these the API cannot answer (its readiness probe fails).
-CRITICAL_UNITS = ("web", "postgres", "redis-queue", "redis-cache")
+# Without any of these the API cannot answer (its readiness probe fails), or, without the
+# appliance's front proxy, answers no client (a development stack has no such unit).
+CRITICAL_UNITS = ("web", "postgres", "redis-queue", "redis-cache", PROXY_UNIT)
 NEAR_LIMIT = 0.9
 DISK_FREE_MIN = 0.10
 # A daily timer makes a backup every 24 h; a day and a half without one means it is failing.

@@ -2,7 +2,9 @@
 
 Both layouts name the same seven units the same way (``web``, ``worker-<queue>``, ``postgres``,
 ``redis-queue``, ``redis-cache``), so status, restore and logs are written once against
-:class:`UnitSource`. The layout is chosen by :func:`select_units`:
+:class:`UnitSource`. The appliance has an eighth, ``proxy`` (Caddy, the HTTPS front door); a
+development stack serves plain HTTP without one, so it is the appliance's only. The layout is
+chosen by :func:`select_units`:
 
 - ``--data-dir DIR`` given: the development stack in ``DIR`` (made by ``wingmanctl dev up``);
 - otherwise, ``WINGMAN_CONFIG`` set: services named by that settings file only, with no unit
@@ -33,7 +35,11 @@ LayoutKind = Literal["development", "appliance", "settings-only"]
 WORKER_UNITS = tuple(f"worker-{queue}" for queue in QUEUE_NAMES)
 # The processes that write to the database: stopped during a restore.
 WRITER_UNITS = ("web", *WORKER_UNITS)
+# The units of every layout that has units.
 UNIT_NAMES = ("web", *WORKER_UNITS, "postgres", "redis-queue", "redis-cache")
+# The appliance's front proxy: every client request passes through it.
+PROXY_UNIT = "proxy"
+APPLIANCE_UNIT_NAMES = (*UNIT_NAMES, PROXY_UNIT)
 DEV_DATA_DIR = Path("var")
 # systemd reports "no value" for a 64-bit counter as its maximum.
 _UNSET = 2**64 - 1
@@ -55,12 +61,14 @@ class UnitSource(Protocol):
     """What status, restore, doctor and logs need from a layout."""
 
     kind: LayoutKind
+    # The units this layout has, in the order :meth:`units` reports them.
+    unit_names: tuple[str, ...]
 
     def settings_environ(self) -> dict[str, str]:
         """The environment ``load_settings`` must see for this layout."""
 
     def units(self) -> list[UnitState]:
-        """Every unit of :data:`UNIT_NAMES`, in that order."""
+        """Every unit of :attr:`unit_names`, in that order."""
 
     def stop_writers(self, report: Report) -> None:
         """Stop web and workers (everything that writes to the database)."""
@@ -157,6 +165,7 @@ class DevUnits:
     """A ``wingmanctl dev`` stack: pid files and logs under one data folder."""
 
     kind: LayoutKind = "development"
+    unit_names: tuple[str, ...] = UNIT_NAMES
 
     def __init__(self, stack: DevStack) -> None:
         self.stack = stack
@@ -173,7 +182,7 @@ class DevUnits:
     def units(self) -> list[UnitState]:
         rows = {row.name: row for row in self.stack.status()}
         states = []
-        for name in UNIT_NAMES:
+        for name in self.unit_names:
             row = rows.get(name)
             if row is None or not row.running or row.pid is None:
                 states.append(UnitState(name=name, up=False, where=row.detail if row else ""))
@@ -211,6 +220,11 @@ class DevUnits:
 
     def log_command(self, unit: str | None, lines: int, follow: bool) -> list[str]:
         files = self.log_files()
+        if unit is not None and unit not in files:
+            raise LookupError(
+                f"a development stack has no {unit} unit (the front proxy runs on the appliance"
+                " only; the stack serves plain HTTP)"
+            )
         chosen = [files[unit]] if unit else [path for path in files.values() if path.exists()]
         # -F follows a file across rotation and waits for one that does not exist yet.
         return ["tail", "-n", str(lines), *(["-F"] if follow else []), *map(str, chosen)]
@@ -235,6 +249,7 @@ def systemd_unit_names(postgres_major: int) -> dict[str, str]:
     names["postgres"] = f"postgresql@{postgres_major}-main.service"
     names["redis-queue"] = "wingman-redis@queue.service"
     names["redis-cache"] = "wingman-redis@cache.service"
+    names[PROXY_UNIT] = "wingman-proxy.service"
     return names
 
 
@@ -271,6 +286,7 @@ class SystemdUnits:
     """The appliance: systemd units, read with ``systemctl show`` and driven with ``systemctl``."""
 
     kind: LayoutKind = "appliance"
+    unit_names: tuple[str, ...] = APPLIANCE_UNIT_NAMES
 
     def __init__(self) -> None:
         try:
@@ -331,6 +347,7 @@ class SettingsOnly:
     """Services named by ``WINGMAN_CONFIG`` alone: no unit is visible or controllable from here."""
 
     kind: LayoutKind = "settings-only"
+    unit_names: tuple[str, ...] = ()
 
     def settings_environ(self) -> dict[str, str]:
         return {}
@@ -345,7 +362,9 @@ class SettingsOnly:
         report("web and workers are not managed from here: start them again")
 
     def log_command(self, unit: str | None, lines: int, follow: bool) -> list[str]:
-        raise LookupError("no log location is known without a data folder or the appliance")
+        raise LookupError(
+            "no log location is known without a data folder or the appliance; give --data-dir"
+        )
 
     def default_backup_dir(self, settings: Settings) -> Path:
         return Path(settings.backup.dir)

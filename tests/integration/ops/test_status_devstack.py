@@ -22,6 +22,7 @@ import pytest
 
 from wingman.devstack.processes import free_port, pid_alive, stop_process_group, wait_for
 from wingman.devstack.stack import DevStack
+from wingman.ops.units import UNIT_NAMES
 
 pytestmark = pytest.mark.e2e
 
@@ -73,10 +74,15 @@ def assert_table_matches(report: dict[str, Any], table: str) -> None:
     ]
     expected = [[r["group"], r["name"], r["state"], r["value"]] for r in report["rows"]]
     # Values that change between the two runs (uptime, memory, connections) are compared by
-    # their shape only.
+    # their shape only; a duration may cross a unit between them ("59s", then "1m 0s").
+    duration = re.compile(r"\b\d+[dhm] \d+[hms]\b|\b\d+s\b")
     volatile = re.compile(r"\d+(?:\.\d+)?")
-    assert [[volatile.sub("#", c) for c in row] for row in lines] == [
-        [volatile.sub("#", c) for c in row] for row in expected
+
+    def shape(cell: str) -> str:
+        return volatile.sub("#", duration.sub("<duration>", cell))
+
+    assert [[shape(c) for c in row] for row in lines] == [
+        [shape(c) for c in row] for row in expected
     ]
     assert f"overall: {report['overall']}" in table
 
@@ -87,6 +93,9 @@ def test_healthy_stack(stack_dir: Path) -> None:
     assert report["overall"] == "healthy"
     assert report["layout"] == "development"
     rows = rows_by_name(report)
+    # The development stack's units, in order; no front proxy (the appliance's only).
+    assert [name for group, name in rows if group == "units"] == list(UNIT_NAMES)
+    assert ("units", "proxy") not in rows
     for unit in ("web", "worker-ai", "worker-default", "worker-heavy", "postgres"):
         row = rows[("units", unit)]
         assert row["state"] == "ok"
@@ -146,6 +155,13 @@ def test_logs_show_a_units_file(stack_dir: Path) -> None:
     result = ctl(stack_dir, "logs", "worker-ai", "-n", "50")
     assert result.returncode == 0, result.stderr
     assert "worker_started" in result.stdout
+
+
+def test_logs_of_the_proxy_are_refused_with_the_reason(stack_dir: Path) -> None:
+    result = ctl(stack_dir, "logs", "proxy")
+    assert result.returncode == 2, result.stdout
+    assert "a development stack has no proxy unit" in result.stderr
+    assert "appliance only" in result.stderr
 
 
 def test_backup_then_restore_restarts_the_writers(stack_dir: Path) -> None:

@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tests.support.accounts import Caller, create_caller
 from tests.support.services import PrivateServices, child_env
 from wingman.app import create_app
-from wingman.config import ExportSettings, QueueSettings, RedisSettings, Settings
+from wingman.config import ExportSettings, ImportSettings, QueueSettings, RedisSettings, Settings
 from wingman.db.migrations import upgrade_to_head
 from wingman.domain.realtime.events import decode_frame, history_key
 from wingman.server.database import create_engine
@@ -59,6 +59,8 @@ def privacy_settings(services: PrivateServices) -> Iterator[Settings]:
                 cache_url=services.redis_cache.url(),
             ),
             exports=ExportSettings(dir=str(folder / "exports")),
+            # Uploads of transcripts: a folder of these tests' own, not the shared default.
+            imports=ImportSettings(dir=str(folder / "imports")),
         )
     finally:
         subprocess.run(["rm", "-rf", str(folder)], check=False)

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from wingman.config import Settings
 from wingman.db.models import OtpChannel, User, UserSettings, UserStatus
-from wingman.domain.accounts.delivery import OtpMessage
+from wingman.domain.accounts.delivery import OtpMessage, backend_for
 from wingman.domain.accounts.destinations import InvalidDestination, normalise
 from wingman.domain.accounts.schemas import (
     MePatch,
@@ -112,6 +112,12 @@ class AuthController(Controller):
         ip = client_ip(request.scope)
         await limiter.enforce((rule_for("otp:ip", allowance), ip), fail_closed=True)
         channel = OtpChannel(data.channel)
+        if backend_for(settings.delivery, channel.value) == "disabled":
+            raise Problem(
+                400,
+                "channel-disabled",
+                f"This server does not send codes by {channel.value}; use the other channel.",
+            )
         try:
             destination = normalise(channel, data.destination)
         except InvalidDestination as exc:

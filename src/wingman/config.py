@@ -480,6 +480,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     return settings
 
 
+def parse_settings(data: dict[str, Any], source: str = "settings") -> Settings:
+    """One complete settings table, as ``wingman.toml`` would hold it, decoded and validated
+    exactly as :func:`load_settings` does; :class:`SettingsError` names every problem."""
+    _decode(data, source, strict=True)
+    settings = _decode(_deep_merge(msgspec.to_builtins(Settings()), data), source, strict=False)
+    validate(settings)
+    return settings
+
+
 def _decode(data: dict[str, Any], source: str, *, strict: bool) -> Settings:
     try:
         return msgspec.convert(data, Settings, strict=strict)

@@ -201,6 +201,15 @@ class TwilioSettings(Section):
     messaging_service_sid: str = ""
     timeout: float = 10.0
 
+    @property
+    def messages_url(self) -> str:
+        return f"{self.base_url.rstrip('/')}/2010-04-01/Accounts/{self.account_sid}/Messages.json"
+
+    @property
+    def account_url(self) -> str:
+        """The account resource: reading it checks the credentials and sends nothing."""
+        return f"{self.base_url.rstrip('/')}/2010-04-01/Accounts/{self.account_sid}.json"
+
 
 class DeliverySettings(Section):
     """Which backend carries one-time codes, per channel; ``disabled``: the channel is not

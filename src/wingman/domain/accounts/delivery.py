@@ -31,7 +31,7 @@ import httpx
 import msgspec
 import structlog
 
-from wingman.config import DeliverySettings, Settings, TwilioSettings
+from wingman.config import DeliverySettings, Settings
 from wingman.domain.accounts.destinations import mask
 
 log = structlog.get_logger(__name__)
@@ -51,15 +51,6 @@ class OtpMessage(msgspec.Struct, frozen=True):
 
 class DeliveryError(Exception):
     """A backend could not hand the code over; safe to log (no code in the message)."""
-
-
-def twilio_messages_url(twilio: TwilioSettings) -> str:
-    return f"{twilio.base_url.rstrip('/')}/2010-04-01/Accounts/{twilio.account_sid}/Messages.json"
-
-
-def twilio_account_url(twilio: TwilioSettings) -> str:
-    """The account resource: reading it checks the credentials without sending anything."""
-    return f"{twilio.base_url.rstrip('/')}/2010-04-01/Accounts/{twilio.account_sid}.json"
 
 
 def backend_for(delivery: DeliverySettings, channel: str) -> str:
@@ -165,7 +156,7 @@ async def _deliver_by_twilio(settings: Settings, message: OtpMessage) -> None:
     try:
         async with httpx.AsyncClient(timeout=twilio.timeout) as client:
             response = await client.post(
-                twilio_messages_url(twilio),
+                twilio.messages_url,
                 data=form,
                 auth=(twilio.account_sid, twilio.auth_token),
                 headers={"Accept": "application/json"},

@@ -22,6 +22,7 @@ quoted, since they are what a mail provider's help pages are searched by.
 
 from __future__ import annotations
 
+import ipaddress
 import smtplib
 import ssl
 from typing import Any
@@ -130,7 +131,16 @@ def _smtp_session(
     except (OSError, smtplib.SMTPException) as exc:
         return problem(AREA, check, "fail", f"the session broke off: {_os_reason(exc)}", fix)
     note = "" if smtp.username else " (no AUTH configured)"
-    return ok(AREA, check, f"{', '.join(steps)} accepted{note}; nothing sent")
+    detail = f"{', '.join(steps)} accepted{note}; nothing sent"
+    if smtp.username and smtp.tls == "none" and not _loopback(smtp.host):
+        return problem(
+            AREA,
+            check,
+            "warn",
+            detail + ", but the password crossed the network unencrypted",
+            'set delivery.smtp.tls = "starttls" (port 587) or "tls" (port 465)',
+        )
+    return ok(AREA, check, detail)
 
 
 def _starttls(
@@ -187,6 +197,13 @@ def _login(client: smtplib.SMTP, smtp: SmtpSettings, check: str) -> None:
                 "providers need an app password or an SMTP key, not the web login)",
             )
         ) from None
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _certificate_problem(

@@ -72,6 +72,15 @@ REFUSED = {
         '[settings.delivery]\nemail = "webhook"\n[settings.delivery.webhook]\nurl = "https://gw.example.com/otp"\n',
         "delivery.webhook.secret: at least 16 characters",
     ),
+    "both channels off": (
+        '[settings.delivery]\nemail = "disabled"\n',
+        "delivery: both channels are disabled, so nobody could sign in",
+    ),
+    "sms with two senders": (
+        '[settings.delivery]\nsms = "twilio"\n[settings.delivery.twilio]\naccount_sid = "AC1"\n'
+        'auth_token = "t"\nfrom_number = "+15005550006"\nmessaging_service_sid = "MG1"\n',
+        "delivery.twilio: set exactly one of from_number and messaging_service_sid",
+    ),
     "a typo": ('[settings.delivery]\nemail = "smtp"\nsmtp_host = "x"\n', "smtp_host: unknown key"),
     "not toml": ("[settings.delivery\n", "not valid TOML"),
 }

@@ -154,6 +154,9 @@ def seeded_settings(seed: dict[str, Any] | None) -> dict[str, Any]:
             ]
         )
     settings = merge(generated_settings(), overrides)
+    if settings.get("env") != "production":
+        # Development settings would let codes go to the log: never on an appliance.
+        raise SeedRefused(['env: the appliance runs in production; drop "env" from the seed'])
     try:
         parse_settings(settings, "[settings]")
     except SettingsError as exc:

@@ -81,6 +81,10 @@ REFUSED = {
         'auth_token = "t"\nfrom_number = "+15005550006"\nmessaging_service_sid = "MG1"\n',
         "delivery.twilio: set exactly one of from_number and messaging_service_sid",
     ),
+    "development env": (
+        '[settings]\nenv = "development"\n[settings.delivery]\nemail = "log"\n',
+        "env: the appliance runs in production",
+    ),
     "a typo": ('[settings.delivery]\nemail = "smtp"\nsmtp_host = "x"\n', "smtp_host: unknown key"),
     "not toml": ("[settings.delivery\n", "not valid TOML"),
 }

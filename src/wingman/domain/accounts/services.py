@@ -147,8 +147,7 @@ class SecretKind:
     slugs: dict[str, str]
 
     def digest(self, key: str, request_id: str, secret: str) -> str:
-        if self.purpose == "otp-code":
-            return hashing.code_hash(key, request_id, secret)
+        # For codes this is hashing.code_hash: the same purpose and message.
         return hashing.keyed_hash(key, self.purpose, f"{request_id}:{secret}")
 
 

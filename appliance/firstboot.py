@@ -15,14 +15,24 @@ its settings and data:
 ``admin`` (the ``wingman`` user, after migrations, ``wingman-migrate.service``)
     - creates the requested admin with ``wingmanctl users create-admin`` once.
 
-A seed file is optional TOML, read from the first of ``SEED_PATHS`` that exists (a file baked
-into ``/etc``, one put on the data volume, or QEMU's ``-fw_cfg name=opt/wingman/seed,file=...``)::
+The seed file is TOML, read from the first of ``SEED_PATHS`` that exists (a file baked into
+``/etc``, one put on the data volume, or QEMU's ``-fw_cfg name=opt/wingman/seed,file=...``)::
 
     [admin]
     email = "admin@example.com"
 
     [settings.delivery]          # any wingman.toml keys, merged over the generated ones
     email = "smtp"
+
+    [settings.delivery.smtp]
+    host = "smtp.example.com"
+
+A fresh volume needs one that configures code delivery: without it nobody could ever get a
+sign-in code, so ``prepare`` refuses (exit 2), says why on the console, and writes nothing (no
+settings, no link, no cluster); the next boot, or ``systemctl restart wingman-firstboot``, tries
+again with the fixed seed. The merged settings must pass the same validation the services apply
+(``wingman.config.parse_settings``): production refuses the ``log`` backend, and each backend
+needs its keys (an SMTP host, a webhook URL and secret, an SMS provider's account and sender).
 """
 
 from __future__ import annotations
@@ -39,6 +49,8 @@ from urllib.parse import unquote, urlsplit
 
 import tomli_w
 
+from wingman.config import SettingsError, parse_settings
+
 DATA = Path("/var/lib/wingman")
 SETTINGS = DATA / "config" / "wingman.toml"
 ETC_SETTINGS = Path("/etc/wingman/wingman.toml")
@@ -52,6 +64,16 @@ POSTGRES_MAJOR = 15
 POSTGRES_BIN = Path(f"/usr/lib/postgresql/{POSTGRES_MAJOR}/bin")
 CLUSTER = DATA / "postgresql" / str(POSTGRES_MAJOR) / "main"
 WINGMANCTL = Path(sys.executable).with_name("wingmanctl")
+EXIT_REFUSED = 2
+DELIVERY_DOCS = "/usr/share/doc/wingman/appliance.md (section Delivery)"
+
+
+class SeedRefused(Exception):
+    """The seed cannot make a working appliance; ``problems`` say why, one line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
 
 
 def say(message: str) -> None:
@@ -59,13 +81,18 @@ def say(message: str) -> None:
     print(f"wingman-firstboot: {message}", flush=True)
 
 
-def read_seed() -> dict[str, Any]:
+def read_seed() -> dict[str, Any] | None:
+    """The first seed file's contents, None when there is none; :class:`SeedRefused` when it is
+    not TOML."""
     for path in SEED_PATHS:
         if path.is_file():
             say(f"seed file {path}")
-            with path.open("rb") as fh:
-                return tomllib.load(fh)
-    return {}
+            try:
+                with path.open("rb") as fh:
+                    return tomllib.load(fh)
+            except tomllib.TOMLDecodeError as exc:
+                raise SeedRefused([f"{path}: not valid TOML: {exc}"]) from None
+    return None
 
 
 def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -99,29 +126,59 @@ def generated_settings() -> dict[str, Any]:
             "jwt_key": secrets.token_urlsafe(48),
             "otp_hash_key": secrets.token_urlsafe(48),
         },
-        # Production refuses the log backend. Until the admin configures delivery, email codes
-        # go to a mail server on this host and SMS codes to a gateway that is not there.
-        "delivery": {
-            "email": "smtp",
-            "sms": "webhook",
-            "smtp": {"host": "127.0.0.1", "port": 25, "tls": "none"},
-            "webhook": {
-                "url": "http://127.0.0.1:9/not-configured",
-                "secret": secrets.token_hex(16),
-            },
-        },
+        # No channel until the seed configures one (checked before anything is written); the
+        # one a seed leaves out stays off rather than pointing at a server that is not there.
+        "delivery": {"email": "disabled", "sms": "disabled"},
         "backup": {"dir": str(DATA / "backups")},
     }
 
 
-def ensure_settings(seed: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-    """The settings, written first if missing; True when they were made now."""
-    if not ETC_SETTINGS.is_symlink() and not ETC_SETTINGS.exists():
-        ETC_SETTINGS.symlink_to(SETTINGS)
+def seeded_settings(seed: dict[str, Any] | None) -> dict[str, Any]:
+    """The generated settings with the seed's merged over; :class:`SeedRefused` unless they
+    validate and carry sign-in codes somewhere."""
+    if seed is None:
+        raise SeedRefused(
+            [
+                "no seed file: a new appliance needs one that configures code delivery "
+                f"([settings.delivery]), looked for {', '.join(map(str, SEED_PATHS[:2]))}"
+            ]
+        )
+    overrides = seed.get("settings", {})
+    if not isinstance(overrides, dict):
+        raise SeedRefused(["[settings] in the seed file must be a table"])
+    if not isinstance(overrides.get("delivery"), dict):
+        raise SeedRefused(
+            [
+                "the seed file configures no code delivery ([settings.delivery]): "
+                "nobody could get a sign-in code"
+            ]
+        )
+    settings = merge(generated_settings(), overrides)
+    if settings.get("env") != "production":
+        # Development settings would let codes go to the log: never on an appliance.
+        raise SeedRefused(['env: the appliance runs in production; drop "env" from the seed'])
+    try:
+        parse_settings(settings, "[settings]")
+    except SettingsError as exc:
+        # Keys are named as in wingman.toml: the seed's [settings] table holds the same ones.
+        raise SeedRefused(str(exc).split("; ")) from None
+    return settings
+
+
+def ensure_settings(seed: dict[str, Any] | None) -> tuple[dict[str, Any], bool]:
+    """The settings, written first if missing; True when they were made now.
+
+    A fresh volume's settings come from the seed, checked before anything is written:
+    :class:`SeedRefused` leaves the volume and ``/etc`` as they were.
+    """
     if SETTINGS.is_file():
+        if not ETC_SETTINGS.is_symlink() and not ETC_SETTINGS.exists():
+            ETC_SETTINGS.symlink_to(SETTINGS)
         with SETTINGS.open("rb") as fh:
             return tomllib.load(fh), False
-    settings = merge(generated_settings(), seed.get("settings", {}))
+    settings = seeded_settings(seed)
+    if not ETC_SETTINGS.is_symlink() and not ETC_SETTINGS.exists():
+        ETC_SETTINGS.symlink_to(SETTINGS)
     SETTINGS.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     partial = SETTINGS.with_suffix(".partial")
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -206,8 +263,8 @@ def _database_password(settings: dict[str, Any]) -> str:
     return password
 
 
-def request_admin(seed: dict[str, Any]) -> None:
-    email = seed.get("admin", {}).get("email")
+def request_admin(seed: dict[str, Any] | None) -> None:
+    email = (seed or {}).get("admin", {}).get("email")
     if not email:
         say(
             "no admin in a seed file: create the first one with "
@@ -223,8 +280,20 @@ def request_admin(seed: dict[str, Any]) -> None:
 
 
 def prepare() -> None:
-    seed = read_seed()
-    settings, fresh = ensure_settings(seed)
+    """The ``prepare`` step; exits 2, having written nothing, when the seed is refused."""
+    try:
+        seed = None if SETTINGS.is_file() else read_seed()
+        settings, fresh = ensure_settings(seed)
+    except SeedRefused as refused:
+        say("refusing to set up this appliance: sign-in would not work")
+        for line in refused.problems:
+            say(f"  - {line}")
+        say(
+            "fix: give a seed file whose [settings.delivery] configures email (smtp or webhook) "
+            "or SMS (twilio or webhook), e.g. /var/lib/wingman/seed.toml, then reboot or run "
+            f"`systemctl restart wingman-firstboot`; see {DELIVERY_DOCS}"
+        )
+        raise SystemExit(EXIT_REFUSED) from None
     ensure_cluster(settings, fresh)
     if fresh:
         request_admin(seed)
@@ -244,7 +313,10 @@ def create_admin() -> None:
         say(f"could not create admin {email}: {result.stderr.strip()}")
         raise SystemExit(result.returncode)
     ADMIN_REQUEST.unlink()
-    say(f"admin {email} created; they sign in with a code sent to that address")
+    say(
+        f"admin {email} created; they sign in with a code sent to that address, or with a "
+        f"one-time link from `wingmanctl users login-link {email}`"
+    )
 
 
 if __name__ == "__main__":

@@ -181,13 +181,45 @@ class WebhookSettings(Section):
     timeout: float = 10.0
 
 
-class DeliverySettings(Section):
-    """Which backend carries one-time codes, per channel."""
+TWILIO_API = "https://api.twilio.com"
 
-    email: Literal["log", "smtp", "webhook"] = "log"
-    sms: Literal["log", "webhook"] = "log"
+
+class TwilioSettings(Section):
+    """An SMS provider's Twilio-style Messages API (Twilio itself, or a compatible one).
+
+    Codes go as ``POST {base_url}/2010-04-01/Accounts/{account_sid}/Messages.json``, form-encoded,
+    with HTTP basic auth ``account_sid:auth_token``.
+    """
+
+    # Up to, not including, ``/2010-04-01``; a compatible provider gives its own.
+    base_url: str = TWILIO_API
+    account_sid: str = ""
+    # Secret: sent only in the Authorization header, never logged or printed.
+    auth_token: str = ""
+    # The sender: a number in E.164 form, or else a messaging service (one of the two).
+    from_number: str = ""
+    messaging_service_sid: str = ""
+    timeout: float = 10.0
+
+    @property
+    def messages_url(self) -> str:
+        return f"{self.base_url.rstrip('/')}/2010-04-01/Accounts/{self.account_sid}/Messages.json"
+
+    @property
+    def account_url(self) -> str:
+        """The account resource: reading it checks the credentials and sends nothing."""
+        return f"{self.base_url.rstrip('/')}/2010-04-01/Accounts/{self.account_sid}.json"
+
+
+class DeliverySettings(Section):
+    """Which backend carries one-time codes, per channel; ``disabled``: the channel is not
+    offered (its code requests are refused)."""
+
+    email: Literal["log", "smtp", "webhook", "disabled"] = "log"
+    sms: Literal["log", "webhook", "twilio", "disabled"] = "log"
     smtp: SmtpSettings = msgspec.field(default_factory=SmtpSettings)
     webhook: WebhookSettings = msgspec.field(default_factory=WebhookSettings)
+    twilio: TwilioSettings = msgspec.field(default_factory=TwilioSettings)
 
 
 class BackupSettings(Section):
@@ -457,6 +489,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     return settings
 
 
+def parse_settings(data: dict[str, Any], source: str = "settings") -> Settings:
+    """One complete settings table, as ``wingman.toml`` would hold it, decoded and validated
+    exactly as :func:`load_settings` does; :class:`SettingsError` names every problem."""
+    _decode(data, source, strict=True)
+    settings = _decode(_deep_merge(msgspec.to_builtins(Settings()), data), source, strict=False)
+    validate(settings)
+    return settings
+
+
 def _decode(data: dict[str, Any], source: str, *, strict: bool) -> Settings:
     try:
         return msgspec.convert(data, Settings, strict=strict)
@@ -592,6 +633,11 @@ def _account_problems(settings: Settings) -> list[str]:
         for channel in ("email", "sms"):
             if getattr(delivery, channel) == "log":
                 problems.append(f"delivery.{channel}: the log backend is refused in production")
+        if delivery.email == delivery.sms == "disabled":
+            problems.append(
+                "delivery: both channels are disabled, so nobody could sign in; "
+                "set delivery.email or delivery.sms to a backend"
+            )
     if not 1 <= settings.auth.access_token_minutes <= 60:
         problems.append("auth.access_token_minutes: must be between 1 and 60")
     if settings.auth.refresh_token_days < 1:
@@ -613,4 +659,16 @@ def _delivery_problems(delivery: DeliverySettings) -> list[str]:
             problems.append("delivery.webhook.secret: at least 16 characters are needed to sign")
     if delivery.email == "smtp" and not delivery.smtp.host:
         problems.append("delivery.smtp.host: needed by the smtp backend")
+    if delivery.sms == "twilio":
+        twilio = delivery.twilio
+        if not twilio.base_url.startswith(("http://", "https://")):
+            problems.append("delivery.twilio.base_url: an http(s) URL is needed")
+        if not (twilio.account_sid and twilio.auth_token):
+            problems.append(
+                "delivery.twilio.account_sid and auth_token: both are needed by the twilio backend"
+            )
+        if bool(twilio.from_number) == bool(twilio.messaging_service_sid):
+            problems.append(
+                "delivery.twilio: set exactly one of from_number and messaging_service_sid"
+            )
     return problems

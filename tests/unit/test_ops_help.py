@@ -12,7 +12,17 @@ COMMANDS = {
     ("backup",): ["--to", "--keep", "--data-dir", "--json", "Exit status", "sha256", "list"],
     ("backup", "list"): ["--dir", "--data-dir", "--json", "Exit status"],
     ("restore",): ["FILE", "--yes", "--data-dir", "Exit status", "64", "--single-transaction"],
-    ("doctor",): ["--data-dir", "--json", "Exit status", "fix", "secrets", "tuning", "clock"],
+    ("doctor",): [
+        "--data-dir",
+        "--json",
+        "Exit status",
+        "fix",
+        "secrets",
+        "tuning",
+        "clock",
+        "delivery",
+        "STARTTLS",
+    ],
     ("logs",): ["--follow", "--lines", "--data-dir", "journalctl", "worker-heavy"],
     ("top",): [
         "--data-dir",

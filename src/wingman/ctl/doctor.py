@@ -17,7 +17,7 @@ COLUMNS = ["area", "check", "state", "detail", "fix"]
 @layout_option
 @json_option
 def doctor(data_dir: Path | None, as_json: bool) -> None:
-    """Check configuration, secrets, ports, disk, clock, versions and tuning.
+    """Check configuration, secrets, ports, code delivery, disk, clock, versions and tuning.
 
     \b
     Checks:
@@ -25,6 +25,10 @@ def doctor(data_dir: Path | None, as_json: bool) -> None:
       secrets   security.secret_key, jwt_key, otp_hash_key are generated, not placeholders
       ports     web listens on server.port (or the port is free when web is down);
                 PostgreSQL and both Redis roles accept connections
+      delivery  each code backend in use answers, and nothing is sent: smtp connects,
+                EHLO, STARTTLS (tls = "starttls"), AUTH (when a username is set),
+                QUIT; webhook answers a HEAD below 500; twilio reads the account
+                with the configured SID and token (status active)
       disk      at least 10 % free where the databases and backups live
       clock     NTP synchronised (timedatectl), no skew with PostgreSQL's clock
       versions  Python, PostgreSQL (15+), pg_dump for the server's major, Redis (7+),

@@ -1,5 +1,5 @@
 """``wingmanctl users``: create the first admin, list accounts, change tier, disable, enable;
-export, delete and restore an account (docs/privacy.md).
+give a one-time sign-in link; export, delete and restore an account (docs/privacy.md).
 
 Every change is written to ``audit_log`` with the actor ``cli:<login name>``, then announced to
 the web processes (``domain/realtime/account_changes.py``): a disabled user's requests and open
@@ -258,6 +258,91 @@ def enable(who: str, as_json: bool) -> None:
         return {"from": before}
 
     _change(who, "users.enable", apply, as_json)
+
+
+def _host_address() -> str:
+    """This host's address towards the outside (no packet is sent), for a link without a domain."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: routing decides, nothing is sent
+            return str(probe.getsockname()[0])
+        except OSError:
+            return socket.getfqdn()
+
+
+@users.command("login-link")
+@click.argument("who")
+@click.option(
+    "--minutes",
+    type=click.IntRange(1, 60),
+    default=15,
+    show_default=True,
+    help="How long the link stays valid.",
+)
+@click.option(
+    "--base-url",
+    help="Where users reach this server (default: https://<public.domain>, else this host's "
+    "address in production, the web server's address in development).",
+)
+@json_option
+def login_link(who: str, minutes: int, base_url: str | None, as_json: bool) -> None:
+    """Print a one-time sign-in link for WHO (an id, email or phone), audited.
+
+    For the first admin's sign-in before code delivery works, or a user whose codes do not
+    arrive. The link signs in once, within --minutes, and never again; opening it only shows a
+    page (link previews do not spend it), and pressing Sign in there does. A newer link does not
+    cancel an older one: each expires on its own.
+
+    \b
+    Exit status: 0 printed, 64 no such user, 3 the account is disabled or deleted.
+    """
+    from wingman.db.models import OtpChannel, UserStatus
+    from wingman.domain.accounts import login_links
+    from wingman.domain.accounts.services import OtpService
+
+    settings = cli_settings()
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        user = await _find(session, who)
+        if user.status is not UserStatus.ACTIVE:
+            click.echo(
+                f"error: {who} is {user.status}; `wingmanctl users enable` (or `restore`) first",
+                err=True,
+            )
+            raise SystemExit(EXIT_REFUSED)
+        channel = OtpChannel.EMAIL if user.email else OtpChannel.SMS
+        destination = user.email or user.phone
+        # The link and its audit entry commit together, or neither does.
+        issued = await OtpService(session, settings).issue_link(channel, destination, minutes * 60)
+        await _audit(
+            session,
+            "users.login_link",
+            str(user.id),
+            request_id=str(issued.request_id),
+            minutes=minutes,
+        )
+        token = login_links.link_token(issued.request_id, issued.code)
+        base = base_url or login_links.default_base_url(settings, _host_address())
+        return {
+            "user_id": str(user.id),
+            "email": user.email,
+            "phone": user.phone,
+            "link": login_links.login_link(base, token),
+            "token": token,
+            "expires_at": issued.expires_at.isoformat(timespec="seconds"),
+        }
+
+    row = run_in_transaction(settings, work)
+    if as_json:
+        emit_object(row, as_json=True)
+        return
+    progress(
+        f"single use, valid until {row['expires_at']}: open it in a browser and press Sign in "
+        f'(or POST {{"token": ...}} to {login_links.PATH})'
+    )
+    click.echo(row["link"])
 
 
 # --- Privacy: export, delete, restore (domain/privacy) -----------------------------------------

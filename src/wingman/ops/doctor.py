@@ -1,7 +1,8 @@
 """``wingmanctl doctor``: checks an installation and says how to fix each problem found.
 
 Every check returns a :class:`Finding`; a problem always carries a ``fix``, a command or edit the
-admin can apply. No secret value is ever part of a finding.
+admin can apply. No secret value is ever part of a finding. The delivery checks talk to the
+configured code backends (ops/delivery_probe.py).
 """
 
 from __future__ import annotations
@@ -13,10 +14,8 @@ import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal
 from urllib.parse import urlsplit
 
-import msgspec
 import psycopg
 import redis
 
@@ -33,31 +32,16 @@ from wingman.db.migrations import head_revision, pending_revisions
 from wingman.devstack.binaries import MIN_POSTGRES_MAJOR, MissingBinaryError
 from wingman.devstack.processes import port_open
 from wingman.ops.backups import BackupError, Connection, client_tool
+from wingman.ops.delivery_probe import delivery_findings
+from wingman.ops.findings import Finding, Severity, ok, problem
 from wingman.ops.units import UnitSource
 
-Severity = Literal["ok", "warn", "fail"]
 MIN_REDIS_MAJOR = 7
 MIN_SECRET_LENGTH = 32
 DISK_FREE_MIN = 0.10
 CLOCK_SKEW_MAX_S = 2.0
-AREAS = ("config", "secrets", "ports", "disk", "clock", "versions", "tuning")
+AREAS = ("config", "secrets", "ports", "delivery", "disk", "clock", "versions", "tuning")
 GENERATE = "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
-
-
-class Finding(msgspec.Struct, kw_only=True):
-    area: str
-    check: str
-    state: Severity
-    detail: str
-    fix: str = ""
-
-
-def ok(area: str, check: str, detail: str) -> Finding:
-    return Finding(area=area, check=check, state="ok", detail=detail)
-
-
-def problem(area: str, check: str, state: Severity, detail: str, fix: str) -> Finding:
-    return Finding(area=area, check=check, state=state, detail=detail, fix=fix)
 
 
 def restart_hint(source: UnitSource, unit: str) -> str:
@@ -437,6 +421,7 @@ def diagnose(source: UnitSource) -> list[Finding]:
         return found
     found += secret_findings(settings)
     found += port_findings(settings, source)
+    found += delivery_findings(settings)
     found += disk_findings([*source.data_paths(), source.default_backup_dir(settings)])
     found.append(clock_sync_finding())
     found.append(python_finding())

@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 import structlog
-from litestar import Controller, Request, get, patch, post, put
+from litestar import Controller, MediaType, Request, get, patch, post, put
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody
@@ -14,10 +14,12 @@ from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CO
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from wingman.config import Settings
-from wingman.db.models import OtpChannel, User, UserSettings, UserStatus
-from wingman.domain.accounts.delivery import OtpMessage
+from wingman.db.models import AuditLogEntry, OtpChannel, User, UserSettings, UserStatus
+from wingman.domain.accounts.delivery import OtpMessage, backend_for
 from wingman.domain.accounts.destinations import InvalidDestination, normalise
+from wingman.domain.accounts.login_links import login_link_asset, parse_link_token
 from wingman.domain.accounts.schemas import (
+    LoginLinkIn,
     MePatch,
     OtpRequestIn,
     OtpRequestOut,
@@ -29,6 +31,7 @@ from wingman.domain.accounts.schemas import (
     UserOut,
 )
 from wingman.domain.accounts.services import (
+    LINK,
     OtpService,
     RefreshTokenService,
     SettingsService,
@@ -112,6 +115,12 @@ class AuthController(Controller):
         ip = client_ip(request.scope)
         await limiter.enforce((rule_for("otp:ip", allowance), ip), fail_closed=True)
         channel = OtpChannel(data.channel)
+        if backend_for(settings.delivery, channel.value) == "disabled":
+            raise Problem(
+                400,
+                "channel-disabled",
+                f"This server does not send codes by {channel.value}; use the other channel.",
+            )
         try:
             destination = normalise(channel, data.destination)
         except InvalidDestination as exc:
@@ -175,6 +184,61 @@ class AuthController(Controller):
                 state.redis.queue, user.id, status=user.status, tier=user.tier, role=user.role
             )
         log.info("user_signed_in", user_id=str(user.id), created=created, restored=restored)
+        return tokens_for(settings, user, refresh)
+
+    @get("/login-link", media_type=MediaType.HTML, include_in_schema=False, cache=False)
+    async def login_link_page(self) -> bytes:
+        """The page a sign-in link opens; a GET never spends the link (see login_links)."""
+        return login_link_asset("index.html")
+
+    @get(
+        "/login-link/sign-in.js",
+        media_type="text/javascript; charset=utf-8",
+        include_in_schema=False,
+    )
+    async def login_link_script(self) -> bytes:
+        return login_link_asset("sign-in.js")
+
+    @post(
+        "/login-link",
+        status_code=HTTP_200_OK,
+        summary="Exchange a one-time sign-in link for tokens",
+        description=(
+            "The token is the fragment of a link from `wingmanctl users login-link`. A link signs"
+            " in once: a second use is `400 login-link-used`, an old one `400 login-link-expired`."
+            " It never creates an account (the account must exist and be active)."
+        ),
+    )
+    async def redeem_login_link(
+        self,
+        data: JSONBody[LoginLinkIn],
+        request: Request[Any, Any, Any],
+        state: State,
+        db_session: NamedDependency[AsyncSession],
+    ) -> TokensOut:
+        settings: Settings = state.settings
+        request_id, secret = parse_link_token(data.token)
+        verified = await OtpService(db_session, settings).verify(request_id, secret, LINK)
+        user = await UserService(session=db_session).find_by_destination(
+            verified.channel, verified.destination
+        )
+        if user is None or user.status is not UserStatus.ACTIVE:
+            await db_session.commit()  # the link stays spent
+            raise Problem(403, "account-disabled", "This account is disabled or deleted.")
+        refresh, _ = await RefreshTokenService(db_session, settings).create(
+            user.id, request.headers.get("user-agent")
+        )
+        db_session.add(
+            AuditLogEntry(
+                actor=f"user:{user.id}",
+                actor_id=user.id,
+                action="auth.login_link",
+                target=str(user.id),
+                details={"request_id": str(request_id)},
+            )
+        )
+        await db_session.commit()
+        log.info("user_signed_in", user_id=str(user.id), created=False, login_link=True)
         return tokens_for(settings, user, refresh)
 
     @post(

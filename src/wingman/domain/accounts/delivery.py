@@ -1,4 +1,4 @@
-"""Carrying a one-time code to its destination: ``log``, ``smtp`` or ``webhook``, per channel.
+"""Carrying a one-time code to its destination: ``log``, ``smtp``, ``webhook`` or ``twilio``.
 
 - ``log`` (development): one structured log line, ``otp_code``, holding the code. It is the only
   line anywhere that ever does; production refuses this backend (``config.validate``).
@@ -8,6 +8,12 @@
   (or email) gateway, signed so the gateway can reject forgeries and replays:
   ``X-Wingman-Timestamp: <unix seconds>`` and
   ``X-Wingman-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>." + body)>``.
+- ``twilio`` (SMS only): the de-facto SMS API that Twilio defined and others copy: a form-encoded
+  ``POST {base_url}/2010-04-01/Accounts/{account_sid}/Messages.json`` with HTTP basic auth
+  (``account_sid:auth_token``) and the fields ``To``, ``From`` (or ``MessagingServiceSid``) and
+  ``Body``; ``201`` with a JSON message resource is success, an error is JSON with ``code`` and
+  ``message`` (the provider's error code, quoted in the failure).
+- ``disabled``: the channel is not offered; code requests for it are refused before any job.
 
 A failure raises :class:`DeliveryError`, whose message never holds the code (exceptions end up in
 logs and in the job's stored error), and the queue retries the job with backoff.
@@ -26,6 +32,7 @@ import msgspec
 import structlog
 
 from wingman.config import DeliverySettings, Settings
+from wingman.domain.accounts.destinations import mask
 
 log = structlog.get_logger(__name__)
 
@@ -64,8 +71,15 @@ async def deliver(settings: Settings, message: OtpMessage) -> str:
         _deliver_to_log(message)
     elif backend == "smtp":
         await _deliver_by_smtp(settings, message)
-    else:
+    elif backend == "twilio":
+        await _deliver_by_twilio(settings, message)
+    elif backend == "webhook":
         await _deliver_by_webhook(settings.delivery, message)
+    else:
+        # A code asked for before the channel was disabled: no way to send it.
+        raise DeliveryError(
+            f"the {message.channel} channel is disabled (delivery.{message.channel})"
+        )
     return backend
 
 
@@ -129,3 +143,46 @@ async def _deliver_by_webhook(delivery: DeliverySettings, message: OtpMessage) -
         raise DeliveryError(f"webhook delivery failed: {type(exc).__name__}") from None
     if not response.is_success:
         raise DeliveryError(f"webhook delivery failed: the gateway answered {response.status_code}")
+
+
+async def _deliver_by_twilio(settings: Settings, message: OtpMessage) -> None:
+    twilio = settings.delivery.twilio
+    minutes = max(1, settings.otp.code_ttl_seconds // 60)
+    form = {"To": message.destination, "Body": sms_text(message.code, minutes)}
+    if twilio.messaging_service_sid:
+        form["MessagingServiceSid"] = twilio.messaging_service_sid
+    else:
+        form["From"] = twilio.from_number
+    try:
+        async with httpx.AsyncClient(timeout=twilio.timeout) as client:
+            response = await client.post(
+                twilio.messages_url,
+                data=form,
+                auth=(twilio.account_sid, twilio.auth_token),
+                headers={"Accept": "application/json"},
+            )
+    except httpx.HTTPError as exc:
+        raise DeliveryError(f"sms delivery failed: {type(exc).__name__}") from None
+    if response.status_code not in (200, 201):
+        reason = provider_error(response)
+        # Providers quote the number in some messages; the log gets the masked form only.
+        reason = reason.replace(message.destination, mask("sms", message.destination))
+        raise DeliveryError(
+            f"sms delivery failed: the provider answered {response.status_code}{reason}"
+        )
+
+
+def sms_text(code: str, minutes: int) -> str:
+    return f"Your Wingman sign-in code is {code}. It expires in {minutes} minutes."
+
+
+def provider_error(response: httpx.Response) -> str:
+    """`` (code 20003: Authenticate)`` from a Twilio-style error body, or nothing."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    if not isinstance(body, dict) or "code" not in body:
+        return ""
+    text = str(body.get("message", "")).strip()[:200]
+    return f" (code {body['code']}: {text})" if text else f" (code {body['code']})"

@@ -35,6 +35,12 @@ class OtpVerifyIn(Schema):
     code: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
 
 
+class LoginLinkIn(Schema):
+    """The token from a sign-in link's fragment: ``<request id>.<secret>``."""
+
+    token: Annotated[str, msgspec.Meta(min_length=40, max_length=128)]
+
+
 class RefreshIn(Schema):
     refresh_token: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 

@@ -8,6 +8,7 @@ web session commits on 2xx only and rolls back on 4xx, which would undo exactly 
 from __future__ import annotations
 
 import functools
+import secrets
 import zoneinfo
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -122,12 +123,58 @@ async def restore_deleted(
 class IssuedCode:
     request_id: UUID
     code: str
+    expires_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
 class VerifiedDestination:
     channel: OtpChannel
     destination: str
+
+
+@dataclass(frozen=True, slots=True)
+class SecretKind:
+    """How one kind of one-time secret is hashed and how its refusals read.
+
+    A sign-in code and a sign-in link (``wingmanctl users login-link``) are both rows of
+    ``otp_requests``, spent the same way (attempts counted first, consumed once, expiring);
+    their digests have different purposes, so neither can be redeemed as the other.
+    """
+
+    purpose: str
+    noun: str
+    renew: str
+    slugs: dict[str, str]
+
+    def digest(self, key: str, request_id: str, secret: str) -> str:
+        # For codes this is hashing.code_hash: the same purpose and message.
+        return hashing.keyed_hash(key, self.purpose, f"{request_id}:{secret}")
+
+
+CODE = SecretKind(
+    purpose="otp-code",
+    noun="code",
+    renew="request a new one",
+    slugs={
+        "not-found": "otp-request-not-found",
+        "used": "otp-code-used",
+        "expired": "otp-code-expired",
+        "exhausted": "otp-attempts-exhausted",
+        "invalid": "otp-code-invalid",
+    },
+)
+LINK = SecretKind(
+    purpose="login-link",
+    noun="sign-in link",
+    renew="ask an admin for a new one",
+    slugs={
+        "not-found": "login-link-invalid",
+        "used": "login-link-used",
+        "expired": "login-link-expired",
+        "exhausted": "login-link-invalid",
+        "invalid": "login-link-invalid",
+    },
+)
 
 
 class OtpService:
@@ -141,10 +188,47 @@ class OtpService:
 
     async def issue(self, channel: OtpChannel, destination: str, ip: str | None) -> IssuedCode:
         """Store a new code request (hashed) and commit; the same work for any destination."""
+        return await self._store(
+            CODE,
+            channel,
+            destination,
+            hashing.new_code(),
+            ttl_seconds=self.settings.otp.code_ttl_seconds,
+            ip=ip,
+        )
+
+    async def issue_link(
+        self, channel: OtpChannel, destination: str, ttl_seconds: int
+    ) -> IssuedCode:
+        """A sign-in link's secret for an existing account's destination (256 random bits).
+
+        Flushed, not committed: the caller commits it with its audit entry.
+        """
+        return await self._store(
+            LINK,
+            channel,
+            destination,
+            secrets.token_urlsafe(32),
+            ttl_seconds=ttl_seconds,
+            ip=None,
+            commit=False,
+        )
+
+    async def _store(
+        self,
+        kind: SecretKind,
+        channel: OtpChannel,
+        destination: str,
+        code: str,
+        *,
+        ttl_seconds: int,
+        ip: str | None,
+        commit: bool = True,
+    ) -> IssuedCode:
         request_id = UUID(str(uuid7()))
-        code = hashing.new_code()
         dest_hash = self.destination_hash(channel, destination)
         now = utcnow()
+        expires_at = now + timedelta(seconds=ttl_seconds)
         # Expired requests for this destination no longer need the address itself.
         await self.session.execute(
             update(OtpRequest)
@@ -161,21 +245,27 @@ class OtpService:
                 id=request_id,
                 destination_hash=dest_hash,
                 channel=channel,
-                code_hash=hashing.code_hash(self._key, str(request_id), code),
+                code_hash=kind.digest(self._key, str(request_id), code),
                 attempts=0,
-                expires_at=now + timedelta(seconds=self.settings.otp.code_ttl_seconds),
+                expires_at=expires_at,
                 requester_ip=ip[:45] if ip else None,
                 destination=destination,
             )
         )
-        await self.session.commit()
-        return IssuedCode(request_id, code)
+        if commit:
+            await self.session.commit()
+        else:
+            await self.session.flush()
+        return IssuedCode(request_id, code, expires_at)
 
-    async def verify(self, request_id: UUID, code: str) -> VerifiedDestination:
+    async def verify(
+        self, request_id: UUID, code: str, kind: SecretKind = CODE
+    ) -> VerifiedDestination:
         """Check ``code`` against the request; the attempt counts (and is committed) first.
 
         The counter goes up in one ``UPDATE ... RETURNING``, so concurrent guesses cannot get
-        past the limit: the 6th attempt fails even with the right code.
+        past the limit: the 6th attempt fails even with the right code. ``kind`` says whether
+        ``code`` is a six-digit code or a sign-in link's secret.
         """
         row = (
             await self.session.execute(
@@ -194,26 +284,26 @@ class OtpService:
             )
         ).one_or_none()
         await self.session.commit()
+        slugs, noun, renew = kind.slugs, kind.noun, kind.renew
         if row is None:
-            raise Problem(404, "otp-request-not-found", "No such code request.")
+            status = 404 if kind is CODE else 400
+            raise Problem(status, slugs["not-found"], f"No such {noun}.")
         attempts, stored_hash, expires_at, consumed_at, channel, destination = row
         if consumed_at is not None:
-            raise Problem(400, "otp-code-used", "This code was already used; request a new one.")
+            raise Problem(400, slugs["used"], f"This {noun} was already used; {renew}.")
         if expires_at <= utcnow() or destination is None:
-            raise Problem(400, "otp-code-expired", "This code has expired; request a new one.")
+            raise Problem(400, slugs["expired"], f"This {noun} has expired; {renew}.")
         max_attempts = self.settings.otp.max_attempts
         if attempts > max_attempts:
             raise Problem(
-                400,
-                "otp-attempts-exhausted",
-                "Too many wrong codes for this request; request a new one.",
+                400, slugs["exhausted"], f"Too many wrong tries for this {noun}; {renew}."
             )
-        candidate = hashing.code_hash(self._key, str(request_id), code)
+        candidate = kind.digest(self._key, str(request_id), code)
         if not hashing.same_digest(candidate, stored_hash):
             raise Problem(
                 400,
-                "otp-code-invalid",
-                "The code is not correct.",
+                slugs["invalid"],
+                f"The {noun} is not correct.",
                 extra={"attempts_left": max_attempts - attempts},
             )
         # Consume once: a concurrent verify of the same code finds consumed_at set and fails.
@@ -225,7 +315,7 @@ class OtpService:
             .execution_options(synchronize_session=False)
         )
         if consumed is None:
-            raise Problem(400, "otp-code-used", "This code was already used; request a new one.")
+            raise Problem(400, slugs["used"], f"This {noun} was already used; {renew}.")
         return VerifiedDestination(OtpChannel(channel), destination)
 
 

@@ -12,6 +12,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.support.monitoring import settings_with
 from wingman.config import Settings
 from wingman.ctl.tune_targets import monitoring_files
 from wingman.ops.alertmanager import alert_routes, alertmanager_config
@@ -22,27 +23,6 @@ from wingman.ops.appliance_monitoring import (
     prometheus_retention,
     redis_exporter_env,
 )
-
-
-def settings_with(
-    *, email: str = "log", sms: str = "log", alert_email: str = "", alert_url: str = ""
-) -> Settings:
-    base = Settings()
-    delivery = msgspec.structs.replace(
-        base.delivery,
-        email=email,
-        sms=sms,
-        smtp=msgspec.structs.replace(
-            base.delivery.smtp, host="mail.example.com", username="u", password='p"w: #1'
-        ),
-        webhook=msgspec.structs.replace(
-            base.delivery.webhook, url="https://hooks.example.com/codes", secret="s" * 20
-        ),
-    )
-    monitoring = msgspec.structs.replace(
-        base.monitoring, alert_email=alert_email, alert_webhook_url=alert_url
-    )
-    return msgspec.structs.replace(base, delivery=delivery, monitoring=monitoring)
 
 
 def receiver(settings: Settings) -> dict[str, object]:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from tests.support.monitoring import settings_with
 from wingman.config import Settings
-from wingman.ctl.tune_targets import monitoring_files
+from wingman.ctl.tune_targets import FileChange, monitoring_files
 from wingman.ops.alertmanager import alert_routes, alertmanager_config
 from wingman.ops.appliance_monitoring import (
     RETENTION_MAX_MB,
@@ -119,3 +119,13 @@ def test_tune_writes_secrets_root_only(tmp_path: Path) -> None:
         "127.0.0.1:9093"
     ]
     assert prometheus["scrape_configs"][0]["static_configs"][0]["targets"] == ["127.0.0.1:8000"]
+
+
+def test_tune_diffs_hide_the_monitorings_secrets(tmp_path: Path) -> None:
+    settings = settings_with(email="smtp", sms="webhook", alert_email="admin@example.com")
+    for file in monitoring_files(settings, tmp_path, tmp_path):
+        diff = FileChange(file, None).diff()
+        for secret in ('p\\"w: #1', "s" * 20, "REDIS_PASSWORD=\n"):
+            assert secret not in diff, (file.kind, secret)
+    redis = next(f for f in monitoring_files(settings, tmp_path, tmp_path) if "exporter" in f.kind)
+    assert "REDIS_PASSWORD=********" in FileChange(redis, None).diff()

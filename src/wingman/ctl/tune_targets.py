@@ -94,8 +94,19 @@ class FileChange:
         )
 
 
+# Secrets in the rendered files: Redis's password, the Redis exporters' copy of it, and the SMTP
+# password and webhook secret in Alertmanager's JSON.
+_SECRETS = (
+    (re.compile(r'^(requirepass\s+)"[^"]*"', re.MULTILINE), r'\1"********"'),
+    (re.compile(r"^(REDIS_PASSWORD=).*$", re.MULTILINE), r"\1********"),
+    (re.compile(r'("(?:auth_password|credentials)": )"(?:[^"\\]|\\.)*"'), r'\1"********"'),
+)
+
+
 def _mask(text: str) -> str:
-    return re.sub(r'^(requirepass\s+)"[^"]*"', r'\1"********"', text, flags=re.MULTILINE)
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 class Layout(Protocol):

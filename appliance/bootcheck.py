@@ -617,6 +617,7 @@ def monitoring_check(timeout: float) -> str:
     scrape target up (the exporters reaching their PostgreSQL and both Redis roles)."""
     deadline = time.monotonic() + timeout
     seen: Any = None
+    error = ""
     while True:
         try:
             for base in (PROMETHEUS, ALERTMANAGER):
@@ -643,12 +644,13 @@ def monitoring_check(timeout: float) -> str:
                     f"monitoring: Prometheus and Alertmanager healthy, targets up: "
                     f"{', '.join(sorted(seen))}; PostgreSQL and both Redis reached"
                 )
+            error = ""
         except (OSError, ValueError, KeyError, CheckFailed) as exc:
-            seen = f"{seen} ({type(exc).__name__}: {exc})"
+            error = f" ({type(exc).__name__}: {exc})"
         if time.monotonic() > deadline:
             for unit in UNITS[-6:]:
                 show_journal(unit)
-            raise CheckFailed(f"monitoring not up after {timeout:.0f} s: targets {seen}")
+            raise CheckFailed(f"monitoring not up after {timeout:.0f} s: targets {seen}{error}")
         time.sleep(1)
 
 

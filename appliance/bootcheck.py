@@ -11,8 +11,9 @@ Two ways to run it:
     (or, in a container, PID 1's) command line holds ``wingman.bootcheck=1``, or the system
     has a credential ``wingman.bootcheck`` (a VM's SMBIOS or fw_cfg). Waits until every
     Wingman unit is active and ``/health/ready`` answers 200 over HTTPS, checks that plain HTTP
-    only redirects, that Granian (8000) cannot be reached on the host's own non-loopback address
-    while the proxy can, and that ``wingmanctl tls status --json`` reports the served
+    only redirects, that Prometheus and Alertmanager are healthy with every scrape target up,
+    that Granian (8000) and the monitoring cannot be reached on the host's own non-loopback
+    address while the proxy can, and that ``wingmanctl tls status --json`` reports the served
     certificate, signs in and gets an AI reply streamed over ``wss://``,
     checks ``wingmanctl status --json`` (healthy with every unit and the configured worker
     processes; degraded, naming it, while one worker unit is stopped), prints the tuning in
@@ -71,7 +72,19 @@ UNITS = (
     "wingman-worker@default.service",
     "wingman-worker@heavy.service",
     "wingman-proxy.service",
+    "wingman-prometheus.service",
+    "wingman-alertmanager.service",
+    "wingman-node-exporter.service",
+    "wingman-postgres-exporter.service",
+    "wingman-redis-exporter@queue.service",
+    "wingman-redis-exporter@cache.service",
 )
+# The built-in monitoring, on loopback only: Prometheus, Alertmanager, then the exporters.
+PROMETHEUS = "http://127.0.0.1:9090"
+ALERTMANAGER = "http://127.0.0.1:9093"
+MONITORING_PORTS = (9090, 9093, 9100, 9187, 9121, 9122)
+# Prometheus's scrape targets, as job/role.
+TARGETS = {"wingman/", "node/", "postgres/", "redis/queue", "redis/cache"}
 INTERNAL_ROOT = Path("/var/lib/wingman/proxy/pki/authorities/local/root.crt")
 BASE_URL = "https://127.0.0.1"
 GRANIAN_PORT = 8000
@@ -454,9 +467,9 @@ def status_check(timeout: float) -> None:
 
 
 def wingman_processes() -> list[str]:
-    """Processes of the wingman or caddy user (web, workers, the proxy) or of a Wingman Redis
-    (the stop must leave none)."""
-    owners = {pwd.getpwnam(name).pw_uid for name in ("wingman", "caddy")}
+    """Processes of the wingman, caddy or prometheus user (web, workers, the proxy, the
+    monitoring) or of a Wingman Redis or the PostgreSQL exporter (the stop must leave none)."""
+    owners = {pwd.getpwnam(name).pw_uid for name in ("wingman", "caddy", "prometheus")}
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -466,7 +479,8 @@ def wingman_processes() -> list[str]:
             cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
         except OSError:
             continue
-        ours = uid in owners or "/opt/wingman/" in cmdline or "redis-server" in cmdline
+        ours = uid in owners or "/opt/wingman/" in cmdline
+        ours = ours or "redis-server" in cmdline or "prometheus-postgres-exporter" in cmdline
         if ours and int(proc.name) != os.getpid():
             found.append(f"{proc.name}: {cmdline[:80]}")
     return found
@@ -570,11 +584,17 @@ def reachable(address: str, port: int) -> bool:
 
 
 def only_proxy_reachable() -> str:
-    """From the host's own non-loopback address: 443 answers, Granian's 8000 does not."""
+    """From the host's own non-loopback address: 443 answers, Granian's 8000 and the
+    monitoring's ports do not."""
     address, made = outside_address()
     try:
         if reachable(address, GRANIAN_PORT):
             raise CheckFailed(f"Granian answers on {address}:{GRANIAN_PORT}: not loopback only")
+        exposed = [port for port in MONITORING_PORTS if reachable(address, port)]
+        if exposed:
+            raise CheckFailed(
+                f"monitoring answers on {address}, ports {exposed}: not loopback only"
+            )
         if not reachable(address, 443):
             raise CheckFailed(f"the proxy does not answer on {address}:443")
         if not reachable("127.0.0.1", GRANIAN_PORT):
@@ -582,7 +602,57 @@ def only_proxy_reachable() -> str:
     finally:
         if made:
             subprocess.run(["ip", "addr", "del", f"{address}/32", "dev", "lo"], check=False)
-    return f"{address}:443 answers, {address}:{GRANIAN_PORT} refused (Granian on loopback only)"
+    return (
+        f"{address}:443 answers, {address}:{GRANIAN_PORT} and the monitoring's ports refused "
+        "(Granian and the monitoring on loopback only)"
+    )
+
+
+def local_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback HTTP
+        return json.loads(response.read())
+
+
+def monitoring_check(timeout: float) -> str:
+    """Prometheus and Alertmanager healthy, Prometheus sending to Alertmanager, and every
+    scrape target up (the exporters reaching their PostgreSQL and both Redis roles)."""
+    deadline = time.monotonic() + timeout
+    seen: Any = None
+    error = ""
+    while True:
+        try:
+            for base in (PROMETHEUS, ALERTMANAGER):
+                with urllib.request.urlopen(f"{base}/-/healthy", timeout=5) as response:  # noqa: S310
+                    if response.status != 200:
+                        raise CheckFailed(f"{base}/-/healthy: HTTP {response.status}")
+            active = local_json(f"{PROMETHEUS}/api/v1/targets")["data"]["activeTargets"]
+            seen = {
+                f"{t['labels']['job']}/{t['labels'].get('role', '')}": t["health"] for t in active
+            }
+            engines = [
+                float(r["value"][1])
+                for expr in ("pg_up", "redis_up")
+                for r in local_json(f"{PROMETHEUS}/api/v1/query?query={expr}")["data"]["result"]
+            ]
+            managers = local_json(f"{PROMETHEUS}/api/v1/alertmanagers")["data"]
+            if (
+                set(seen) == TARGETS
+                and set(seen.values()) == {"up"}
+                and engines == [1.0, 1.0, 1.0]
+                and managers["activeAlertmanagers"]
+            ):
+                return (
+                    f"monitoring: Prometheus and Alertmanager healthy, targets up: "
+                    f"{', '.join(sorted(seen))}; PostgreSQL and both Redis reached"
+                )
+            error = ""
+        except (OSError, ValueError, KeyError, CheckFailed) as exc:
+            error = f" ({type(exc).__name__}: {exc})"
+        if time.monotonic() > deadline:
+            for unit in UNITS[-6:]:
+                show_journal(unit)
+            raise CheckFailed(f"monitoring not up after {timeout:.0f} s: targets {seen}{error}")
+        time.sleep(1)
 
 
 def tls_status() -> str:
@@ -637,6 +707,7 @@ def inside(timeout: float) -> None:
         wait_ready(base, timeout)
         say("READY /health/ready 200 over https://, trusting only the internal CA's root")
         say(f"http:// redirects: {plain_http_redirects('127.0.0.1')}")
+        say(monitoring_check(timeout))
         say(only_proxy_reachable())
         say(tls_status())
         earlier = 1 if flag == "again" else 0

@@ -386,6 +386,25 @@ class PublicSettings(Section):
     admin_address: str = "unix//run/wingman-proxy/admin.sock"
 
 
+class MonitoringSettings(Section):
+    """The appliance's Prometheus and Alertmanager (docs/monitoring.md), both on loopback.
+
+    Alerts reach the admin through the backend that carries e-mailed sign-in codes
+    (``delivery.email``): SMTP mail to ``alert_email``, or the code webhook's URL (or
+    ``alert_webhook_url``), in Alertmanager's own webhook format.
+    """
+
+    # The admin's address for alert mail (with delivery.email = "smtp"); empty: no mail.
+    alert_email: str = ""
+    # Alerts to this URL as well; empty: the code webhook's URL when a channel uses it.
+    alert_webhook_url: str = ""
+    # How long Alertmanager gathers alerts of one group before the first notice, between
+    # notices of a changing group, and before repeating an unchanged one.
+    group_wait_seconds: float = 30.0
+    group_interval_seconds: float = 300.0
+    repeat_interval_seconds: float = 4 * 3600.0
+
+
 class Settings(Section):
     env: Environment = "development"
     database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
@@ -405,6 +424,7 @@ class Settings(Section):
     cache: CacheSettings = msgspec.field(default_factory=CacheSettings)
     imports: ImportSettings = msgspec.field(default_factory=ImportSettings)
     public: PublicSettings = msgspec.field(default_factory=PublicSettings)
+    monitoring: MonitoringSettings = msgspec.field(default_factory=MonitoringSettings)
 
     @property
     def is_production(self) -> bool:

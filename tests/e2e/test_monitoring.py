@@ -9,8 +9,10 @@ rules themselves are the production ones, unchanged.
 Once the stack has served one reply, its ``ai`` worker is stopped and one more reply is posted,
 which waits. Then: every target is up; every dashboard panel's query evaluates and the core ones
 return data; ``WingmanRepliesStuck`` goes pending and then firing within its stated delay (15 s
-of waiting + 30 s ``for``), counted from when the reply was queued.
-Delivery through Alertmanager is not part of this test (docs/monitoring.md).
+of waiting + 30 s ``for``), counted from when the reply was queued, and reaches the admin's
+webhook (an HTTP server in this test) through a real Alertmanager whose config is rendered from
+the settings, as on the appliance: the code webhook's URL and secret, and a grouping wait of 1 s
+instead of 30 s (``monitoring.group_wait_seconds``).
 """
 
 from __future__ import annotations
@@ -22,13 +24,16 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 from sqlalchemy import select
 
@@ -38,6 +43,7 @@ from wingman.config import Settings, load_settings
 from wingman.db.models import Message, ProcessingStatus
 from wingman.devstack.processes import free_port, pid_alive, wait_for
 from wingman.devstack.stack import DevStack
+from wingman.ops.alertmanager import alertmanager_config
 from wingman.ops.monitoring import ScrapeTargets, dashboards, prometheus_config
 from wingman.server.database import create_engine
 
@@ -75,6 +81,35 @@ CORE_PANELS = {
 STUCK_DELAY_S = 15 + 30
 # A scrape and an evaluation each second, and a second of slack for a busy machine.
 STUCK_SLACK_S = 5
+# From firing to the webhook: Prometheus sends at once, Alertmanager waits group_wait (1 s here).
+DELIVERY_SLACK_S = 5
+ALERT_SECRET = "e2e-alert-webhook-secret-0123456789"
+
+
+class AlertInbox:
+    """The admin's webhook: records each notice Alertmanager posts, with when it came."""
+
+    def __init__(self) -> None:
+        self.notices: list[tuple[float, dict[str, str], dict[str, Any]]] = []
+        inbox = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                inbox.notices.append((time.monotonic(), dict(self.headers), json.loads(body)))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/alerts"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 @dataclass
@@ -84,6 +119,7 @@ class Monitored:
     settings: Settings
     prometheus: str
     logs: Path
+    inbox: AlertInbox
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     # The reply left waiting once the ai worker was stopped, and when it was queued.
     stuck: tuple[str, float] | None = None
@@ -125,6 +161,7 @@ def monitored() -> Iterator[Monitored]:
             "prometheus-node-exporter",
             "prometheus-postgres-exporter",
             "prometheus-redis-exporter",
+            "prometheus-alertmanager",
         )
     }
     root = Path(tempfile.mkdtemp(prefix="wingman-monitoring-"))
@@ -134,15 +171,51 @@ def monitored() -> Iterator[Monitored]:
     logs = root / "monitoring"
     logs.mkdir()
     processes: dict[str, subprocess.Popen[bytes]] = {}
+    inbox = AlertInbox()
     try:
         base_url = stack.up(report=lambda _: None)
         state = stack.state()
         settings = load_settings(
             {"WINGMAN_CONFIG": str(data / "wingman.toml"), "WINGMAN_TUNING": str(data / "t.toml")}
         )
-        ports = {name: free_port() for name in ("prometheus", "node", "postgres", "queue", "cache")}
+        ports = {
+            name: free_port()
+            for name in ("prometheus", "alertmanager", "node", "postgres", "queue", "cache")
+        }
         monitored = Monitored(
-            stack, base_url, settings, f"http://127.0.0.1:{ports['prometheus']}", logs, processes
+            stack,
+            base_url,
+            settings,
+            f"http://127.0.0.1:{ports['prometheus']}",
+            logs,
+            inbox,
+            processes,
+        )
+        # Alertmanager, configured as the appliance's: code delivery by webhook (here, the
+        # inbox) carries the alerts; only the grouping wait is shortened, through the settings.
+        alerting = msgspec.structs.replace(
+            settings,
+            delivery=msgspec.structs.replace(
+                settings.delivery,
+                sms="webhook",
+                webhook=msgspec.structs.replace(
+                    settings.delivery.webhook, url=inbox.url, secret=ALERT_SECRET
+                ),
+            ),
+            monitoring=msgspec.structs.replace(settings.monitoring, group_wait_seconds=1),
+        )
+        (logs / "alertmanager.yml").write_text(alertmanager_config(alerting))
+        start(
+            monitored,
+            "alertmanager",
+            [
+                tools["prometheus-alertmanager"],
+                f"--config.file={logs / 'alertmanager.yml'}",
+                f"--storage.path={logs / 'alertmanager'}",
+                f"--web.listen-address=127.0.0.1:{ports['alertmanager']}",
+                "--cluster.listen-address=",
+            ],
+            {},
         )
         start(
             monitored,
@@ -186,6 +259,7 @@ def monitored() -> Iterator[Monitored]:
                 scrape_interval="1s",
                 evaluation_interval="1s",
                 host="e2e",
+                alertmanager=f"127.0.0.1:{ports['alertmanager']}",
             )
         )
         start(
@@ -214,6 +288,7 @@ def monitored() -> Iterator[Monitored]:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(10)
         stack.down(report=lambda _: None)
+        inbox.close()
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -339,3 +414,22 @@ async def test_replies_stuck_fires_within_its_delay(monitored: Monitored) -> Non
     assert 15 <= seen["pending"] < 15 + STUCK_SLACK_S, seen
     assert seen["firing"] >= STUCK_DELAY_S, seen
     assert await reply_status(monitored, message_id) == ProcessingStatus.QUEUED
+
+    # Delivered: Prometheus -> Alertmanager -> the webhook, with the webhook's secret.
+    def delivered() -> tuple[float, dict[str, str]] | None:
+        for at, headers, body in list(monitored.inbox.notices):
+            names = {alert["labels"]["alertname"] for alert in body["alerts"]}
+            if body["status"] == "firing" and "WingmanRepliesStuck" in names:
+                return at - queued, headers
+        return None
+
+    deadline = queued + STUCK_DELAY_S + STUCK_SLACK_S + DELIVERY_SLACK_S
+    wait_for(lambda: delivered() is not None, max(0.0, deadline - time.monotonic()), 0.1)
+    notice = delivered()
+    assert notice is not None, (
+        f"no notice at the webhook {STUCK_DELAY_S + STUCK_SLACK_S + DELIVERY_SLACK_S} s after: "
+        f"{monitored.inbox.notices}\n{logs_of(monitored)}"
+    )
+    arrived, headers = notice
+    assert arrived >= seen["firing"], (arrived, seen)
+    assert headers.get("Authorization") == f"Bearer {ALERT_SECRET}"

@@ -333,6 +333,13 @@ def test_appliance_targets_and_which_processes_restart() -> None:
     assert 'trusted_proxies = ["127.0.0.1", "::1"]' in files["tuning"].text
     assert files["proxy"].path == Path("/etc/wingman/Caddyfile")
     assert "reverse_proxy 127.0.0.1:8000" in files["proxy"].text
+    # The monitoring: each exporter finds its own Redis; Prometheus is sized and alerts go on.
+    assert files["redis-exporter-cache"].path == Path("/etc/wingman/redis-exporter-cache.env")
+    assert "REDIS_ADDR=redis://127.0.0.1:6390\n" in files["redis-exporter-cache"].text
+    assert "REDIS_PASSWORD=secret\n" in files["redis-exporter-queue"].text
+    assert "PROMETHEUS_RETENTION_SIZE=" in files["monitoring-env"].text
+    assert '"127.0.0.1:9093"' in files["prometheus"].text
+    assert files["alertmanager"].mode == 0o600
 
     # Only the queue whose section changed restarts; a database change restarts every process.
     large = plan_for(HostFacts(cores=2, ram_mb=4 * 1024, disk="hdd"))

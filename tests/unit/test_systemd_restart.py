@@ -12,6 +12,11 @@ LONG_RUNNING = {
     "wingman-proxy.service": "always",
     "wingman-worker@.service": "always",
     "wingman-redis@.service": "on-failure",
+    "wingman-prometheus.service": "always",
+    "wingman-alertmanager.service": "always",
+    "wingman-node-exporter.service": "always",
+    "wingman-postgres-exporter.service": "always",
+    "wingman-redis-exporter@.service": "always",
     "postgresql@15-main.service.d/wingman.conf": "on-failure",
 }
 

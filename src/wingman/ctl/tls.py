@@ -11,8 +11,6 @@ the same transaction, which commits only when the change went through.
 from __future__ import annotations
 
 import os
-import socket
-import ssl
 import sys
 import tempfile
 import tomllib
@@ -38,7 +36,13 @@ from wingman.ctl.output import (
 )
 from wingman.ctl.session import cli_actor, cli_settings, run_in_transaction
 from wingman.ops import proxy
-from wingman.ops.certificates import CertificateError, CertificateInfo, describe, pair_problems
+from wingman.ops.certificates import (
+    CertificateError,
+    CertificateInfo,
+    describe,
+    pair_problems,
+    served_certificate,
+)
 
 STATUS_TIMEOUT = 5.0
 
@@ -49,23 +53,6 @@ def tls() -> None:
 
 
 # -- status -------------------------------------------------------------------------------------
-
-
-def served_certificate(settings: Settings) -> bytes | None:
-    """The certificate (DER) the proxy presents on this host, or None when it does not answer."""
-    public = settings.public
-    server_name = public.domain or next(iter(public.extra_names), None)
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    try:
-        with (
-            socket.create_connection(("127.0.0.1", public.https_port), STATUS_TIMEOUT) as raw,
-            context.wrap_socket(raw, server_hostname=server_name) as conn,
-        ):
-            return conn.getpeercert(binary_form=True)
-    except (OSError, ssl.SSLError):
-        return None
 
 
 def _cert_fields(info: CertificateInfo | None) -> dict[str, Any]:
@@ -94,7 +81,7 @@ def status(as_json: bool) -> None:
     settings = cli_settings()
     public = settings.public
     mode = proxy.certificate_mode(public)
-    served_der = served_certificate(settings)
+    served_der = served_certificate(public, STATUS_TIMEOUT)
     served = describe(served_der, der=True) if served_der else None
     root_path = proxy.internal_root(public)
     root = describe(root_path.read_bytes()) if root_path.is_file() else None

@@ -243,7 +243,9 @@ def tune(  # noqa: PLR0917 - one parameter per click option
     (to the appliance's paths, a dev stack with --data-dir, or a folder with --target-dir), each
     file's diff against what is there is shown, and only what needs it is reloaded or restarted.
     On the appliance the front proxy's Caddyfile is rendered too (from the [public] settings),
-    and tuning.toml keeps Granian on loopback behind it.
+    and tuning.toml keeps Granian on loopback behind it; so are the monitoring's configs
+    (Prometheus with its retention sized by the data volume, Alertmanager from [monitoring] and
+    [delivery], the Redis exporters), and the monitoring units whose config changed restart.
 
     \b
     Exit status:

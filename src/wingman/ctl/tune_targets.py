@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import shutil
 import subprocess
 import tomllib
 from collections.abc import Callable
@@ -33,7 +34,7 @@ import redis
 from wingman.config import QUEUE_NAMES, Settings
 from wingman.devstack.processes import RunAs, stop_process_group
 from wingman.devstack.templates import render, write_private
-from wingman.ops import proxy
+from wingman.ops import alertmanager, appliance_monitoring, proxy
 from wingman.tuning import TuningPlan, postgres_settings, redis_size, tuning_toml
 
 if TYPE_CHECKING:
@@ -44,6 +45,13 @@ Report = Callable[[str], None]
 ROLES = ("queue", "cache")
 APPLIANCE_ETC = Path("/etc/wingman")
 APPLIANCE_REDIS_DIR = Path("/var/lib/wingman")
+# Monitoring files (kind -> the unit that reads them), restarted when a file changed.
+MONITORING_UNITS = {
+    "prometheus": "wingman-prometheus.service",
+    "monitoring-env": "wingman-prometheus.service",
+    "alertmanager": "wingman-alertmanager.service",
+    **{f"redis-exporter-{role}": f"wingman-redis-exporter@{role}.service" for role in ROLES},
+}
 
 
 class ActivationError(RuntimeError):
@@ -86,8 +94,19 @@ class FileChange:
         )
 
 
+# Secrets in the rendered files: Redis's password, the Redis exporters' copy of it, and the SMTP
+# password and webhook secret in Alertmanager's JSON.
+_SECRETS = (
+    (re.compile(r'^(requirepass\s+)"[^"]*"', re.MULTILINE), r'\1"********"'),
+    (re.compile(r"^(REDIS_PASSWORD=).*$", re.MULTILINE), r"\1********"),
+    (re.compile(r'("(?:auth_password|credentials)": )"(?:[^"\\]|\\.)*"'), r'\1"********"'),
+)
+
+
 def _mask(text: str) -> str:
-    return re.sub(r'^(requirepass\s+)"[^"]*"', r'\1"********"', text, flags=re.MULTILINE)
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 class Layout(Protocol):
@@ -314,6 +333,53 @@ def _reload_proxy(change: FileChange, report: Report) -> None:
         raise ActivationError(str(exc)) from exc
 
 
+def monitoring_files(settings: Settings, etc: Path, data_volume: Path) -> list[RenderedFile]:
+    """Prometheus's config and retention (by the data volume's size), Alertmanager's config
+    and the Redis exporters' settings; the ones holding secrets are root-only."""
+    disk_mb = shutil.disk_usage(data_volume if data_volume.exists() else "/").total // 2**20
+    retention = appliance_monitoring.prometheus_retention(disk_mb)
+    endpoints = Endpoints.from_settings(settings)
+    files = [
+        RenderedFile(
+            "prometheus",
+            etc / "prometheus.yml",
+            appliance_monitoring.appliance_prometheus_config(settings),
+        ),
+        RenderedFile(
+            "monitoring-env", etc / "monitoring.env", appliance_monitoring.monitoring_env(retention)
+        ),
+        RenderedFile(
+            "alertmanager",
+            etc / "alertmanager.yml",
+            alertmanager.alertmanager_config(settings),
+            mode=0o600,
+        ),
+    ]
+    for role in ROLES:
+        text = appliance_monitoring.redis_exporter_env(
+            role, redis_port=endpoints.redis_ports[role], password=endpoints.redis_password
+        )
+        files.append(
+            RenderedFile(f"redis-exporter-{role}", etc / f"redis-exporter-{role}.env", text, 0o600)
+        )
+    return files
+
+
+def _restart_monitoring(changes: list[FileChange], report: Report) -> None:
+    units = sorted(
+        {
+            MONITORING_UNITS[c.file.kind]
+            for c in changes
+            if c.changed and c.file.kind in MONITORING_UNITS
+        }
+    )
+    if units:
+        _systemctl("try-restart", *units)
+        report(f"restarted {', '.join(units)}: their config changed")
+    else:
+        report("monitoring: configs unchanged")
+
+
 @dataclass
 class ApplianceLayout:
     """The installed appliance: files under /etc, services under systemd."""
@@ -334,7 +400,7 @@ class ApplianceLayout:
         )
         caddyfile = proxy.validate(self.settings)
         files.append(RenderedFile("proxy", Path(self.settings.public.config_path), caddyfile))
-        return files
+        return files + monitoring_files(self.settings, APPLIANCE_ETC, APPLIANCE_REDIS_DIR)
 
     def activate(self, plan: TuningPlan, changes: list[FileChange], report: Report) -> None:
         by_kind = _by_kind(changes)
@@ -365,6 +431,7 @@ class ApplianceLayout:
             else:
                 report(f"redis-{role}: running values already match the plan")
         _reload_proxy(by_kind["proxy"], report)
+        _restart_monitoring(changes, report)
         names = app_processes_to_restart(by_kind.get("tuning"))
         units = [
             "wingman-web.service"

@@ -8,10 +8,14 @@ expired). Only public data is ever printed; the key goes through ``openssl`` on 
 from __future__ import annotations
 
 import shutil
+import socket
+import ssl
 import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+from wingman.config import PublicSettings
 
 
 class CertificateError(ValueError):
@@ -98,3 +102,22 @@ def pair_problems(cert: Path, key: Path) -> list[str]:
     if _openssl(["x509", "-noout", "-checkend", "0"], cert_pem).returncode != 0:
         problems.append(f"{cert} has expired ({describe(cert_pem).not_after.isoformat()})")
     return problems
+
+
+def served_certificate(public: PublicSettings, timeout: float) -> bytes | None:
+    """The certificate (DER) the proxy presents on this host, or None when it does not answer.
+
+    Asked for the site's name (SNI), as a browser would; it is read, not verified.
+    """
+    server_name = public.domain or next(iter(public.extra_names), None)
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with (
+            socket.create_connection(("127.0.0.1", public.https_port), timeout) as raw,
+            context.wrap_socket(raw, server_hostname=server_name) as conn,
+        ):
+            return conn.getpeercert(binary_form=True)
+    except (OSError, ssl.SSLError):
+        return None

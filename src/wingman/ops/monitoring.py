@@ -4,7 +4,8 @@ host, its alert rules and the Grafana dashboards (docs/monitoring.md).
 Prometheus scrapes Wingman's ``/metrics`` from loopback (no token needed there) and one exporter
 per engine from Debian's packages: ``prometheus-node-exporter``, ``prometheus-postgres-exporter``
 and one ``prometheus-redis-exporter`` per Redis role. The defaults are those packages' ports;
-the second Redis exporter takes the next one.
+the second Redis exporter takes the next one. On the appliance Prometheus and Alertmanager
+listen on loopback too (``systemd/wingman-prometheus.service``, ``wingman-alertmanager.service``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import msgspec
 
 from wingman.devstack.templates import render
 from wingman.resources import shipped_dir
+
+PROMETHEUS_ADDRESS = "127.0.0.1:9090"
+ALERTMANAGER_ADDRESS = "127.0.0.1:9093"
 
 
 class ScrapeTargets(msgspec.Struct, frozen=True, kw_only=True):
@@ -48,8 +52,10 @@ def prometheus_config(
     scrape_interval: str = "15s",
     evaluation_interval: str = "15s",
     host: str | None = None,
+    alertmanager: str | None = None,
 ) -> str:
-    """``prometheus.yml`` scraping ``targets`` and evaluating the alert rules."""
+    """``prometheus.yml`` scraping ``targets``, evaluating the alert rules and sending firing
+    alerts to the Alertmanager at ``alertmanager`` (``host:port``; None: to none)."""
     return render(
         "monitoring/prometheus.yml.tmpl",
         {
@@ -58,5 +64,6 @@ def prometheus_config(
             "scrape_interval": scrape_interval,
             "evaluation_interval": evaluation_interval,
             "host": host or socket.gethostname(),
+            "alertmanagers": f'"{alertmanager}"' if alertmanager else "",
         },
     )

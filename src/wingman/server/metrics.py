@@ -124,6 +124,14 @@ BACKUP_LAST_SUCCESS = Gauge(
     multiprocess_mode="mostrecent",
 )
 
+TLS_CERTIFICATE_EXPIRY = Gauge(
+    "wingman_tls_certificate_expiry_timestamp_seconds",
+    "When the certificate the front proxy serves expires (notAfter, Unix time); absent with the "
+    "proxy's internal CA (short-lived certificates it renews itself) or when the proxy does not "
+    "answer. Read from the proxy when /metrics is scraped.",
+    multiprocess_mode="mostrecent",
+)
+
 # --- Jobs -----------------------------------------------------------------------------------
 
 QUEUE_DEPTH = Gauge(

@@ -20,9 +20,10 @@ from redis.exceptions import RedisError
 from saq import Queue
 from saq.queue.redis import RedisQueue
 
-from wingman.config import Settings
+from wingman.config import PublicSettings, Settings
 from wingman.ops.backups import latest_backup
 from wingman.server.auth import ALGORITHM, AccessToken, AuthUser, retrieve_user
+from wingman.server.certificate_expiry import sample_certificate_expiry
 from wingman.server.client_ip import client_ip
 from wingman.server.errors import Problem
 from wingman.server.metrics import (
@@ -118,8 +119,9 @@ def sample_backup_time(folder: Path) -> None:
         BACKUP_LAST_SUCCESS.set(newest.created_at.timestamp())
 
 
-def _read_everything(backup_folder: Path) -> bytes:
+def _read_everything(backup_folder: Path, public: PublicSettings) -> bytes:
     sample_backup_time(backup_folder)
+    sample_certificate_expiry(public)
     return exposition()
 
 
@@ -140,7 +142,8 @@ async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     if not is_loopback(client_ip(request.scope)):
         await _require_admin(request, state.settings)
     await sample_queue_depths(state.queues)
-    # The backup manifests and every process's metric files are on disk: off the event loop.
+    # The backup manifests, the proxy's certificate and every process's metric files are read
+    # with blocking calls: off the event loop.
     backup_folder = Path(state.settings.backup.dir)
-    body = await anyio.to_thread.run_sync(_read_everything, backup_folder)
+    body = await anyio.to_thread.run_sync(_read_everything, backup_folder, state.settings.public)
     return Response(body)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import msgspec
 
 from tests.support.tools import required_tool
-
 from wingman.config import Settings
 
 PACKAGES = {

@@ -399,3 +399,45 @@ def test_a_rate_limited_request_reads_as_a_sentence(page: Page, stack: Stack) ->
         re.compile(r"Too many requests\. Try again in \d+ (second|minute)")
     )
     page_expect(page.get_by_label("Email address or phone number")).to_be_visible()
+
+
+def test_an_expired_access_token_is_refreshed_for_rest_and_the_socket(
+    page: Page, stack: Stack
+) -> None:
+    sign_in(page, stack)
+    start_chat(page, "Refresh")
+    first = page.evaluate("JSON.parse(sessionStorage.getItem('wingman.tokens'))")
+    # A token the server refuses, as an expired one is: every call and the socket must recover.
+    page.evaluate(
+        """() => {
+          const tokens = JSON.parse(sessionStorage.getItem('wingman.tokens'));
+          tokens.access_token = 'not-a-token';
+          sessionStorage.setItem('wingman.tokens', JSON.stringify(tokens));
+        }"""
+    )
+    with page.expect_response("**/api/v1/auth/refresh") as refreshed:
+        page.reload()
+    assert refreshed.value.status == 200
+    page_expect(page.locator("#connection")).to_have_text("Live")
+    page_expect(page.locator("#chat-title")).to_have_text("Refresh")
+    second = page.evaluate("JSON.parse(sessionStorage.getItem('wingman.tokens'))")
+    assert second["refresh_token"] != first["refresh_token"]
+    assert api_get(page, stack, "/me")["email"] == first["user"]["email"]
+
+
+def test_the_account_page_deletes_the_account_with_a_code(page: Page, stack: Stack) -> None:
+    email = sign_in(page, stack)
+    old_token = token(page)
+    page.get_by_role("link", name="Account").click()
+    page_expect(page.locator("#account-who")).to_contain_text(email)
+    with page.expect_response("**/api/v1/auth/otp/request") as asked:
+        page.get_by_role("button", name="Send me a deletion code").click()
+    code = stack.codes.code_for(asked.value.json()["request_id"])
+    page.get_by_label("Deletion code").fill(code)
+    with page.expect_response("**/api/v1/me") as deleted:
+        page.get_by_role("button", name="Delete my account").click()
+    assert deleted.value.status == 202
+    page_expect(page.get_by_role("alert")).to_contain_text("Your account is deleted")
+    page_expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    me = httpx.get(f"{stack.api}/me", headers={"Authorization": f"Bearer {old_token}"})
+    assert me.status_code == 401

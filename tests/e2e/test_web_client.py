@@ -316,6 +316,11 @@ def test_sign_in_profiles_settings_and_a_reply_streamed_token_by_token(
         "done",
     ]
 
+    # The list follows what was posted (two messages, then the regenerated reply).
+    page_expect(page.locator("#session-list")).to_contain_text("3 messages")
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert_accessible(page, "chat on a phone")
+
     page.get_by_role("link", name="Account").click()
     assert_accessible(page, "account")
 

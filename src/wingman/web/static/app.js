@@ -241,6 +241,7 @@ async function openSession(id, { focus = true } = {}) {
     .filter(Boolean)
     .join(" · ");
   $("compose-form").hidden = false;
+  $("view-chats").dataset.open = "yes";
   $("older-messages").hidden = !state.olderCursor;
   renderMessages();
   renderSessions();
@@ -328,8 +329,8 @@ function onEvent(frame) {
   const { data } = frame;
   switch (frame.type) {
     case "message.created":
+      if (!state.messages.has(data.id)) bumpSession(data);
       show(merge(data));
-      bumpSession(data.session_id);
       return;
     case "message.delta": {
       let message = state.messages.get(data.message_id);
@@ -369,10 +370,17 @@ function onEvent(frame) {
   }
 }
 
-function bumpSession(sessionId) {
-  if (!state.sessions.some((s) => s.id === sessionId)) {
+/** A new message moves its session to the top of the list, one message more. */
+function bumpSession(message) {
+  const session = state.sessions.find((s) => s.id === message.session_id);
+  if (!session) {
     loadSessions().catch(failed);
+    return;
   }
+  session.message_count += 1;
+  session.last_message_at = message.created_at;
+  state.sessions = [session, ...state.sessions.filter((s) => s !== session)];
+  renderSessions();
 }
 
 async function sendMessage() {
@@ -390,12 +398,16 @@ async function sendMessage() {
   state.composeKey = null;
   $("compose").value = "";
   clearNotice();
-  show(merge(pair.user_message));
-  show(merge(pair.ai_message));
+  for (const message of [pair.user_message, pair.ai_message]) {
+    if (!state.messages.has(message.id)) bumpSession(message);
+    show(merge(message));
+  }
 }
 
 async function regenerate(message) {
-  show(merge(await api.request("POST", `/messages/${message.id}/regenerate`)));
+  const reply = await api.request("POST", `/messages/${message.id}/regenerate`);
+  if (!state.messages.has(reply.id)) bumpSession(reply);
+  show(merge(reply));
 }
 
 async function cancel(message) {

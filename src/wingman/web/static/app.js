@@ -29,8 +29,9 @@ const state = {
   olderCursor: null,
   messages: new Map(), // every message seen, by id, whichever session it belongs to
   composeKey: null, // the idempotency key of the message being sent (the same on a retry)
-  exportId: null,
-  deletion: null,
+  exportId: null, // the export this page started, and its download once ready
+  exportUrl: null,
+  deletion: null, // the request id of the code that confirms a deletion
 };
 
 const FINAL = new Set(["done", "failed", "cancelled"]);

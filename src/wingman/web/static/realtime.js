@@ -34,7 +34,7 @@ export class Realtime {
     this.watchdog = null;
     this.running = false;
     this.caughtUp = false; // true once a resume succeeded in this page's life
-    this.online = () => this.reconnectSoon(0);
+    this.online = () => this.backOnline();
     this.offline = () => this.drop("Offline: waiting for the network…");
   }
 
@@ -198,6 +198,17 @@ export class Realtime {
     this.attempt += 1;
     this.handlers.status(navigator.onLine ? "Reconnecting…" : "Offline", false);
     this.timer = setTimeout(() => this.connect(), delay * 1000);
+  }
+
+  /** The network is back: connect now, not after the backoff earned while it was away. */
+  backOnline() {
+    const pending = this.socket;
+    if (pending && pending.readyState !== WebSocket.OPEN) {
+      this.socket = null; // an attempt made while offline: it will fail, do not wait for it
+      pending.close();
+    }
+    this.attempt = 0;
+    this.reconnectSoon(0);
   }
 
   /** Give up on the current socket (the network went away) and reconnect when it can. */

@@ -80,7 +80,12 @@ def stack(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Itera
         )
     try:
         with running_server(settings, folder / "web") as server:
-            yield Stack(server, codes)
+            try:
+                yield Stack(server, codes)
+            finally:
+                # All three stop at once (each takes a few seconds to wind down).
+                ai.send_signal(signal.SIGTERM)
+                codes.process.terminate()
     finally:
         ai.send_signal(signal.SIGTERM)
         ai.wait(30)

@@ -361,9 +361,16 @@ function onEvent(frame) {
       return;
     }
     case "message.completed":
-    case "message.failed":
-      show(merge(data));
+    case "message.failed": {
+      const message = merge(data);
+      show(message);
+      if (message.session_id === state.sessionId && message.sender === "ai") {
+        // Screen readers skip the text while it streams (aria-busy): say when it is there.
+        $("announce").textContent =
+          message.processing_status === "done" ? "Suggestion ready." : "Suggestion stopped.";
+      }
       return;
+    }
     case "export.ready":
       if (data.id === state.exportId) exportReady(data.download_url);
       return;

@@ -26,7 +26,10 @@ STATIC = files(__package__) / "static"
 ASSET_TYPES = {
     "style.css": "text/css",
     "app.js": "text/javascript",
+    "account.js": "text/javascript",
     "api.js": "text/javascript",
+    "chat.js": "text/javascript",
+    "profiles.js": "text/javascript",
     "realtime.js": "text/javascript",
     "views.js": "text/javascript",
 }

@@ -179,3 +179,6 @@ export class Api {
     }
   }
 }
+
+/** The page's one API client (one set of tokens, one refresh at a time). */
+export const api = new Api();

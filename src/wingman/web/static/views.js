@@ -39,6 +39,19 @@ export function notify(text, { kind = "error" } = {}) {
   if (kind === "info") noticeTimer = setTimeout(clearNotice, 6000);
 }
 
+/** Report an error readably; every handler's failures end here. */
+export function failed(error) {
+  notify(error?.message || String(error));
+}
+
+/** An event listener that runs an async handler and reports its failure. */
+export function handle(run) {
+  return (event) => {
+    event?.preventDefault?.();
+    run(event).catch(failed);
+  };
+}
+
 export function clearNotice() {
   $("notice").hidden = true;
   $("notice-text").textContent = "";
@@ -63,7 +76,7 @@ export function messageItem(message, actions) {
 }
 
 export function fillMessage(item, message, actions) {
-  const streaming = message.processing_status === "queued" || message.processing_status === "processing";
+  const streaming = ["queued", "processing"].includes(message.processing_status);
   item.dataset.status = message.processing_status;
   item.setAttribute("aria-busy", streaming ? "true" : "false");
   const status = STATUS_TEXT[message.processing_status];
@@ -97,9 +110,12 @@ export function fillMessage(item, message, actions) {
           }),
         );
       }
-      buttons.push(el("button", { type: "button", onclick: actions.regenerate, text: "Regenerate" }));
+      buttons.push(
+        el("button", { type: "button", onclick: actions.regenerate, text: "Regenerate" }),
+      );
     }
-    body.push(el("div", { class: "actions", role: "group", "aria-label": "Reply actions" }, ...buttons));
+    const group = { class: "actions", role: "group", "aria-label": "Reply actions" };
+    body.push(el("div", group, ...buttons));
   }
   item.replaceChildren(...body);
 }

@@ -1,7 +1,7 @@
 """The web client at ``/`` in a real browser (the distribution's Chromium, driven by Playwright)
 against real processes: ``wingman serve``, a ``default`` worker that delivers the sign-in codes
-(to its log) and an ``ai`` worker that streams replies (the offline provider, slowed down so a
-reply takes a few seconds).
+(to its log), an ``ai`` worker that streams replies (the offline provider, slowed down so a
+reply takes a few seconds) and a ``heavy`` worker that writes exports.
 
 Every test runs with the network cut off from everything but the server: any request to another
 host is refused and recorded, and the test fails if one was attempted. A page that breaks its own
@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from urllib.parse import urlsplit
 from uuid import UUID, uuid4
 
 import httpx
+import msgspec
 import pytest
 from playwright.sync_api import (
     Browser,
@@ -42,7 +44,7 @@ from tests.integration.accounts.conftest import WorkerLog, start_worker, stop_wo
 from tests.support.browser import chromium_path
 from tests.support.services import child_env
 from tests.support.web import WebServer, running_server
-from wingman.config import Settings
+from wingman.config import ExportSettings, Settings
 from wingman.domain.realtime.events import user_keys
 
 pytestmark = pytest.mark.e2e
@@ -64,32 +66,49 @@ class Stack:
         return f"{self.server.url}/api/v1"
 
 
-@pytest.fixture(scope="module")
-def stack(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    folder = tmp_path_factory.mktemp("web-client")
-    for part in ("default", "ai", "web"):
-        (folder / part).mkdir()
-    codes = start_worker(settings, folder / "default")
-    ai_env = child_env(settings, folder / "ai")
-    ai_env["WINGMAN_AI__OFFLINE__TOKEN_INTERVAL_MS"] = TOKEN_INTERVAL_MS
-    with (folder / "ai" / "worker.log").open("wb") as log:
-        ai = subprocess.Popen(
-            [sys.executable, "-m", "wingman", "worker", "--queue", "ai"],
-            env=ai_env,
+def start_queue_worker(
+    settings: Settings, folder: Path, queue: str, **env: str
+) -> subprocess.Popen[bytes]:
+    """``wingman worker --queue QUEUE``, its output in ``folder/worker.log``."""
+    child = child_env(settings, folder) | env
+    with (folder / "worker.log").open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "wingman", "worker", "--queue", queue],
+            env=child,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+
+
+@pytest.fixture(scope="module")
+def stack(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    folder = tmp_path_factory.mktemp("web-client")
+    for part in ("default", "ai", "heavy", "web"):
+        (folder / part).mkdir()
+    # Exports are written where the server can read them back for the download.
+    settings = msgspec.structs.replace(
+        settings, exports=ExportSettings(dir=str(folder / "exports"))
+    )
+    codes = start_worker(settings, folder / "default")
+    others = [
+        start_queue_worker(
+            settings, folder / "ai", "ai", WINGMAN_AI__OFFLINE__TOKEN_INTERVAL_MS=TOKEN_INTERVAL_MS
+        ),
+        start_queue_worker(settings, folder / "heavy", "heavy"),
+    ]
     try:
         with running_server(settings, folder / "web") as server:
             try:
                 yield Stack(server, codes)
             finally:
-                # All three stop at once (each takes a few seconds to wind down).
-                ai.send_signal(signal.SIGTERM)
+                # Every process stops at once (each takes a few seconds to wind down).
+                for worker in others:
+                    worker.send_signal(signal.SIGTERM)
                 codes.process.terminate()
     finally:
-        ai.send_signal(signal.SIGTERM)
-        ai.wait(30)
+        for worker in others:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(30)
         stop_worker(codes)
 
 
@@ -449,6 +468,19 @@ def test_an_expired_access_token_is_refreshed_for_rest_and_the_socket(
     second = page.evaluate("JSON.parse(sessionStorage.getItem('wingman.tokens'))")
     assert second["refresh_token"] != first["refresh_token"]
     assert api_get(page, stack, "/me")["email"] == first["user"]["email"]
+
+
+def test_the_account_page_exports_the_data(page: Page, stack: Stack) -> None:
+    sign_in(page, stack)
+    user_id = page.evaluate("JSON.parse(sessionStorage.getItem('wingman.tokens')).user.id")
+    page.get_by_role("link", name="Account").click()
+    page.get_by_role("button", name="Export my data").click()
+    page_expect(page.locator("#export-status")).to_have_text("Your export is ready.")
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download the export").click()
+    with zipfile.ZipFile(download.value.path()) as archive:
+        manifest = json.loads(archive.read("manifest.json"))
+    assert (manifest["format"], manifest["user_id"]) == ("wingman-account-export", user_id)
 
 
 def test_the_account_page_deletes_the_account_with_a_code(page: Page, stack: Stack) -> None:

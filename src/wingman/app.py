@@ -62,6 +62,7 @@ from wingman.server.request_log import RequestLog
 from wingman.server.request_metrics import RequestMetrics
 from wingman.server.security_headers import SecurityHeaders
 from wingman.server.unread_body import CloseOnUnreadBody
+from wingman.web.routes import WebClient
 
 API_PREFIX = "/api/v1"
 
@@ -143,7 +144,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
 
     app = Litestar(
-        route_handlers=[HealthController, metrics, api],
+        route_handlers=[HealthController, metrics, api, WebClient().router()],
         plugins=[
             SQLAlchemyPlugin(config=alchemy),
             problem_details_plugin(),

@@ -1,6 +1,6 @@
 """The API docs page (``/api/docs``) renders in a real browser with no internet access.
 
-A real ``wingman serve`` answers; Debian's ``chromium-headless-shell`` loads the page with every
+A real ``wingman serve`` answers; Debian's Chromium, headless, loads the page with every
 host but 127.0.0.1 made unreachable (names resolve to nothing, and any proxied request goes to a
 port where nothing listens), runs its scripts and prints the resulting DOM. Swagger UI draws one
 ``opblock`` per operation (per tag it is listed under), so the count proves that the vendored
@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.tools import required_tool
+from tests.support.browser import chromium_path
 from tests.support.web import running_server
 from wingman.config import Settings
 from wingman.devstack.processes import free_port
@@ -80,6 +80,7 @@ def rendered_dom(browser: str, url: str, profile: Path) -> str:
     dead_port = free_port()  # nothing listens there
     command = [
         browser,
+        "--headless",
         "--dump-dom",
         f"--virtual-time-budget={VIRTUAL_TIME_MS}",
         # No name resolves but the loopback address the server is reached at...
@@ -107,7 +108,7 @@ def rendered_dom(browser: str, url: str, profile: Path) -> str:
 
 @pytest.fixture(scope="module")
 def browser() -> str:
-    return required_tool("chromium-headless-shell", "chromium-headless-shell")
+    return chromium_path()
 
 
 @pytest.fixture(scope="module")

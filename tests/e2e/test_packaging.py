@@ -32,6 +32,9 @@ def test_wheel_installs_in_a_fresh_venv(tmp_path: Path) -> None:
     # The API docs page's own copy of its user interface, with its licence.
     for name in ("swagger-ui-bundle.js", "swagger-ui.css", "init.js", "LICENSE"):
         assert f"wingman/server/api_docs_ui/{name}" in names
+    # The web client at /.
+    for name in ("index.html", "app.js", "chat.js", "realtime.js", "style.css"):
+        assert f"wingman/web/static/{name}" in names
 
     venv = tmp_path / "venv"
     run(sys.executable, "-m", "venv", venv)

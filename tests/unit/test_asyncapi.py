@@ -22,7 +22,7 @@ import pytest
 
 from wingman import __version__
 from wingman.domain.realtime.asyncapi import SCHEMA_REF, asyncapi_document
-from wingman.domain.realtime.event_frames import SERVER_EVENTS, EventType
+from wingman.domain.realtime.event_frames import SERVER_EVENTS, Envelope, EventType
 from wingman.domain.realtime.protocol import (
     CLIENT_FRAMES,
     CLOSE_CODES,
@@ -150,8 +150,9 @@ def test_every_event_type_is_documented_with_its_structs_schema() -> None:
         tag = str(event.__struct_config__.tag)
         schema = message_named(doc, tag, event=True)
         assert schema["properties"]["type"] == {"enum": [tag]}
-        assert schema["properties"]["event_id"] == {"type": "integer"}
-        assert schema["properties"]["at"] == {"type": "string"}
+        envelope = struct_schemas(Envelope)["Envelope"]["properties"]
+        assert schema["properties"]["event_id"] == envelope["event_id"]
+        assert schema["properties"]["at"] == envelope["at"]
         assert set(schema["required"]) == {"event_id", "type", "at", "data"}
         expected = struct_schemas(event)
         assert schema["properties"]["data"] == expected[event.__name__]["properties"]["data"]

@@ -14,7 +14,7 @@ types they do not know.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 import msgspec
@@ -33,10 +33,17 @@ EventType = Literal[
 class Envelope(msgspec.Struct, kw_only=True):
     """What the bus adds to every event it publishes."""
 
-    # Per user, one more than the previous event's (see the numbering in :mod:`.events`).
-    event_id: int
-    # When the event was published (RFC 3339, UTC).
-    at: datetime
+    # See the numbering in :mod:`.events`.
+    event_id: Annotated[
+        int,
+        msgspec.Meta(
+            description="Per user, one more than the previous event's; may jump after a "
+            "server-side loss (then resync_required comes first). Below 2**53."
+        ),
+    ]
+    at: Annotated[
+        datetime, msgspec.Meta(description="When the event was published (RFC 3339, UTC).")
+    ]
 
 
 class Event(msgspec.Struct, tag_field="type", kw_only=True):
@@ -53,9 +60,13 @@ class MessageCreated(Event, tag="message.created"):
 class MessageDeltaData(msgspec.Struct, kw_only=True):
     message_id: UUID
     session_id: UUID
-    # Where ``text`` goes in the reply written so far: the client cuts the reply at ``offset``
-    # and appends ``text`` (a retried stream starts again at 0).
-    offset: int
+    offset: Annotated[
+        int,
+        msgspec.Meta(
+            description="Where text goes: cut the reply shown at offset and append text (a "
+            "retried stream starts again at 0)."
+        ),
+    ]
     text: str
 
 
@@ -79,8 +90,9 @@ class MessageFailed(Event, tag="message.failed"):
 
 class ExportReadyData(msgspec.Struct, kw_only=True):
     id: UUID
-    # ``GET`` it with the access token until the export expires.
-    download_url: str
+    download_url: Annotated[
+        str, msgspec.Meta(description="GET it with the access token until the export expires.")
+    ]
 
 
 class ExportReady(Event, tag="export.ready"):
@@ -98,8 +110,3 @@ SERVER_EVENTS: tuple[type[Event], ...] = (
     MessageFailed,
     ExportReady,
 )
-
-
-def event_type(event: Event) -> str:
-    """The event's ``type`` on the wire."""
-    return str(event.__struct_config__.tag)

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import msgspec
@@ -49,9 +49,13 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from wingman.config import Settings
-from wingman.domain.realtime.event_frames import ServerEvent, event_type
 from wingman.server.redis import RedisClients
 from wingman.server.redis_mux import RedisMux
+
+if TYPE_CHECKING:
+    # Only for typing: the event Structs pull in the database models, which a process that just
+    # publishes (the e2e publisher, ``wingmanctl``) should not have to import.
+    from wingman.domain.realtime.event_frames import ServerEvent
 
 log = structlog.get_logger(__name__)
 
@@ -116,6 +120,11 @@ _encoder = msgspec.json.Encoder()
 _frame_decoder = msgspec.json.Decoder(Frame)
 
 
+def _type_of(event: ServerEvent) -> str:
+    """The event's ``type`` on the wire: its Struct's tag."""
+    return str(event.__struct_config__.tag)
+
+
 def decode_frame(raw: bytes | str) -> Frame:
     return _frame_decoder.decode(raw)
 
@@ -156,7 +165,7 @@ class EventBus:
 
     async def publish_event(self, user_id: UUID, event: ServerEvent) -> int:
         """Number, keep and fan out one event; returns its ``event_id``."""
-        return await self.publish(user_id, event_type(event), event.data)
+        return await self.publish(user_id, _type_of(event), event.data)
 
     async def publish_event_quietly(self, user_id: UUID, event: ServerEvent) -> None:
         """Publish, or log and go on when Redis fails: for events that follow a committed change,
@@ -164,7 +173,7 @@ class EventBus:
         try:
             await self.publish_event(user_id, event)
         except RedisError as exc:
-            log.warning("event_publish_failed", event=event_type(event), error=str(exc))
+            log.warning("event_publish_failed", event=_type_of(event), error=str(exc))
 
     async def publish(self, user_id: UUID, type_: str, data: Any) -> int:
         """Number, keep and fan out a frame of any ``type`` and ``data``: the bus itself, below

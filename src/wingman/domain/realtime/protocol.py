@@ -121,9 +121,11 @@ CLOSE_CODES: dict[CloseCode, CloseCodeMeaning] = {
 class AuthFrame(msgspec.Struct, tag="auth", tag_field="type", kw_only=True):
     """First frame of a connection without a subprotocol token, or a fresh token later."""
 
-    token: str
-    # Optional: where to resume from, saving a separate ``resume`` frame.
-    last_event_id: int | None = None
+    token: Annotated[str, msgspec.Meta(description="An access token (JWT).")]
+    last_event_id: Annotated[
+        int | None,
+        msgspec.Meta(description="Where to resume from, saving a separate resume frame."),
+    ] = None
 
 
 class PingFrame(msgspec.Struct, tag="ping", tag_field="type", kw_only=True):
@@ -135,8 +137,14 @@ class PongFrame(msgspec.Struct, tag="pong", tag_field="type", kw_only=True):
 
 
 class ResumeFrame(msgspec.Struct, tag="resume", tag_field="type", kw_only=True):
-    # None: start from now (the ``event_id`` of ``hello``).
-    last_event_id: int | None = None
+    """Where the stream starts: after the last event the client processed."""
+
+    last_event_id: Annotated[
+        int | None,
+        msgspec.Meta(
+            description="The last event id processed; null: start from now (hello's event_id)."
+        ),
+    ] = None
 
 
 ClientFrame = AuthFrame | PingFrame | PongFrame | ResumeFrame
@@ -190,7 +198,13 @@ def _brackets(raw: str | bytes) -> int:
 # -- server control frames: ``{"type": ..., "data": {...}}``, never an ``event_id`` -------------
 
 # An RFC 3339 time with its UTC offset (``2026-11-23T12:45:09+00:00``), as Python writes it.
-Timestamp = Annotated[str, msgspec.Meta(extra_json_schema={"format": "date-time"})]
+TokenExpiry = Annotated[
+    str,
+    msgspec.Meta(
+        description="When the access token expires; send a fresh one in an auth frame before.",
+        extra_json_schema={"format": "date-time"},
+    ),
+]
 
 
 class ControlFrame(msgspec.Struct, tag_field="type", kw_only=True):
@@ -202,15 +216,21 @@ class Empty(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class HelloData(msgspec.Struct, kw_only=True):
-    # The newest event id issued to the user so far (0 if none): where a fresh stream starts.
-    event_id: int
+    event_id: Annotated[
+        int,
+        msgspec.Meta(
+            description="The newest event id issued to the user so far (0 if none): where a "
+            "fresh stream starts."
+        ),
+    ]
     connection_id: str
-    # The server process holding the socket (logs and tests only).
-    pid: int
-    # How often the server pings an idle socket.
-    heartbeat_seconds: float
-    # When the access token expires; send a fresh one in an ``auth`` frame before then.
-    expires_at: Timestamp
+    pid: Annotated[
+        int, msgspec.Meta(description="The server process holding the socket (logs, tests).")
+    ]
+    heartbeat_seconds: Annotated[
+        float, msgspec.Meta(description="How often the server pings a quiet socket.")
+    ]
+    expires_at: TokenExpiry
 
 
 class HelloFrame(ControlFrame, tag="hello"):
@@ -220,10 +240,12 @@ class HelloFrame(ControlFrame, tag="hello"):
 
 
 class ResumedData(msgspec.Struct, kw_only=True):
-    # The newest event id delivered: live events continue after it.
-    event_id: int
-    # How many missed events were sent before this frame.
-    replayed: int
+    event_id: Annotated[
+        int, msgspec.Meta(description="The newest event id sent: live events follow it.")
+    ]
+    replayed: Annotated[
+        int, msgspec.Meta(description="How many missed events were sent before this frame.")
+    ]
 
 
 class ResumedFrame(ControlFrame, tag="resumed"):
@@ -233,8 +255,12 @@ class ResumedFrame(ControlFrame, tag="resumed"):
 
 
 class ResyncData(msgspec.Struct, kw_only=True):
-    # Live events after this id follow; refetch what came before over REST.
-    event_id: int
+    event_id: Annotated[
+        int,
+        msgspec.Meta(
+            description="Live events after this id follow; refetch what came before over REST."
+        ),
+    ]
 
 
 class ResyncRequiredFrame(ControlFrame, tag="resync_required"):
@@ -244,7 +270,7 @@ class ResyncRequiredFrame(ControlFrame, tag="resync_required"):
 
 
 class AuthenticatedData(msgspec.Struct, kw_only=True):
-    expires_at: Timestamp
+    expires_at: TokenExpiry
 
 
 class AuthenticatedFrame(ControlFrame, tag="authenticated"):

@@ -26,6 +26,7 @@ from typing import Any
 
 import msgspec
 
+from wingman.config import RealtimeSettings
 from wingman.domain.realtime.event_frames import SERVER_EVENTS, Envelope
 from wingman.domain.realtime.protocol import (
     BEARER_SUBPROTOCOL,
@@ -50,6 +51,8 @@ WS_PATH = "/api/v1/ws"
 CHANNEL = "realtime"
 SCHEMA_REF = "#/components/schemas/{name}"
 
+# Settings in their default values; an appliance may set others (docs/configuration.md).
+_DEFAULTS = RealtimeSettings()
 _CHANNEL_DESCRIPTION = f"""\
 One WebSocket per client for the user's live events: messages created, AI reply text as it is
 written, replies finished or failed, exports ready. The REST API stays the source of truth: the
@@ -59,18 +62,21 @@ All frames are JSON text frames. Frames with an `event_id` are events; frames wi
 control frames. Ignore event and frame types you do not know.
 
 **Authenticating.** Offer the subprotocols `{BEARER_SUBPROTOCOL}, <access token>` (the server
-selects `{BEARER_SUBPROTOCOL}`), or connect without a subprotocol and send an `auth` frame within
-5 seconds. The token is never accepted in the URL. The server then sends `hello`.
+selects `{BEARER_SUBPROTOCOL}`), or connect without a subprotocol and send an `auth` frame
+within {_DEFAULTS.auth_timeout_seconds:g} seconds (by default). The token is never accepted in
+the URL. The server then sends `hello`.
 
 **Resuming.** Right after `hello`, send `resume` with the `event_id` of the last event you
 processed (or null for a fresh start): the missed events follow in order, then `resumed`. When
-they are no longer kept (the history holds the newest 1000 events for 10 minutes by default) or
-the id was never issued, `resync_required` comes instead: refetch over REST, then carry on with
-the live events after its `event_id`. The server also sends `resync_required` when its event
+they are no longer kept (by default the history holds the newest {_DEFAULTS.history_size}
+events for {_DEFAULTS.history_seconds:g} seconds) or the id was never issued,
+`resync_required` comes instead: refetch over REST, then carry on with the live events after
+its `event_id`. The server also sends `resync_required` when its event
 numbering was lost and live ids jump.
 
 **Heartbeats.** The server pings a quiet socket every `heartbeat_seconds` of `hello`; answer
-with `pong` (any frame counts). A socket silent for 60 seconds is closed with 4010.
+with `pong` (any frame counts). A socket silent for
+{_DEFAULTS.heartbeat_timeout_seconds:g} seconds (by default) is closed with 4010.
 
 **Tokens.** Send a fresh access token in an `auth` frame before `expires_at`; the answer is
 `authenticated`. Otherwise the socket closes with 4004 when the token expires.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
 from litestar import Litestar, Router
@@ -37,6 +38,7 @@ from wingman.domain.imports.controllers import SessionImportController
 from wingman.domain.privacy.admin_controllers import AdminPrivacyController
 from wingman.domain.privacy.controllers import PrivacyController
 from wingman.domain.profiles.controllers import ProfileController
+from wingman.domain.realtime.asyncapi import asyncapi_document
 from wingman.domain.realtime.controllers import realtime_lifespan, realtime_socket
 from wingman.domain.realtime.events import event_bus
 from wingman.queues import create_queue
@@ -194,7 +196,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             version=__version__,
             description="REST API of the Wingman conversation assistant.",
             path="/api/docs",
-            render_plugins=[ApiDocsPlugin()],
+            render_plugins=[
+                ApiDocsPlugin(asyncapi=partial(asyncapi_document, version=__version__))
+            ],
         ),
         # structlog owns logging (configured above); Litestar's own config would replace it.
         logging_config=None,

@@ -13,17 +13,24 @@ checksums) from the app itself:
   anyone could cause again and again on this public route;
 - nothing is inline: the page's start-up code is ``api_docs_ui/init.js``, so the page's
   Content-Security-Policy (server/security_headers.py) allows this origin's files and nothing else.
+
+Beside the OpenAPI document it serves the WebSocket's AsyncAPI document at
+``/api/docs/asyncapi.json``, public like the rest of ``/api/docs``. The app passes in the function
+that builds it (``domain/realtime/asyncapi.py``); it is built and encoded once per process, on
+first request.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+from collections.abc import Callable
 from html import escape
 from importlib.resources import files
 from typing import Any
 
 import anyio
+import msgspec
 from litestar import Request, Response, Router, get
 from litestar.exceptions import NotFoundException
 from litestar.openapi.plugins import OpenAPIRenderPlugin
@@ -40,6 +47,7 @@ ASSET_TYPES = {
 }
 IMMUTABLE = "public, max-age=31536000, immutable"
 ASSET_ROUTE = "wingman-api-docs-asset"
+ASYNCAPI_ROUTE = "wingman-asyncapi"
 
 
 def load_assets() -> tuple[str, dict[str, bytes]]:
@@ -68,10 +76,12 @@ def accepts_gzip(accept_encoding: str) -> bool:
 class ApiDocsPlugin(OpenAPIRenderPlugin):
     """Swagger UI from the app's own assets, at the OpenAPI root (``/api/docs``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, asyncapi: Callable[[], dict[str, Any]] | None = None) -> None:
         super().__init__(path="/", favicon="", style="")
         self.digest, self.assets = load_assets()
         self.gzipped: dict[str, bytes] = {}
+        self.build_asyncapi = asyncapi
+        self.asyncapi: bytes | None = None
 
     def asset_path(self, request: Request[Any, Any, Any], name: str) -> str:
         return request.app.route_reverse(ASSET_ROUTE, digest=self.digest, file=name)
@@ -122,3 +132,15 @@ class ApiDocsPlugin(OpenAPIRenderPlugin):
             return Response(body, media_type=ASSET_TYPES[file], headers=headers)
 
         router.register(asset)
+        build = self.build_asyncapi
+        if build is None:
+            return
+
+        @get("/asyncapi.json", name=ASYNCAPI_ROUTE, include_in_schema=False, sync_to_thread=False)
+        def asyncapi() -> Response[bytes]:
+            if self.asyncapi is None:
+                # A few milliseconds; two first requests may both build it: the same bytes.
+                self.asyncapi = msgspec.json.encode(build())
+            return Response(self.asyncapi, media_type="application/json")
+
+        router.register(asyncapi)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from uuid import UUID
 
-import msgspec
 from litestar import Controller, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
@@ -20,6 +19,7 @@ from wingman.domain.ai.services import (
     stop_running,
 )
 from wingman.domain.chat.schemas import MessageOut, message_out
+from wingman.domain.realtime.event_frames import MessageFailed
 from wingman.server.auth import AuthUser, provide_current_user
 from wingman.server.metrics import AI_REPLIES
 
@@ -89,7 +89,5 @@ class MessageController(Controller):
         AI_REPLIES.labels(ProcessingStatus.CANCELLED.value).inc()
         await stop_running(state.redis.queue, cancelled.id)
         body = message_out(cancelled)
-        await state.events.publish_quietly(
-            current_user.id, "message.failed", msgspec.to_builtins(body)
-        )
+        await state.events.publish_event_quietly(current_user.id, MessageFailed(data=body))
         return body

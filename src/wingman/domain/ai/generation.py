@@ -24,7 +24,6 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-import msgspec
 import structlog
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -53,6 +52,12 @@ from wingman.domain.catalog.cache import CatalogCache
 from wingman.domain.catalog.registry import AiConfig
 from wingman.domain.catalog.services import config_value
 from wingman.domain.chat.schemas import message_out
+from wingman.domain.realtime.event_frames import (
+    MessageCompleted,
+    MessageDelta,
+    MessageDeltaData,
+    MessageFailed,
+)
 from wingman.domain.realtime.events import EventBus
 from wingman.server.metrics import (
     AI_FAILURES,
@@ -99,11 +104,6 @@ class ReplyDeps:
     providers: Providers
     # Called after every committed state change of an AI message, with its owner's id.
     on_change: Callable[[UUID], Awaitable[None]]
-
-
-def event_data(message: Message) -> dict[str, Any]:
-    data: dict[str, Any] = msgspec.to_builtins(message_out(message))
-    return data
 
 
 class DeltaCoalescer:
@@ -244,7 +244,9 @@ class ReplyRun:
         self.log.warning("reply_given_up", attempts=given_up.attempts)
         AI_REPLIES.labels(ProcessingStatus.FAILED.value).inc()
         await self.deps.on_change(user_id)
-        await self.deps.events.publish_quietly(user_id, "message.failed", event_data(given_up))
+        await self.deps.events.publish_event_quietly(
+            user_id, MessageFailed(data=message_out(given_up))
+        )
         return "given-up"
 
     @property
@@ -254,15 +256,16 @@ class ReplyRun:
         return self.target
 
     async def _send_delta(self, offset: int, text: str) -> None:
-        await self.deps.events.publish_quietly(
+        await self.deps.events.publish_event_quietly(
             self.claimed.user_id,
-            "message.delta",
-            {
-                "message_id": str(self.message_id),
-                "session_id": str(self.claimed.session_id),
-                "offset": offset,
-                "text": text,
-            },
+            MessageDelta(
+                data=MessageDeltaData(
+                    message_id=self.message_id,
+                    session_id=self.claimed.session_id,
+                    offset=offset,
+                    text=text,
+                )
+            ),
         )
 
     async def _stream(
@@ -346,8 +349,8 @@ class ReplyRun:
             latency_ms=latency_ms,
         )
         await self.deps.on_change(self.claimed.user_id)
-        await self.deps.events.publish_quietly(
-            self.claimed.user_id, "message.completed", event_data(stored)
+        await self.deps.events.publish_event_quietly(
+            self.claimed.user_id, MessageCompleted(data=message_out(stored))
         )
         return True
 
@@ -370,8 +373,8 @@ class ReplyRun:
         if failed is not None:
             AI_REPLIES.labels(ProcessingStatus.FAILED.value).inc()
             await self.deps.on_change(self.claimed.user_id)
-            await self.deps.events.publish_quietly(
-                self.claimed.user_id, "message.failed", event_data(failed)
+            await self.deps.events.publish_event_quietly(
+                self.claimed.user_id, MessageFailed(data=message_out(failed))
             )
 
     def _fenced(self) -> Any:

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Literal
 from uuid import UUID
 
-import msgspec
 import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -36,6 +35,7 @@ from wingman.domain.catalog.cache import CatalogCache
 from wingman.domain.catalog.registry import Features, RateLimits
 from wingman.domain.catalog.services import config_value
 from wingman.domain.chat.schemas import message_out
+from wingman.domain.realtime.event_frames import MessageCreated
 from wingman.domain.realtime.events import EventBus
 from wingman.server.auth import AuthUser
 from wingman.server.errors import Problem
@@ -80,8 +80,8 @@ class ReplyDispatch:
 
     async def created(self, user_id: UUID, messages: list[Message]) -> None:
         for message in messages:
-            await self.events.publish_quietly(
-                user_id, "message.created", msgspec.to_builtins(message_out(message))
+            await self.events.publish_event_quietly(
+                user_id, MessageCreated(data=message_out(message))
             )
         for message in messages:
             if message.sender is MessageSender.AI:

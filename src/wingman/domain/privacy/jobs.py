@@ -27,6 +27,7 @@ from wingman.domain.privacy.archive import ArchiveWriter
 from wingman.domain.privacy.deletion import enqueue_purge
 from wingman.domain.privacy.export_rows import write_export
 from wingman.domain.privacy.purge import purge_account as run_purge
+from wingman.domain.realtime.event_frames import ExportReady, ExportReadyData
 
 if TYPE_CHECKING:
     from wingman.worker import WorkerContext
@@ -73,9 +74,9 @@ async def export_account(ctx: WorkerContext, *, export_id: str) -> dict[str, Any
         exports.remove_files(folder, wanted)
         return exports.job_result(export_id=wanted, skipped="export gone")
     out = exports.export_out(row)
-    await ctx["events"].publish_quietly(
-        user_id, "export.ready", {"id": str(out.id), "download_url": out.download_url}
-    )
+    if out.download_url is not None:  # always, for a ready export
+        ready = ExportReady(data=ExportReadyData(id=out.id, download_url=out.download_url))
+        await ctx["events"].publish_event_quietly(user_id, ready)
     rows = {table.name: table.rows for table in manifest.tables}
     seconds = round(time.perf_counter() - started, 3)
     log.info("export_ready", export_id=export_id, user_id=str(user_id), seconds=seconds)

@@ -28,6 +28,7 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from wingman.db.models import UserRole, UserTier
 from wingman.domain.realtime.events import CONTROL_CHANNEL
 
 log = structlog.get_logger(__name__)
@@ -38,8 +39,8 @@ class AccountChange(msgspec.Struct, tag="account", tag_field="kind", kw_only=Tru
 
     user_id: UUID
     status: str
-    tier: str
-    role: str
+    tier: UserTier
+    role: UserRole
 
     @property
     def active(self) -> bool:
@@ -56,7 +57,7 @@ async def announce_account_change(
 
     Never raises for Redis: the change is committed whatever happens here.
     """
-    change = AccountChange(user_id=user_id, status=status, tier=tier, role=role)
+    change = AccountChange(user_id=user_id, status=status, tier=UserTier(tier), role=UserRole(role))
     try:
         await redis.publish(CONTROL_CHANNEL, _encoder.encode(change))
     except (RedisError, OSError) as exc:

@@ -43,18 +43,24 @@ from wingman.domain.realtime.events import EventBus
 from wingman.domain.realtime.protocol import (
     BEARER_SUBPROTOCOL,
     PONG,
+    AuthenticatedData,
+    AuthenticatedFrame,
     AuthFrame,
     BadFrame,
     ClientFrame,
     CloseCode,
     FrameTooBig,
+    HelloData,
+    HelloFrame,
     PingFrame,
     PongFrame,
     ResumeFrame,
-    control_frame,
     decode_client_frame,
+    encode_control,
     frame_event_id,
     is_event_frame,
+    resumed,
+    resync_required,
 )
 from wingman.server.auth import (
     AccessTokenExpired,
@@ -279,13 +285,16 @@ class Connection:
         """Send ``hello``, settle where the stream starts, then start the sender."""
         newest = await self._bus.last_event_id(self.user_id)
         await self._send(
-            control_frame(
-                "hello",
-                event_id=newest,
-                connection_id=self.id,
-                pid=os.getpid(),
-                heartbeat_seconds=self._realtime.heartbeat_interval_seconds,
-                expires_at=self._expires_iso(),
+            encode_control(
+                HelloFrame(
+                    data=HelloData(
+                        event_id=newest,
+                        connection_id=self.id,
+                        pid=os.getpid(),
+                        heartbeat_seconds=self._realtime.heartbeat_interval_seconds,
+                        expires_at=self._expires_iso(),
+                    )
+                )
             )
         )
         self._cursor = newest
@@ -299,7 +308,7 @@ class Connection:
             if isinstance(first, ResumeFrame):
                 resume_from, first = first.last_event_id, None
                 if resume_from is None:
-                    await self._send(control_frame("resumed", event_id=newest, replayed=0))
+                    await self._send(resumed(newest, replayed=0))
         if resume_from is not None:
             await self._replay(resume_from)
         self._sender = asyncio.create_task(self._send_forever())
@@ -311,15 +320,13 @@ class Connection:
         if replay.resync_required:
             # Live frames after the newest id follow; the client refetches the rest over REST.
             self._cursor = await self._bus.last_event_id(self.user_id)
-            await self._send(control_frame("resync_required", event_id=self._cursor))
+            await self._send(resync_required(self._cursor))
             return
         self._cursor = last_event_id
         for frame in replay.frames:
             await self._send(frame)
             self._cursor = frame_event_id(frame)
-        await self._send(
-            control_frame("resumed", event_id=self._cursor, replayed=len(replay.frames))
-        )
+        await self._send(resumed(self._cursor, replayed=len(replay.frames)))
 
     async def _receive_forever(self) -> None:
         while True:
@@ -332,7 +339,11 @@ class Connection:
             pass
         elif isinstance(frame, AuthFrame):
             await self._check_token(frame.token)
-            self.offer(control_frame("authenticated", expires_at=self._expires_iso()))
+            self.offer(
+                encode_control(
+                    AuthenticatedFrame(data=AuthenticatedData(expires_at=self._expires_iso()))
+                )
+            )
         elif isinstance(frame, ResumeFrame):
             # The stream has started: everything after the cursor is on its way already.
             # Only a client that lost frames it had been sent could ask for older ones, and
@@ -342,9 +353,9 @@ class Connection:
                 wanted < self._cursor
                 or (wanted > self._cursor and wanted > await self._bus.last_event_id(self.user_id))
             ):
-                self.offer(control_frame("resync_required", event_id=self._cursor))
+                self.offer(resync_required(self._cursor))
             else:
-                self.offer(control_frame("resumed", event_id=self._cursor, replayed=0))
+                self.offer(resumed(self._cursor, replayed=0))
 
     def _expires_iso(self) -> str:
         return datetime.fromtimestamp(self.expires_at, UTC).isoformat()
@@ -417,7 +428,7 @@ class Connection:
                     if renumbered:
                         log.info("realtime_numbering_restarted", user_id=str(self.user_id))
                         self._cursor = event_id - 1
-                        await self._send(control_frame("resync_required", event_id=self._cursor))
+                        await self._send(resync_required(self._cursor))
                     elif event_id <= self._cursor:
                         continue
                     self._cursor = event_id

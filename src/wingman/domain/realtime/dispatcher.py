@@ -42,7 +42,13 @@ from redis.exceptions import RedisError
 
 from wingman.domain.realtime.account_changes import AccountChange
 from wingman.domain.realtime.events import CONTROL_CHANNEL, KEY_PREFIX, user_channel
-from wingman.domain.realtime.protocol import PING, CloseCode, control_frame
+from wingman.domain.realtime.protocol import (
+    PING,
+    AccountUpdatedData,
+    AccountUpdatedFrame,
+    CloseCode,
+    encode_control,
+)
 
 if TYPE_CHECKING:
     from wingman.config import RealtimeSettings
@@ -297,7 +303,9 @@ class Dispatcher:
         connections = tuple(self._by_channel.get(user_channel(change.user_id).encode(), ()))
         if change.active:
             self._refused.pop(change.user_id, None)
-            frame = control_frame("account_updated", tier=change.tier, role=change.role)
+            frame = encode_control(
+                AccountUpdatedFrame(data=AccountUpdatedData(tier=change.tier, role=change.role))
+            )
             for connection in connections:
                 connection.offer(frame)
             return

@@ -27,7 +27,9 @@ the previous start, which the history-gap check in :meth:`EventBus.replay` still
 ``resume``.
 
 A frame is the JSON object ``{"event_id": 7, "type": "message.delta", "at": "<RFC 3339>",
-"data": {...}}``, encoded once here and sent as is to every socket.
+"data": {...}}``, encoded once here and sent as is to every socket. The server publishes the
+typed events of :mod:`.event_frames` (:meth:`EventBus.publish_event`), whose Structs the
+AsyncAPI document is generated from.
 
 :meth:`EventBus.replay` serves ``resume {last_event_id}``: every retained frame after that id, in
 order, or "resync required" when some of the missed events are no longer retained (too many, too
@@ -38,7 +40,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import msgspec
@@ -50,14 +52,10 @@ from wingman.config import Settings
 from wingman.server.redis import RedisClients
 from wingman.server.redis_mux import RedisMux
 
-EventType = Literal[
-    "message.created",
-    "message.delta",
-    "message.completed",
-    "message.failed",
-    "session.updated",
-    "export.ready",
-]
+if TYPE_CHECKING:
+    # Only for typing: the event Structs pull in the database models, which a process that just
+    # publishes (the e2e publisher, ``wingmanctl``) should not have to import.
+    from wingman.domain.realtime.event_frames import ServerEvent
 
 log = structlog.get_logger(__name__)
 
@@ -115,11 +113,16 @@ class Frame(msgspec.Struct, kw_only=True):
 class _Unnumbered(msgspec.Struct, kw_only=True):
     type: str
     at: datetime
-    data: dict[str, Any]
+    data: Any
 
 
 _encoder = msgspec.json.Encoder()
 _frame_decoder = msgspec.json.Decoder(Frame)
+
+
+def _type_of(event: ServerEvent) -> str:
+    """The event's ``type`` on the wire: its Struct's tag."""
+    return str(event.__struct_config__.tag)
 
 
 def decode_frame(raw: bytes | str) -> Frame:
@@ -160,8 +163,21 @@ class EventBus:
     def redis(self) -> Redis:
         return self._redis
 
-    async def publish(self, user_id: UUID, type_: EventType, data: dict[str, Any]) -> int:
+    async def publish_event(self, user_id: UUID, event: ServerEvent) -> int:
         """Number, keep and fan out one event; returns its ``event_id``."""
+        return await self.publish(user_id, _type_of(event), event.data)
+
+    async def publish_event_quietly(self, user_id: UUID, event: ServerEvent) -> None:
+        """Publish, or log and go on when Redis fails: for events that follow a committed change,
+        where the stored rows are the truth and a client that misses the event refetches."""
+        try:
+            await self.publish_event(user_id, event)
+        except RedisError as exc:
+            log.warning("event_publish_failed", event=_type_of(event), error=str(exc))
+
+    async def publish(self, user_id: UUID, type_: str, data: Any) -> int:
+        """Number, keep and fan out a frame of any ``type`` and ``data``: the bus itself, below
+        the typed events (tests of the transport use it; the server uses :meth:`publish_event`)."""
         body = _encoder.encode(_Unnumbered(type=type_, at=datetime.now(UTC), data=data))
         keys = [_sequence_key(user_id), history_key(user_id)]
         args: list[str | bytes | int] = [
@@ -176,14 +192,6 @@ class EventBus:
         else:
             event_id = await self._script(keys=keys, args=args)
         return int(event_id)
-
-    async def publish_quietly(self, user_id: UUID, type_: EventType, data: dict[str, Any]) -> None:
-        """Publish, or log and go on when Redis fails: for events that follow a committed change,
-        where the stored rows are the truth and a client that misses the event refetches."""
-        try:
-            await self.publish(user_id, type_, data)
-        except RedisError as exc:
-            log.warning("event_publish_failed", event=type_, error=str(exc))
 
     async def last_event_id(self, user_id: UUID) -> int:
         """The newest event id issued to ``user_id`` (0 when none is remembered)."""

@@ -157,6 +157,25 @@ async def test_a_timed_out_call_does_not_shift_later_replies(
         await connection.close()
 
 
+async def test_a_connection_set_up_on_a_busy_server_times_out_as_a_redis_error(
+    settings: Settings, redis_queue: Redis
+) -> None:
+    """The set-up commands (AUTH, SELECT, CLIENT SETNAME) of a new connection to a server busy
+    past the timeout fail as a Redis timeout, which callers handle, not a bare TimeoutError."""
+    connection = RedisMux(settings.redis.queue_url, timeout=0.2)
+    # Every client's commands held for 0.6 s: the new connection's set-up gets no answer in time.
+    await redis_queue.execute_command("CLIENT", "PAUSE", 600, "ALL")
+    try:
+        with pytest.raises(RedisTimeoutError):
+            await connection.execute("PING")
+    finally:
+        await redis_queue.execute_command("CLIENT", "UNPAUSE")
+        await connection.close()
+    # Once the server is free again, the next call connects afresh.
+    assert await connection.execute("PING") == b"PONG"
+    await connection.close()
+
+
 async def test_a_cancelled_caller_leaves_the_order_intact(
     mux: RedisMux, redis_queue: Redis
 ) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from tests.support.certificates import self_signed, valid_for
 from wingman.config import PublicSettings, Settings
 from wingman.devstack.processes import free_port, wait_for
 from wingman.ops import proxy
@@ -114,23 +115,6 @@ def make_certificate(
     """A self-signed EC certificate for ``name`` (and ``san``, openssl's subjectAltName syntax)
     and its key; ``days=-1``: one that expired a day ago."""
     folder.mkdir(parents=True, exist_ok=True)
-    cert, key, csr = (folder / f"{name}-{tag}.{kind}" for kind in ("crt", "key", "csr"))
-    subprocess.run(
-        [
-            *("openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"),
-            *("-nodes", "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={name}"),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    extensions = folder / f"{name}-{tag}.ext"
-    extensions.write_text(f"subjectAltName={san or f'DNS:{name}'}\n")
-    subprocess.run(
-        [
-            *("openssl", "x509", "-req", "-in", str(csr), "-signkey", str(key)),
-            *("-days", str(days), "-extfile", str(extensions), "-out", str(cert)),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    cert, key = (folder / f"{name}-{tag}.{kind}" for kind in ("crt", "key"))
+    self_signed(cert, key, name, not_after=valid_for(days), san=san)
     return cert, key

@@ -205,6 +205,14 @@ class RedisMux:
             try:
                 for command in hello:
                     await asyncio.wait_for(self._send(protocol, command), remaining)
+            except TimeoutError as exc:
+                # A server busy past the timeout (a long script): a Redis error like any other
+                # call's, never the bare TimeoutError callers do not expect.
+                failure = RedisTimeoutError(
+                    f"No reply to the connection set-up within {remaining:.1f} s"
+                )
+                protocol._abandon(failure)
+                raise failure from exc
             except BaseException:
                 protocol._abandon(RedisConnectionError("Redis refused the connection set-up"))
                 raise

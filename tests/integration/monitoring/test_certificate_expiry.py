@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import socket
 import ssl
-import subprocess
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import msgspec
 import pytest
 from prometheus_client import REGISTRY
 
+from tests.support.certificates import self_signed, valid_for
 from wingman.config import PublicSettings
 from wingman.devstack.processes import free_port
 from wingman.server.certificate_expiry import sample_certificate_expiry
@@ -27,17 +27,7 @@ GAUGE = "wingman_tls_certificate_expiry_timestamp_seconds"
 
 def make_certificate(folder: Path, name: str, days: int) -> tuple[Path, Path, datetime]:
     cert, key = folder / f"{name}.pem", folder / f"{name}.key"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-days", str(days), "-subj", f"/CN={name}", "-addext",
-         f"subjectAltName=DNS:{name}", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=30,
-    )  # fmt: skip
-    end = subprocess.run(
-        ["openssl", "x509", "-noout", "-enddate", "-in", str(cert)],
-        check=True, capture_output=True, text=True, timeout=30,
-    ).stdout.strip().removeprefix("notAfter=")  # fmt: skip
-    return cert, key, datetime.strptime(end, "%b %d %H:%M:%S %Y %Z").replace(tzinfo=UTC)
+    return cert, key, self_signed(cert, key, name, not_after=valid_for(days))
 
 
 class TlsServer:

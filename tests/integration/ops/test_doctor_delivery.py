@@ -4,7 +4,6 @@ gateway, an SMS provider, and dead ports. Nothing is ever sent by a check."""
 from __future__ import annotations
 
 import ssl
-import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 
+from tests.support.certificates import self_signed, valid_for
 from tests.support.sms_provider import (
     ACCOUNT_SID,
     AUTH_TOKEN,
@@ -43,23 +43,7 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A self-signed certificate for localhost and 127.0.0.1 (cert, key)."""
     folder = tmp_path_factory.mktemp("smtp-tls")
     cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [
-            *(
-                "openssl",
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-            ),
-            *("-nodes", "-days", "1", "-subj", "/CN=localhost", "-keyout", str(key), "-out"),
-            *(str(cert), "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    self_signed(cert, key, "localhost", not_after=valid_for(1), san="DNS:localhost,IP:127.0.0.1")
     return cert, key
 
 

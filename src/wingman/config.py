@@ -24,8 +24,15 @@ import msgspec
 
 DEFAULT_CONFIG_PATH = Path("/etc/wingman/wingman.toml")
 ENV_PREFIX = "WINGMAN_"
-# Environment variables that select files rather than set values.
-_META_ENV = {"WINGMAN_CONFIG", "WINGMAN_TUNING"}
+# Environment variables that select files rather than set values, and the set-up scripts' own
+# switches (scripts/bootstrap, scripts/ci-debian13), which a shell may still export when the
+# services start.
+_META_ENV = {
+    "WINGMAN_CONFIG",
+    "WINGMAN_TUNING",
+    "WINGMAN_NO_APT",
+    "WINGMAN_NO_BROWSER",
+}
 
 Environment = Literal["development", "test", "production"]
 QueueName = Literal["ai", "default", "heavy"]

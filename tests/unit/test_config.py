@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wingman.config import INSECURE_SECRET, SettingsError, load_settings
+from wingman.config import INSECURE_SECRET, Settings, SettingsError, load_settings
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -54,6 +54,13 @@ def test_environment_lists_are_json(tmp_path: Path) -> None:
     (tmp_path / "wingman.toml").write_text("")
     env = _env(tmp_path, WINGMAN_SERVER__CORS_ALLOW_ORIGINS='["https://app.example.org"]')
     assert load_settings(env).server.cors_allow_origins == ["https://app.example.org"]
+
+
+def test_the_set_up_scripts_switches_are_not_settings(tmp_path: Path) -> None:
+    # Exported by a shell that ran scripts/bootstrap or scripts/ci-debian13: not a typo.
+    (tmp_path / "wingman.toml").write_text("")
+    env = _env(tmp_path, WINGMAN_NO_APT="1", WINGMAN_NO_BROWSER="1")
+    assert load_settings(env).server.port == Settings().server.port
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -99,6 +100,29 @@ def running_proxy(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
+
+
+def wait_until_trusted(port: int, root: Path, server_name: str = "127.0.0.1") -> None:
+    """Wait (up to 10 s) until the proxy's TLS handshake on ``port`` verifies against ``root``.
+
+    The proxy obtains its certificate while it starts; a handshake in the first moments may
+    find none yet, or (seen once on Debian 13) one not yet valid by the client's clock.
+    """
+    context = ssl.create_default_context(cafile=root)
+    failures: list[str] = []
+
+    def verified() -> bool:
+        try:
+            with (
+                socket.create_connection(("127.0.0.1", port), timeout=2) as raw,
+                context.wrap_socket(raw, server_hostname=server_name),
+            ):
+                return True
+        except (OSError, ssl.SSLError) as exc:
+            failures.append(str(exc))
+            return False
+
+    assert wait_for(verified, 10, interval=0.1), failures[-3:]
 
 
 def _listening(port: int) -> bool:

@@ -11,7 +11,13 @@ import httpx
 import msgspec
 import pytest
 
-from tests.support.proxy import make_certificate, needs_caddy, running_proxy, with_public
+from tests.support.proxy import (
+    make_certificate,
+    needs_caddy,
+    running_proxy,
+    wait_until_trusted,
+    with_public,
+)
 from tests.support.web import running_server
 from wingman.config import ServerSettings, Settings, SettingsError, load_settings
 from wingman.ops import proxy
@@ -134,6 +140,7 @@ def test_internal_ca_serves_the_app_over_https_and_http2(
         with running_proxy(front, tmp_path) as running:
             root = proxy.internal_root(front.public)
             assert root.is_file(), running.log_text()[-2000:]
+            wait_until_trusted(front.public.https_port, root)
             with httpx.Client(verify=ssl.create_default_context(cafile=root)) as client:
                 # Plain HTTP only redirects, to the same path over HTTPS.
                 answer = client.get(f"{running.http_url}/health/ready?x=1")

@@ -271,10 +271,13 @@ def _restore_folders(
     archive: Path, files: FilesArchive, public: PublicSettings
 ) -> tuple[str | None, list[RestoredFolder]]:
     progress("restoring the proxy's folders")
+    restored: list[RestoredFolder] = []
     try:
-        return None, restore_files(files_path(archive), files, public, progress)
+        restore_files(files_path(archive), files, public, progress, restored)
     except (OSError, tarfile.TarError, FilesRefused) as exc:
-        return f"the proxy's folders were not all restored: {exc}", []
+        done = ", ".join(folder.path for folder in restored) or "none"
+        return f"the proxy's folders were not all restored (restored: {done}): {exc}", restored
+    return None, restored
 
 
 def _restore_database(archive: Path, url: str) -> str | None:

@@ -77,15 +77,20 @@ def files_path(dump: Path) -> Path:
 
 
 def _unreadable(folder: Path) -> str | None:
-    """Why ``folder`` cannot be saved whole by this user, or None."""
+    """Why ``folder`` cannot be saved whole by this user, or None.
+
+    Tried by opening, not with ``os.access``: that ignores capabilities, and the appliance's
+    backup unit reads the proxy's folder through ``CAP_DAC_READ_SEARCH``."""
     problems: list[str] = []
-    for root, dirs, files in os.walk(folder, onerror=lambda exc: problems.append(str(exc))):
-        for name in [*dirs, *files]:
+    for root, _, files in os.walk(folder, onerror=lambda exc: problems.append(str(exc))):
+        for name in files:
             path = Path(root, name)
-            if not path.is_symlink() and not os.access(path, os.R_OK):
-                problems.append(f"{path}: permission denied")
-    if not os.access(folder, os.R_OK | os.X_OK):
-        problems.append(f"{folder}: permission denied")
+            if path.is_symlink() or not path.is_file():
+                continue  # links are saved as links; pipes are left out (and would block)
+            try:
+                path.open("rb").close()
+            except OSError as exc:
+                problems.append(str(exc))
     return problems[0] if problems else None
 
 
@@ -257,14 +262,19 @@ def _extract(
 
 
 def restore_files(
-    archive: Path, part: FilesArchive, public: PublicSettings, report: Report
-) -> list[RestoredFolder]:
+    archive: Path,
+    part: FilesArchive,
+    public: PublicSettings,
+    report: Report,
+    restored: list[RestoredFolder],
+) -> None:
     """Replace each saved folder on this host: extract beside it, swap by rename, drop the old.
 
-    The caller has run :func:`verify_files`; members are checked again as they are read.
+    Each folder put back is appended to ``restored`` as it is swapped in, so a caller whose
+    restore failed half-way still knows which folders changed. The caller has run
+    :func:`verify_files`; members are checked again as they are read.
     """
     targets = folder_paths(public)
-    restored = []
     with tarfile.open(archive, mode="r:") as tar:
         members = check_members(tar, {folder.name for folder in part.folders})
         for folder in part.folders:
@@ -283,7 +293,6 @@ def restore_files(
     for name, target in targets.items():
         if name not in {folder.name for folder in part.folders} and target.exists():
             report(f"{target}: not in the backup, left as it is")
-    return restored
 
 
 def _swap(new: Path, target: Path) -> None:

@@ -10,18 +10,24 @@ import hashlib
 import io
 import json
 import os
+import shutil
+import ssl
 import tarfile
 from pathlib import Path
 
+import httpx
 import msgspec
 import psycopg
 import pytest
 
 from tests.integration.ops.test_backup_restore import Env, conninfo, ctl
+from tests.support.proxy import needs_caddy, running_proxy, with_public
 from tests.support.services import child_env
 from wingman.config import DatabaseSettings, PublicSettings, Settings
 from wingman.db.migrations import upgrade_to_head
+from wingman.ops.backup_files import RestoredFolder, restore_files
 from wingman.ops.backups import BackupRefused, create_backup, list_backups, verify_backup
+from wingman.ops.proxy import internal_root
 
 Tree = dict[str, tuple[int, bytes | str | None]]
 
@@ -287,3 +293,30 @@ def test_without_folders_no_files_archive_and_format_1_still_restores(folders: F
     manifest_file.write_text(json.dumps(old))
     with pytest.raises(BackupRefused, match="manifest format 3 is newer"):
         verify_backup(dump, quiet)
+
+
+@needs_caddy
+def test_a_real_proxy_serves_under_the_old_root_after_the_restore(
+    folders: Folders, tmp_path: Path
+) -> None:
+    """Caddy's own storage, saved and put back: it keeps its CA instead of making a new one."""
+    front = with_public(Settings(), tmp_path / "front")
+    root = internal_root(front.public)
+    with running_proxy(front, tmp_path / "front") as running:
+        assert root.is_file(), running.log_text()[-2000:]
+    trusted = tmp_path / "trusted-root.crt"  # what clients were given
+    shutil.copy(root, trusted)
+    made = create_backup(folders.env.url, folders.env.backups, 7, quiet, public=front.public)
+    assert made.files is not None
+    assert [f.name for f in made.files.folders] == ["proxy"]
+
+    shutil.rmtree(front.public.state_dir)  # the new host: no storage
+    restored: list[RestoredFolder] = []
+    restore_files(folders.env.backups / made.files.file, made.files, front.public, quiet, restored)
+    assert [f.name for f in restored] == ["proxy"]
+    with running_proxy(front, tmp_path / "front") as running:
+        assert root.read_bytes() == trusted.read_bytes(), running.log_text()[-2000:]
+        # The served certificate chains to the root the clients already trust.
+        with httpx.Client(verify=ssl.create_default_context(cafile=trusted)) as client:
+            answer = client.get(f"{running.https_url}/health/ready")
+        assert answer.status_code in (200, 502)  # no app behind it here; TLS is what counts

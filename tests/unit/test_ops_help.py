@@ -11,7 +11,16 @@ COMMANDS = {
     ("status",): ["--data-dir", "--metrics-window", "--json", "Exit status", "degraded", "down"],
     ("backup",): ["--to", "--keep", "--data-dir", "--json", "Exit status", "sha256", "list"],
     ("backup", "list"): ["--dir", "--data-dir", "--json", "Exit status"],
-    ("restore",): ["FILE", "--yes", "--data-dir", "Exit status", "64", "--single-transaction"],
+    ("restore",): [
+        "FILE",
+        "--yes",
+        "--with-files",
+        "--json",
+        "--data-dir",
+        "Exit status",
+        "64",
+        "--single-transaction",
+    ],
     ("doctor",): [
         "--data-dir",
         "--json",

@@ -1,12 +1,16 @@
-"""Database backups: ``pg_dump`` custom-format archives with a checksummed manifest, and restore.
+"""Backups: a ``pg_dump`` custom-format archive, the front proxy's folders and a checksummed
+manifest, and restore.
 
-A backup is two files in the backup folder::
+A backup is up to three files in the backup folder, kept and deleted together::
 
     wingman-20261123T101500Z.dump            pg_dump --format=custom (owner-only)
-    wingman-20261123T101500Z.manifest.json   BackupManifest: versions, size, sha256, time
+    wingman-20261123T101500Z.files.tar       the proxy's folders, when this host has them
+                                             (owner-only; see ops/backup_files.py)
+    wingman-20261123T101500Z.manifest.json   BackupManifest: versions, sizes, sha256s, time
 
-Nothing is restored before the archive is proven whole: its size and sha256 match the manifest,
-``pg_restore --list`` reads it, and its schema revision is one this code knows.
+Nothing is restored before the archives are proven whole: sizes and sha256s match the manifest,
+``pg_restore --list`` reads the dump, its schema revision is one this code knows, and every member
+of the files archive stays inside its folder. Format 1 manifests (database only) still restore.
 """
 
 from __future__ import annotations
@@ -27,12 +31,22 @@ from alembic.util import CommandError
 from sqlalchemy.engine import make_url
 
 from wingman import __version__
+from wingman.config import PublicSettings
 from wingman.db.migrations import alembic_config, head_revision
 from wingman.devstack.binaries import find_postgres
+from wingman.ops.backup_files import (
+    FilesArchive,
+    FilesRefused,
+    files_path,
+    verify_files,
+    write_files_archive,
+)
 from wingman.ops.checksums import sha256_of
 
 Report = Callable[[str], None]
-MANIFEST_FORMAT = 1
+# 2 added ``files`` (the proxy's folders); format 1 manifests are read as "no files".
+MANIFEST_FORMAT = 2
+READABLE_FORMATS = (1, 2)
 _NAME = re.compile(r"^wingman-\d{8}T\d{6}Z(?:-\d+)?$")
 # pg_restore --verbose prints one of these per archive entry it restores (after the drops).
 _RESTORED_ENTRY = re.compile(r"^pg_restore: (?:creating|processing) ", re.MULTILINE)
@@ -61,6 +75,10 @@ class BackupManifest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     size: int
     sha256: str
     created_at: datetime
+    # The proxy's folders; None when the host had none (or the manifest is format 1).
+    files: FilesArchive | None = None
+    # Folders that existed but could not be read by the user who made the backup.
+    files_skipped: list[str] = msgspec.field(default_factory=list)
 
 
 class BackupEntry(msgspec.Struct, kw_only=True):
@@ -73,6 +91,8 @@ class BackupEntry(msgspec.Struct, kw_only=True):
     wingman_version: str
     ok: bool
     problem: str | None = None
+    # The files archive's size, None when the backup holds no folders.
+    files_size: int | None = None
 
 
 class Connection(msgspec.Struct, frozen=True):
@@ -190,13 +210,27 @@ def _human(size: float) -> str:
 def _new_name(folder: Path, now: datetime) -> str:
     base = f"wingman-{now:%Y%m%dT%H%M%SZ}"
     name, n = base, 1
-    while (folder / f"{name}.dump").exists() or manifest_path(folder / f"{name}.dump").exists():
+    while any(
+        path.exists()
+        for path in (
+            folder / f"{name}.dump",
+            manifest_path(folder / f"{name}.dump"),
+            files_path(folder / f"{name}.dump"),
+        )
+    ):
         name, n = f"{base}-{n}", n + 1
     return name
 
 
-def create_backup(database_url: str, folder: Path, keep: int, report: Report) -> BackupManifest:
-    """Dump the database into ``folder``, write its manifest, then keep only the newest ``keep``."""
+def create_backup(
+    database_url: str,
+    folder: Path,
+    keep: int,
+    report: Report,
+    public: PublicSettings | None = None,
+) -> BackupManifest:
+    """Dump the database into ``folder``, save the proxy's folders named by ``public`` (when
+    given and present), write the manifest, then keep only the newest ``keep`` backups."""
     connection = Connection.from_url(database_url)
     try:
         version, major, revision = server_facts(connection)
@@ -230,6 +264,14 @@ def create_backup(database_url: str, folder: Path, keep: int, report: Report) ->
     with partial.open("rb") as fh:
         os.fsync(fh.fileno())
     partial.rename(target)
+    files: FilesArchive | None = None
+    skipped: list[str] = []
+    if public is not None:
+        try:
+            files, skipped = write_files_archive(files_path(target), public, report)
+        except OSError as exc:
+            target.unlink(missing_ok=True)
+            raise BackupError(f"cannot save the proxy's folders: {exc}") from None
     report("computing the checksum")
     manifest = BackupManifest(
         format=MANIFEST_FORMAT,
@@ -243,9 +285,17 @@ def create_backup(database_url: str, folder: Path, keep: int, report: Report) ->
         size=target.stat().st_size,
         sha256=sha256_of(target),
         created_at=now,
+        files=files,
+        files_skipped=skipped,
     )
     _write_private(manifest_path(target), msgspec.json.format(msgspec.json.encode(manifest)))
-    report(f"wrote {target.name} ({_human(manifest.size)}) and its manifest")
+    if files is not None:
+        report(
+            f"wrote {target.name} ({_human(manifest.size)}), {files.file} "
+            f"({_human(files.size)}) and their manifest"
+        )
+    else:
+        report(f"wrote {target.name} ({_human(manifest.size)}) and its manifest")
     for removed in apply_retention(folder, keep):
         report(f"retention: removed {removed}")
     return manifest
@@ -261,11 +311,30 @@ def _write_private(path: Path, data: bytes) -> None:
 
 def read_manifest(path: Path) -> BackupManifest:
     try:
-        return msgspec.json.decode(path.read_bytes(), type=BackupManifest)
+        raw = path.read_bytes()
     except OSError as exc:
         raise BackupRefused(f"{path.name}: cannot read the manifest ({exc.strerror})") from None
+    try:
+        # The format first: a newer one may hold fields this code cannot decode.
+        header = msgspec.json.decode(raw, type=_FormatOnly)
     except msgspec.DecodeError as exc:
         raise BackupRefused(f"{path.name}: the manifest is damaged ({exc})") from None
+    if header.format not in READABLE_FORMATS:
+        raise BackupRefused(
+            f"{path.name}: manifest format {header.format} is newer than this version reads "
+            f"({max(READABLE_FORMATS)}); upgrade Wingman first"
+        )
+    try:
+        manifest = msgspec.json.decode(raw, type=BackupManifest)
+    except msgspec.DecodeError as exc:
+        raise BackupRefused(f"{path.name}: the manifest is damaged ({exc})") from None
+    if manifest.format == 1 and manifest.files is not None:
+        raise BackupRefused(f"{path.name}: the manifest is damaged (format 1 lists files)")
+    return manifest
+
+
+class _FormatOnly(msgspec.Struct):
+    format: int
 
 
 def _manifests(folder: Path) -> list[tuple[Path, BackupManifest]]:
@@ -281,17 +350,19 @@ def _manifests(folder: Path) -> list[tuple[Path, BackupManifest]]:
 
 
 def apply_retention(folder: Path, keep: int) -> list[str]:
-    """Delete all but the newest ``keep`` backups (archive and manifest); returns their names."""
+    """Delete all but the newest ``keep`` backups (archives and manifest); returns their names."""
     removed = []
     for path, manifest in _manifests(folder)[keep:]:
         (folder / manifest.file).unlink(missing_ok=True)
+        if manifest.files is not None:
+            (folder / manifest.files.file).unlink(missing_ok=True)
         path.unlink(missing_ok=True)
         removed.append(manifest.file)
     return removed
 
 
 def list_backups(folder: Path) -> list[BackupEntry]:
-    """Every backup in ``folder``, newest first, with a cheap size check (``--verify`` hashes)."""
+    """Every backup in ``folder``, newest first, with a cheap size check of its archives."""
     entries = []
     for _, manifest in _manifests(folder):
         archive = folder / manifest.file
@@ -300,6 +371,15 @@ def list_backups(folder: Path) -> list[BackupEntry]:
             problem = "archive missing"
         elif archive.stat().st_size != manifest.size:
             problem = f"size {archive.stat().st_size} differs from the manifest's {manifest.size}"
+        elif manifest.files is not None:
+            files = folder / manifest.files.file
+            if not files.is_file():
+                problem = "files archive missing"
+            elif files.stat().st_size != manifest.files.size:
+                problem = (
+                    f"{files.name}: size {files.stat().st_size} differs from the manifest's "
+                    f"{manifest.files.size}"
+                )
         entries.append(
             BackupEntry(
                 name=manifest.file,
@@ -309,6 +389,7 @@ def list_backups(folder: Path) -> list[BackupEntry]:
                 wingman_version=manifest.wingman_version,
                 ok=problem is None,
                 problem=problem,
+                files_size=manifest.files.size if manifest.files else None,
             )
         )
     return entries
@@ -330,8 +411,13 @@ def _known_revision(revision: str) -> bool:
         return False
 
 
-def verify_backup(path: Path, report: Report, server_major: int | None = None) -> BackupManifest:
-    """Prove an archive whole and restorable by this code, or raise :class:`BackupRefused`."""
+def verify_backup(
+    path: Path, report: Report, server_major: int | None = None, *, need_files: bool = False
+) -> BackupManifest:
+    """Prove a backup whole and restorable by this code, or raise :class:`BackupRefused`.
+
+    The files archive, when the manifest lists one, is verified too; a missing one is refused
+    only when ``need_files`` (the restore puts the folders back)."""
     archive = dump_path(path)
     manifest_file = manifest_path(archive)
     if not archive.is_file():
@@ -379,7 +465,25 @@ def verify_backup(path: Path, report: Report, server_major: int | None = None) -
             f"{archive.name} is not a readable archive: "
             f"{listing.stderr.strip() or 'pg_restore failed'}"
         )
+    _verify_files_part(archive, manifest, report, need_files=need_files)
     return manifest
+
+
+def _verify_files_part(
+    archive: Path, manifest: BackupManifest, report: Report, *, need_files: bool
+) -> None:
+    if manifest.files is None:
+        return
+    files = files_path(archive)
+    if manifest.files.file != files.name:
+        raise BackupRefused(f"the manifest names {manifest.files.file}, not {files.name}")
+    if not files.is_file() and not need_files:
+        report(f"warning: {files.name} is missing; only the database can be restored")
+        return
+    try:
+        verify_files(files, manifest.files, report)
+    except FilesRefused as exc:
+        raise BackupRefused(str(exc)) from None
 
 
 def restore_backup(archive: Path, database_url: str, report: Report) -> None:

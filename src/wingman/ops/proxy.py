@@ -210,16 +210,27 @@ def write_atomically(path: Path, text: str | bytes, *, mode: int) -> None:
 def reload_running() -> str:
     """Ask systemd to reload the proxy when it runs (its ExecReload validates and swaps the
     config in; on failure the old one stays live). Returns what was done."""
+    return _when_running("reload", "the config")
+
+
+def restart_running() -> str:
+    """Restart the proxy when it runs, so it reads restored storage (``wingmanctl restore
+    --with-files``): a reload keeps the certificates and CA it already holds in memory, and a
+    start lets systemd give its StateDirectory back to the proxy's user."""
+    return _when_running("restart", "its storage")
+
+
+def _when_running(verb: Literal["reload", "restart"], what: str) -> str:
     if shutil.which("systemctl") is None or not Path("/run/systemd/system").is_dir():
-        return "no systemd here: the proxy reads the config when it starts"
+        return f"no systemd here: the proxy reads {what} when it starts"
     active = subprocess.run(
         ["systemctl", "is-active", "--quiet", PROXY_UNIT], check=False
     ).returncode
     if active != 0:
-        return f"{PROXY_UNIT} is not running: it reads the config when it starts"
+        return f"{PROXY_UNIT} is not running: it reads {what} when it starts"
     result = subprocess.run(
-        ["systemctl", "reload", PROXY_UNIT], capture_output=True, text=True, check=False
+        ["systemctl", verb, PROXY_UNIT], capture_output=True, text=True, check=False
     )
     if result.returncode != 0:
-        raise ProxyConfigError(f"systemctl reload {PROXY_UNIT}: {result.stderr.strip()}")
-    return f"{PROXY_UNIT} reloaded"
+        raise ProxyConfigError(f"systemctl {verb} {PROXY_UNIT}: {result.stderr.strip()}")
+    return f"{PROXY_UNIT} {verb}ed"

@@ -35,6 +35,7 @@ import httpx
 import msgspec
 
 from wingman.config import Settings
+from wingman.ops.backup_files import files_path
 from wingman.ops.backups import BackupError, Connection, create_backup, server_facts
 from wingman.ops.bundles import Bundle, BundleRefused, Installed
 from wingman.ops.units import DevUnits, UnitSource
@@ -327,7 +328,11 @@ class Upgrade:
         if self.backup_dir is None:
             return "skipped (--no-backup)"
         manifest = create_backup(
-            self.settings.database.url, self.backup_dir, self.backup_keep, report=self.report
+            self.settings.database.url,
+            self.backup_dir,
+            self.backup_keep,
+            report=self.report,
+            public=self.settings.public,
         )
         self.backup_file = self.backup_dir / manifest.file
         _give_to_folder_owner(self.backup_file)
@@ -514,7 +519,7 @@ class Upgrade:
 
 
 def _give_to_folder_owner(archive: Path) -> None:
-    """As root, hand the archive and manifest to the backup folder's owner.
+    """As root, hand the archives and manifest to the backup folder's owner.
 
     The daily backup runs as ``wingman``: its retention and ``backup list`` must be able to read
     the pre-upgrade backup's manifest.
@@ -525,5 +530,6 @@ def _give_to_folder_owner(archive: Path) -> None:
     if folder.st_uid == 0:
         return
     manifest = archive.with_name(archive.name.removesuffix(".dump") + ".manifest.json")
-    for path in (archive, manifest):
+    files = files_path(archive)
+    for path in (archive, manifest, *([files] if files.is_file() else [])):
         os.chown(path, folder.st_uid, folder.st_gid)

@@ -5,6 +5,7 @@ import { profileName } from "./profiles.js";
 import {
   $,
   choiceItem,
+  clearNotice,
   el,
   failed,
   fillMessage,

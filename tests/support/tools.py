@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from typing import NoReturn
 
 import pytest
 
@@ -20,10 +21,14 @@ def required_tool(name: str, package: str) -> str:
     found = shutil.which(name)
     if found:
         return found
-    why = (
+    missing(
         f"{name} is missing: install it with `sudo apt-get install {package}` "
         "(or run scripts/bootstrap as root)"
     )
+
+
+def missing(why: str) -> NoReturn:
+    """Fail as root or in CI (where scripts/bootstrap installs everything), else skip."""
     if os.geteuid() == 0 or os.environ.get("CI"):
         pytest.fail(why)
     pytest.skip(why)

@@ -1,8 +1,12 @@
+// @ts-check
 // The user's own things: reply settings, the data export and the account's deletion.
 
-import { api } from "./api.js";
+import { ApiError, api } from "./api.js";
 import { $, el, failed, handle, notify } from "./views.js";
 
+/** @typedef {import("./api.js").Schemas} Schemas */
+
+/** @type {{ exportId: string | null, exportUrl: string | null, deletion: string | null }} */
 const state = {
   exportId: null, // the export this page started, and its download once ready
   exportUrl: null,
@@ -10,12 +14,14 @@ const state = {
 };
 
 // Called once the account is deleted, with what to tell the user.
+/** @type {(text: string) => void} */
 let onDeleted = () => {};
 
 // --- Settings ----------------------------------------------------------------------------
 
 export async function loadSettings() {
   $("settings-fields").disabled = true; // until the saved values are in
+  /** @type {[Schemas["ToneBrief"][], Schemas["SettingsOut"]]} */
   const [tones, settings] = await Promise.all([
     api.request("GET", "/tones"),
     api.request("GET", "/me/settings"),
@@ -31,11 +37,13 @@ export async function loadSettings() {
 }
 
 async function saveSettings() {
-  await api.request("PUT", "/me/settings", {
+  /** @type {Schemas["SettingsIn"]} */
+  const body = {
     default_tone_id: $("settings-tone").value || null,
     reply_length: $("settings-length").value,
     language: $("settings-language").value.trim() || null,
-  });
+  };
+  await api.request("PUT", "/me/settings", body);
   notify("Settings saved.", { kind: "info" });
 }
 
@@ -47,6 +55,7 @@ export function showAccount() {
 }
 
 async function startExport() {
+  /** @type {Schemas["ExportOut"]} */
   const started = await api.request("POST", "/me/export");
   state.exportId = started.id;
   $("export-download").hidden = true;
@@ -54,30 +63,41 @@ async function startExport() {
   pollExport(started.id);
 }
 
-/** The socket announces `export.ready`; polling covers a socket that is down meanwhile. */
+/**
+ * The socket announces `export.ready`; polling covers a socket that is down meanwhile.
+ * @param {string} id
+ */
 function pollExport(id) {
   setTimeout(async () => {
     if (state.exportId !== id || !api.signedIn) return;
     try {
+      /** @type {Schemas["ExportOut"]} */
       const current = await api.request("GET", `/me/exports/${id}`);
-      if (current.status === "ready") return showDownload(current.download_url);
+      if (current.status === "ready" && current.download_url) {
+        return showDownload(current.download_url);
+      }
       if (current.status === "failed" || current.status === "expired") {
         $("export-status").textContent = "The export failed. Try again.";
         return;
       }
     } catch (error) {
-      if (error.status !== 0) return failed(error);
+      if (!(error instanceof ApiError) || error.status !== 0) return failed(error);
     }
     pollExport(id);
   }, 3000);
 }
 
-/** `export.ready` from the socket, or the poll that saw it ready. */
+/**
+ * `export.ready` from the socket, or the poll that saw it ready.
+ * @param {string} id
+ * @param {string} url
+ */
 export function exportReady(id, url) {
   if (id !== state.exportId) return;
   showDownload(url);
 }
 
+/** @param {string} url */
 function showDownload(url) {
   state.exportUrl = url;
   $("export-status").textContent = "Your export is ready.";
@@ -85,6 +105,7 @@ function showDownload(url) {
 }
 
 async function downloadExport() {
+  if (!state.exportUrl) return;
   const blob = await api.download(state.exportUrl);
   const link = el("a", { href: URL.createObjectURL(blob), download: "wingman-export.zip" });
   document.body.append(link);
@@ -94,23 +115,28 @@ async function downloadExport() {
 }
 
 async function deletionCode() {
-  const user = api.tokens.user;
-  const channel = user.email ? "email" : "sms";
-  const answer = await api.requestCode(channel, user.email ?? user.phone);
+  const user = api.tokens?.user;
+  const destination = user?.email ?? user?.phone;
+  if (!destination) return;
+  const answer = await api.requestCode(user?.email ? "email" : "sms", destination);
   state.deletion = answer.request_id;
   $("delete-form").hidden = false;
   $("delete-code-input").focus();
-  notify(`We sent a deletion code to ${user.email ?? user.phone}.`, { kind: "info" });
+  notify(`We sent a deletion code to ${destination}.`, { kind: "info" });
 }
 
 async function deleteAccount() {
   const code = $("delete-code-input").value.trim();
-  const deleted = await api.request("DELETE", "/me", { request_id: state.deletion, code });
+  /** @type {Schemas["DeleteMeIn"]} */
+  const body = { request_id: state.deletion ?? "", code };
+  /** @type {Schemas["DeletionOut"]} */
+  const deleted = await api.request("DELETE", "/me", body);
   const until = new Date(deleted.purge_after).toLocaleString();
   api.forget();
   onDeleted(`Your account is deleted. Signing in again before ${until} restores it.`);
 }
 
+/** @param {{ deleted: (text: string) => void }} hooks */
 export function wireAccount(hooks) {
   onDeleted = hooks.deleted;
   $("settings-form").addEventListener("submit", handle(saveSettings));

@@ -1,14 +1,34 @@
+// @ts-check
 // The REST API: tokens, requests, and errors as sentences a person can read.
 //
 // Tokens live in sessionStorage: they survive a reload of this tab but are not shared with other
 // tabs, so two tabs never present the same refresh token (the server takes a reused refresh
 // token for a stolen one and signs the user out everywhere: docs/accounts.md).
 
+// The server's schemas, generated from its OpenAPI document (scripts/web-types): a field renamed
+// on the server fails the type check (docs/web-client.md).
+/** @typedef {import("../types/api").components["schemas"]} Schemas */
+/** @typedef {Schemas["TokensOut"]} TokensOut */
+/** @typedef {Schemas["UserOut"]} UserOut */
+/** @typedef {Schemas["OtpRequestIn"]} OtpRequestIn */
+/** @typedef {Schemas["OtpRequestOut"]} OtpRequestOut */
+/** @typedef {Schemas["Problem"]} Problem */
+/**
+ * The tokens this tab keeps.
+ * @typedef {{ access_token: string, refresh_token: string, refresh_at: number, user: UserOut }} KeptTokens
+ */
+/** @typedef {"GET" | "POST" | "PUT" | "PATCH" | "DELETE"} Method */
+
 const BASE = "/api/v1";
 const TOKENS_KEY = "wingman.tokens";
 
 /** An answer that was not a success: `message` is what to show the user. */
 export class ApiError extends Error {
+  /**
+   * @param {number} status the HTTP status; 0 when the server could not be reached
+   * @param {string} message
+   * @param {{ type?: string | null, retryAfter?: number | null, body?: Problem | null }} [details]
+   */
   constructor(status, message, { type = null, retryAfter = null, body = null } = {}) {
     super(message);
     this.status = status;
@@ -18,7 +38,13 @@ export class ApiError extends Error {
   }
 }
 
-/** What to tell the user about a refused request (problem details, RFC 9457). */
+/**
+ * What to tell the user about a refused request (problem details, RFC 9457).
+ * @param {number} status
+ * @param {Problem | null} problem
+ * @param {number | null} retryAfter
+ * @returns {string}
+ */
 export function describeProblem(status, problem, retryAfter) {
   if (status === 429) {
     const wait = retryAfter ? ` Try again in ${formatSeconds(retryAfter)}.` : " Try again later.";
@@ -32,13 +58,19 @@ export function describeProblem(status, problem, retryAfter) {
   return details.length ? `${main} (${details.join("; ")})` : main;
 }
 
+/** @param {number} seconds */
 function formatSeconds(seconds) {
   if (seconds < 90) return `${seconds} second${seconds === 1 ? "" : "s"}`;
   const minutes = Math.ceil(seconds / 60);
   return `${minutes} minute${minutes === 1 ? "" : "s"}`;
 }
 
+/**
+ * @param {Response} response
+ * @returns {Promise<ApiError>}
+ */
 async function failure(response) {
+  /** @type {Problem | null} */
   let problem = null;
   try {
     problem = await response.json();
@@ -57,9 +89,13 @@ async function failure(response) {
 
 export class Api {
   constructor() {
+    /** @type {KeptTokens | null} */
     this.tokens = JSON.parse(sessionStorage.getItem(TOKENS_KEY) || "null");
+    /** @type {Promise<void> | null} */
     this.refreshing = null; // one refresh at a time: two with one token look like theft
+    /** @type {(tokens: KeptTokens) => void} */
     this.onTokens = () => {};
+    /** @type {(reason: string) => void} */
     this.onSignedOut = () => {};
   }
 
@@ -71,6 +107,7 @@ export class Api {
     return this.tokens?.access_token ?? null;
   }
 
+  /** @param {TokensOut} tokens */
   keep(tokens) {
     this.tokens = {
       access_token: tokens.access_token,
@@ -88,8 +125,18 @@ export class Api {
     sessionStorage.removeItem(TOKENS_KEY);
   }
 
-  /** A JSON request; resolves to the parsed body (null for 204), rejects with ApiError. */
+  /**
+   * A JSON request; resolves to the parsed body (null for 204), rejects with ApiError. The
+   * caller names what it expects from types/api.d.ts (`@type` on the result, `@satisfies` on
+   * the body).
+   * @param {Method} method
+   * @param {string} path under /api/v1
+   * @param {unknown} [body]
+   * @param {{ auth?: boolean, retried?: boolean }} [options]
+   * @returns {Promise<any>}
+   */
   async request(method, path, body = undefined, { auth = true, retried = false } = {}) {
+    /** @type {Record<string, string>} */
     const headers = { Accept: "application/json, application/problem+json" };
     if (body !== undefined) headers["Content-Type"] = "application/json";
     if (auth && this.tokens) headers.Authorization = `Bearer ${this.tokens.access_token}`;
@@ -117,7 +164,11 @@ export class Api {
     return response.json();
   }
 
-  /** The raw response of an authenticated GET (a download). */
+  /**
+   * The body of an authenticated GET (a download).
+   * @param {string} url
+   * @returns {Promise<Blob>}
+   */
   async download(url) {
     const response = await fetch(url, {
       headers: { Authorization: `Bearer ${this.accessToken}` },
@@ -127,33 +178,46 @@ export class Api {
     return response.blob();
   }
 
+  /**
+   * @param {OtpRequestIn["channel"]} channel
+   * @param {string} destination
+   * @returns {Promise<OtpRequestOut>}
+   */
   async requestCode(channel, destination) {
-    return this.request("POST", "/auth/otp/request", { channel, destination }, { auth: false });
+    /** @type {OtpRequestIn} */
+    const body = { channel, destination };
+    return this.request("POST", "/auth/otp/request", body, { auth: false });
   }
 
+  /**
+   * @param {string} requestId
+   * @param {string} code
+   * @returns {Promise<TokensOut>}
+   */
   async verifyCode(requestId, code) {
-    const tokens = await this.request(
-      "POST",
-      "/auth/otp/verify",
-      { request_id: requestId, code },
-      { auth: false },
-    );
+    /** @type {Schemas["OtpVerifyIn"]} */
+    const body = { request_id: requestId, code };
+    /** @type {TokensOut} */
+    const tokens = await this.request("POST", "/auth/otp/verify", body, { auth: false });
     this.keep(tokens);
     return tokens;
   }
 
-  /** New tokens from the refresh token; shared by everyone who asks while it runs. */
+  /**
+   * New tokens from the refresh token; shared by everyone who asks while it runs.
+   * @returns {Promise<void>}
+   */
   refresh() {
     if (!this.refreshing) {
       const token = this.tokens?.refresh_token;
       this.refreshing = (async () => {
         try {
           if (!token) throw new ApiError(401, "Please sign in.");
-          this.keep(
-            await this.request("POST", "/auth/refresh", { refresh_token: token }, { auth: false }),
-          );
+          /** @type {Schemas["RefreshIn"]} */
+          const body = { refresh_token: token };
+          this.keep(await this.request("POST", "/auth/refresh", body, { auth: false }));
         } catch (error) {
-          if (error.status === 0) throw error; // offline: keep the tokens and try again later
+          if (error instanceof ApiError && error.status === 0) throw error; // offline: keep the tokens and try again later
           this.signedOut("Your sign-in has expired. Please sign in again.");
           throw error;
         } finally {
@@ -164,6 +228,7 @@ export class Api {
     return this.refreshing;
   }
 
+  /** @param {string} reason */
   signedOut(reason) {
     this.forget();
     this.onSignedOut(reason);
@@ -173,9 +238,9 @@ export class Api {
     const token = this.tokens?.refresh_token;
     this.forget();
     if (token) {
-      await this.request("POST", "/auth/logout", { refresh_token: token }, { auth: false }).catch(
-        () => {},
-      );
+      /** @type {Schemas["RefreshIn"]} */
+      const body = { refresh_token: token };
+      await this.request("POST", "/auth/logout", body, { auth: false }).catch(() => {});
     }
   }
 }

@@ -1,9 +1,10 @@
+// @ts-check
 // The reference web client's entry point: signing in, the socket, and which page is shown.
 // Every call goes through the public REST API (api.js) and the WebSocket (realtime.js); the
 // pages' own logic is in chat.js, profiles.js and account.js.
 
 import { exportReady, loadSettings, showAccount, wireAccount } from "./account.js";
-import { api } from "./api.js";
+import { ApiError, api } from "./api.js";
 import {
   onMessageEvent,
   reloadChats,
@@ -16,8 +17,10 @@ import { loadProfiles, resetProfiles, wireProfiles } from "./profiles.js";
 import { Realtime } from "./realtime.js";
 import { $, clearNotice, failed, handle, notify, showView } from "./views.js";
 
+/** @type {Realtime | null} */
 let realtime = null;
-let signInRequest = null; // {request_id, destination} while a code is awaited
+/** @type {{ request_id: string, destination: string } | null} while a code is awaited */
+let signInRequest = null;
 // Sign-in refusals after which only a new code helps (docs/accounts.md).
 const CODE_GONE = new Set([
   "otp-attempts-exhausted",
@@ -30,7 +33,10 @@ const CODE_GONE = new Set([
 
 async function requestCode() {
   const destination = $("destination").value.trim();
-  const channel = document.querySelector("input[name=channel]:checked").value;
+  const checked = /** @type {HTMLInputElement} */ (
+    document.querySelector("input[name=channel]:checked")
+  );
+  const channel = /** @type {"email" | "sms"} */ (checked.value);
   if (!destination) {
     notify("Enter an email address or a phone number.");
     $("destination").focus();
@@ -55,10 +61,11 @@ async function verifyCode() {
     $("code").focus();
     return;
   }
+  if (!signInRequest) return; // the code form shows only once a code was requested
   try {
     await api.verifyCode(signInRequest.request_id, code);
   } catch (error) {
-    if (CODE_GONE.has(error.type)) {
+    if (error instanceof ApiError && error.type && CODE_GONE.has(error.type)) {
       anotherAddress();
     }
     throw error;
@@ -83,6 +90,7 @@ function showSignIn() {
   $("destination").focus();
 }
 
+/** @param {string | null} reason what to tell the user; null for signing out on purpose */
 function signedOut(reason) {
   realtime?.stop();
   realtime = null;
@@ -117,7 +125,8 @@ function enterApp() {
   route();
 }
 
-let refreshTimer = null;
+/** @type {ReturnType<typeof setTimeout> | undefined} */
+let refreshTimer;
 
 /** Refresh the tokens a minute before the access token expires; hand the new one to the socket. */
 function scheduleRefresh() {
@@ -129,7 +138,8 @@ function scheduleRefresh() {
       await api.refresh();
       realtime?.renewToken(api.accessToken);
     } catch (error) {
-      if (error.status === 0) refreshTimer = setTimeout(scheduleRefresh, 10_000);
+      const offline = error instanceof ApiError && error.status === 0;
+      if (offline) refreshTimer = setTimeout(scheduleRefresh, 10_000);
       return;
     }
     scheduleRefresh();
@@ -140,6 +150,7 @@ async function refreshAll() {
   await Promise.all([loadProfiles(), reloadChats()]);
 }
 
+/** @param {import("./realtime.js").EventFrame} frame */
 function onEvent(frame) {
   if (frame.type === "export.ready") exportReady(frame.data.id, frame.data.download_url);
   else onMessageEvent(frame);
@@ -183,7 +194,9 @@ function wire() {
       signedOut(null);
     }),
   );
-  for (const input of document.querySelectorAll("input[name=channel]")) {
+  /** @type {NodeListOf<HTMLInputElement>} */
+  const channels = document.querySelectorAll("input[name=channel]");
+  for (const input of channels) {
     input.addEventListener("change", () => {
       $("destination").autocomplete = input.value === "sms" ? "tel" : "email";
     });

@@ -1,3 +1,4 @@
+// @ts-check
 // Chats: the list of sessions, the open one, its messages and the suggestions streaming in.
 
 import { api } from "./api.js";
@@ -5,6 +6,7 @@ import { profileName } from "./profiles.js";
 import {
   $,
   choiceItem,
+  clearNotice,
   el,
   failed,
   fillMessage,
@@ -14,8 +16,27 @@ import {
   updateText,
 } from "./views.js";
 
+/** @typedef {import("./api.js").Schemas} Schemas */
+/** @typedef {Schemas["SessionOut"]} SessionOut */
+/** @typedef {Schemas["MessageOut"]} MessageOut */
+/** @typedef {Schemas["ProcessingStatus"]} ProcessingStatus */
+/** @typedef {import("./realtime.js").EventFrame} EventFrame */
+/**
+ * A message as shown: the server's, with the feedback given here and whether text is missing.
+ * A delta may show a reply before its message is read (it has no `created_at` yet).
+ * @typedef {Omit<MessageOut, "created_at" | "reply_to_id" | "idempotency_key" | "error" | "completed_at">
+ *   & Partial<MessageOut> & { feedback?: string | null, gap: boolean }} ShownMessage
+ */
+
+/** @type {Set<ProcessingStatus>} */
 const FINAL = new Set(["done", "failed", "cancelled"]);
 
+/**
+ * @type {{
+ *   sessions: SessionOut[], sessionsCursor: string | null, sessionId: string | null,
+ *   olderCursor: string | null, messages: Map<string, ShownMessage>, composeKey: string | null,
+ * }}
+ */
 const state = {
   sessions: [],
   sessionsCursor: null,
@@ -26,6 +47,7 @@ const state = {
 };
 
 // Told when a message is known to be finished (the socket need not replay it any more).
+/** @type {(messageId: string) => void} */
 let settled = () => {};
 
 function newKey() {
@@ -36,6 +58,7 @@ function newKey() {
 export async function loadSessions({ more = false } = {}) {
   const after = more && state.sessionsCursor;
   const cursor = after ? `&cursor=${encodeURIComponent(after)}` : "";
+  /** @type {Schemas["SessionPage"]} */
   const page = await api.request("GET", `/sessions?limit=20${cursor}`);
   state.sessions = more ? [...state.sessions, ...page.items] : page.items;
   state.sessionsCursor = page.next_cursor;
@@ -63,13 +86,18 @@ export function renderSessions() {
 async function createSession() {
   const title = $("session-title").value.trim() || null;
   const profile = $("session-profile").value || null;
-  const session = await api.request("POST", "/sessions", { title, profile_id: profile });
+  /** @type {Schemas["SessionIn"]} */
+  const body = { title, profile_id: profile };
+  /** @type {SessionOut} */
+  const session = await api.request("POST", "/sessions", body);
   $("session-title").value = "";
   state.sessions = [session, ...state.sessions.filter((s) => s.id !== session.id)];
   location.hash = `#/chats/${session.id}`;
 }
 
+/** @param {string} id */
 export async function openSession(id, { focus = true } = {}) {
+  /** @type {Schemas["SessionDetail"]} */
   const detail = await api.request("GET", `/sessions/${id}?limit=50`);
   const switched = state.sessionId !== id;
   state.sessionId = id;
@@ -91,6 +119,8 @@ export async function openSession(id, { focus = true } = {}) {
 }
 
 async function olderMessages() {
+  if (!state.olderCursor) return;
+  /** @type {Schemas["MessagePage"]} */
   const page = await api.request(
     "GET",
     `/sessions/${state.sessionId}/messages?limit=50` +
@@ -105,6 +135,10 @@ async function olderMessages() {
 /**
  * Take a message read over REST or from an event into the state. What the socket streamed is
  * kept while the stored copy is not final yet (its content is written only when it is done).
+ */
+/**
+ * @param {MessageOut} incoming
+ * @returns {ShownMessage}
  */
 function merge(incoming) {
   const known = state.messages.get(incoming.id);
@@ -126,13 +160,25 @@ function merge(incoming) {
   return message;
 }
 
+/**
+ * When a shown message was created; one known only from its deltas is a reply being written
+ * now, after everything stored.
+ * @param {ShownMessage} message
+ */
+const createdAt = (message) => message.created_at ?? "\uffff";
+
 function sessionMessages() {
   return [...state.messages.values()]
     .filter((m) => m.session_id === state.sessionId)
-    .sort((a, b) => (a.created_at < b.created_at ? -1 : a.created_at > b.created_at ? 1 : 0));
+    .sort((a, b) => (createdAt(a) < createdAt(b) ? -1 : createdAt(a) > createdAt(b) ? 1 : 0));
 }
 
+/**
+ * @param {ShownMessage} message
+ * @returns {import("./views.js").Actions}
+ */
 function actionsFor(message) {
+  /** @param {(message: ShownMessage) => Promise<void>} run */
   const act = (run) => handle(() => run(message));
   return {
     copy: act(copyReply),
@@ -143,6 +189,10 @@ function actionsFor(message) {
   };
 }
 
+/**
+ * @param {string} id
+ * @returns {HTMLElement | null}
+ */
 function itemOf(id) {
   return $("messages").querySelector(`li[data-id="${CSS.escape(id)}"]`);
 }
@@ -151,7 +201,10 @@ function renderMessages() {
   $("messages").replaceChildren(...sessionMessages().map((m) => messageItem(m, actionsFor(m))));
 }
 
-/** Show a message that changed: in place when it is already shown, else in order. */
+/**
+ * Show a message that changed: in place when it is already shown, else in order.
+ * @param {ShownMessage} message
+ */
 function show(message, { textOnly = false } = {}) {
   if (message.session_id !== state.sessionId || !message.created_at) return;
   const item = itemOf(message.id);
@@ -168,15 +221,20 @@ function show(message, { textOnly = false } = {}) {
   if (hadFocus) item.querySelector("button")?.focus();
 }
 
-/** A message event from the socket. */
+/**
+ * A message event from the socket.
+ * @param {EventFrame} frame
+ */
 export function onMessageEvent(frame) {
-  const { data } = frame;
   switch (frame.type) {
-    case "message.created":
+    case "message.created": {
+      const { data } = frame;
       if (!state.messages.has(data.id)) bumpSession(data);
       show(merge(data));
       return;
+    }
     case "message.delta": {
+      const { data } = frame;
       let message = state.messages.get(data.message_id);
       if (!message) {
         message = {
@@ -205,7 +263,7 @@ export function onMessageEvent(frame) {
     }
     case "message.completed":
     case "message.failed": {
-      const message = merge(data);
+      const message = merge(frame.data);
       show(message);
       if (message.session_id === state.sessionId && message.sender === "ai") {
         // Screen readers skip the text while it streams (aria-busy): say when it is there.
@@ -218,7 +276,10 @@ export function onMessageEvent(frame) {
   }
 }
 
-/** A new message moves its session to the top of the list, one message more. */
+/**
+ * A new message moves its session to the top of the list, one message more.
+ * @param {MessageOut} message
+ */
 function bumpSession(message) {
   const session = state.sessions.find((s) => s.id === message.session_id);
   if (!session) {
@@ -239,10 +300,10 @@ async function sendMessage() {
     return;
   }
   state.composeKey ??= newKey();
-  const pair = await api.request("POST", `/sessions/${state.sessionId}/messages`, {
-    content,
-    idempotency_key: state.composeKey,
-  });
+  /** @type {Schemas["MessageIn"]} */
+  const body = { content, idempotency_key: state.composeKey };
+  /** @type {Schemas["MessagePair"]} */
+  const pair = await api.request("POST", `/sessions/${state.sessionId}/messages`, body);
   state.composeKey = null;
   $("compose").value = "";
   clearNotice();
@@ -252,21 +313,27 @@ async function sendMessage() {
   }
 }
 
+/** @param {ShownMessage} message */
 async function regenerate(message) {
+  /** @type {MessageOut} */
   const reply = await api.request("POST", `/messages/${message.id}/regenerate`);
   if (!state.messages.has(reply.id)) bumpSession(reply);
   show(merge(reply));
 }
 
+/** @param {ShownMessage} message */
 async function cancel(message) {
   show(merge(await api.request("POST", `/messages/${message.id}/cancel`)));
 }
 
+/**
+ * @param {ShownMessage} message
+ * @param {"liked" | "disliked"} type
+ */
 async function feedback(message, type) {
-  await api.request("POST", `/sessions/${message.session_id}/events`, {
-    type,
-    message_id: message.id,
-  });
+  /** @type {Schemas["EventIn"]} */
+  const event = { type, message_id: message.id };
+  await api.request("POST", `/sessions/${message.session_id}/events`, event);
   message.feedback = type;
   show(message);
   notify(type === "liked" ? "Thanks: marked as liked." : "Thanks: marked as disliked.", {
@@ -274,15 +341,16 @@ async function feedback(message, type) {
   });
 }
 
+/** @param {ShownMessage} message */
 async function copyReply(message) {
   await writeClipboard(message.content);
-  await api.request("POST", `/sessions/${message.session_id}/events`, {
-    type: "copied",
-    message_id: message.id,
-  });
+  /** @type {Schemas["EventIn"]} */
+  const event = { type: "copied", message_id: message.id };
+  await api.request("POST", `/sessions/${message.session_id}/events`, event);
   notify("Copied to the clipboard.", { kind: "info" });
 }
 
+/** @param {string} text */
 async function writeClipboard(text) {
   if (navigator.clipboard?.writeText) {
     try {
@@ -307,7 +375,10 @@ export async function reloadChats() {
   if (state.sessionId) await openSession(state.sessionId, { focus: false });
 }
 
-/** Show a chat named by the address (`#/chats/<id>`), unless it is open already. */
+/**
+ * Show a chat named by the address (`#/chats/<id>`), unless it is open already.
+ * @param {string | undefined} id
+ */
 export function showChat(id) {
   if (id && id !== state.sessionId) openSession(id).catch(failed);
 }
@@ -322,6 +393,7 @@ export function resetChats() {
   delete $("view-chats").dataset.open;
 }
 
+/** @param {{ settled: (messageId: string) => void }} hooks */
 export function wireChats(hooks) {
   settled = hooks.settled;
   $("session-form").addEventListener("submit", handle(createSession));
@@ -331,7 +403,7 @@ export function wireChats(hooks) {
   $("compose").addEventListener("input", () => {
     state.composeKey = null; // changed text is a new message, not a retry
   });
-  $("compose").addEventListener("keydown", (event) => {
+  $("compose").addEventListener("keydown", (/** @type {KeyboardEvent} */ event) => {
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
       event.preventDefault();
       $("compose-form").requestSubmit();

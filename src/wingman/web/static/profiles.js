@@ -1,8 +1,15 @@
+// @ts-check
 // Target profiles: who the user is talking to.
 
 import { api } from "./api.js";
 import { $, choiceItem, el, handle, notify } from "./views.js";
 
+/** @typedef {import("./api.js").Schemas} Schemas */
+
+/**
+ * @type {{ profiles: Schemas["ProfileOut"][], profilesCursor: string | null,
+ *   editingProfile: string | null }}
+ */
 const state = {
   profiles: [],
   profilesCursor: null,
@@ -10,8 +17,10 @@ const state = {
 };
 
 // Told when the list changed (the chat list shows profile names).
+/** @type {() => void} */
 let changed = () => {};
 
+/** @param {string | null} id */
 export function profileName(id) {
   return state.profiles.find((profile) => profile.id === id)?.name ?? null;
 }
@@ -19,6 +28,7 @@ export function profileName(id) {
 export async function loadProfiles({ more = false } = {}) {
   const after = more && state.profilesCursor;
   const cursor = after ? `&cursor=${encodeURIComponent(after)}` : "";
+  /** @type {Schemas["ProfilePage"]} */
   const page = await api.request("GET", `/profiles?limit=50${cursor}`);
   state.profiles = more ? [...state.profiles, ...page.items] : page.items;
   state.profilesCursor = page.next_cursor;
@@ -47,6 +57,7 @@ function renderProfiles() {
   changed();
 }
 
+/** @param {Schemas["ProfileOut"] | null} profile */
 function editProfile(profile) {
   state.editingProfile = profile?.id ?? null;
   $("profile-form-title").textContent = profile ? `Edit ${profile.name}` : "New profile";
@@ -64,14 +75,16 @@ async function saveProfile() {
     $("profile-name").focus();
     return;
   }
+  /** @satisfies {Schemas["ProfileIn"] & Schemas["ProfilePatch"]} */
   const body = {
     name,
     notes: $("profile-notes").value.trim() || null,
     interests: $("profile-interests")
       .value.split(",")
-      .map((s) => s.trim())
+      .map((/** @type {string} */ s) => s.trim())
       .filter(Boolean),
   };
+  /** @type {Schemas["ProfileOut"]} */
   const saved = state.editingProfile
     ? await api.request("PATCH", `/profiles/${state.editingProfile}`, body)
     : await api.request("POST", "/profiles", body);
@@ -86,6 +99,7 @@ export function resetProfiles() {
   state.editingProfile = null;
 }
 
+/** @param {{ changed: () => void }} hooks */
 export function wireProfiles(hooks) {
   changed = hooks.changed;
   $("profile-form").addEventListener("submit", handle(saveProfile));

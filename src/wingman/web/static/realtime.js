@@ -1,9 +1,28 @@
+// @ts-check
 // The WebSocket (docs/realtime.md): one socket, resumed from the last event after any drop.
 //
 // Where to resume from is kept in sessionStorage, so a reload resumes too. It is the last event
 // id processed, or earlier while a reply is streaming: the id just before that reply's first
 // event, so that a reloaded page (which has none of the reply's text yet) gets all of it again.
 // Events are applied idempotently (deltas carry their offset), so seeing one twice is harmless.
+
+// The frames, generated from the server's AsyncAPI document (scripts/web-types): a frame type or
+// field renamed on the server fails the type check (docs/web-client.md).
+/** @typedef {import("../types/realtime").components["schemas"]} Frames */
+/** @typedef {Frames["ServerFrame"]} ServerFrame */
+/** @typedef {Frames["ClientFrame"]} ClientFrame */
+/** An event: a frame the server numbered (`event_id`), kept for `resume`. */
+/** @typedef {Extract<ServerFrame, { event_id: number }>} EventFrame */
+/**
+ * What the page does with the socket's news.
+ * @typedef {object} Handlers
+ * @property {() => string | null} token the access token to connect with
+ * @property {(frame: EventFrame) => void} event
+ * @property {() => void} resync the missed events are gone: refetch over REST
+ * @property {(text: string, live: boolean) => void} status
+ * @property {() => Promise<string | null>} expired a fresh access token
+ * @property {(code: number, text: string) => void} final the socket stopped for good
+ */
 
 const STATE_KEY = "wingman.realtime";
 const MAX_BACKOFF_SECONDS = 30;
@@ -17,21 +36,24 @@ const FINAL = new Map([
 ]);
 
 export class Realtime {
-  /**
-   * handlers: token() → access token; event(frame); resync(); status(text, live);
-   * expired() → a promise of a fresh token; final(code, text).
-   */
+  /** @param {Handlers} handlers */
   constructor(handlers) {
     this.handlers = handlers;
+    /** @type {{ lastEventId?: number | null, streams?: Record<string, number> }} */
     const saved = JSON.parse(sessionStorage.getItem(STATE_KEY) || "{}");
+    /** @type {number | null} */
     this.lastEventId = saved.lastEventId ?? null;
-    this.streams = saved.streams ?? {}; // message id → event id just before its first event
+    /** @type {Record<string, number>} message id → event id just before its first event */
+    this.streams = saved.streams ?? {};
+    /** @type {WebSocket | null} */
     this.socket = null;
     this.attempt = 0;
     this.heartbeat = 25;
     this.lastHeard = 0;
-    this.timer = null;
-    this.watchdog = null;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    this.timer = undefined;
+    /** @type {ReturnType<typeof setInterval> | undefined} */
+    this.watchdog = undefined;
     this.running = false;
     this.caughtUp = false; // true once a resume succeeded in this page's life
     this.online = () => this.backOnline();
@@ -92,18 +114,28 @@ export class Realtime {
     socket.addEventListener("close", (closed) => this.closed(socket, closed.code));
   }
 
+  /** @param {ClientFrame} frame */
   send(frame) {
     if (this.socket?.readyState === WebSocket.OPEN) this.socket.send(JSON.stringify(frame));
   }
 
-  /** Hand a fresh access token to the open socket, so it outlives the old one. */
+  /**
+   * Hand a fresh access token to the open socket, so it outlives the old one.
+   * @param {string | null} token
+   */
   renewToken(token) {
+    if (!token) return;
     this.send({ type: "auth", token });
   }
 
+  /**
+   * @param {WebSocket} socket
+   * @param {string} text
+   */
   receive(socket, text) {
     if (socket !== this.socket) return;
     this.lastHeard = Date.now();
+    /** @type {ServerFrame} */
     const frame = JSON.parse(text);
     switch (frame.type) {
       case "hello":
@@ -136,16 +168,17 @@ export class Realtime {
       case "authenticated":
         return;
       default:
+        // Event frames, and frame types newer than this page (they are ignored).
         if (typeof frame.event_id === "number") this.event(frame);
     }
   }
 
+  /** @param {EventFrame} frame */
   event(frame) {
-    const { data } = frame;
-    const id = frame.type === "message.delta" ? data.message_id : data.id;
-    if (frame.type === "message.created" && data.sender === "ai" && !(id in this.streams)) {
+    const id = frame.type === "message.delta" ? frame.data.message_id : frame.data.id;
+    if (frame.type === "message.created" && frame.data.sender === "ai" && !(id in this.streams)) {
       this.streams[id] = frame.event_id - 1;
-    } else if (frame.type === "message.delta" && !(id in this.streams) && data.offset === 0) {
+    } else if (frame.type === "message.delta" && !(id in this.streams) && frame.data.offset === 0) {
       this.streams[id] = frame.event_id - 1;
     } else if (frame.type === "message.completed" || frame.type === "message.failed") {
       delete this.streams[id];
@@ -154,12 +187,16 @@ export class Realtime {
     this.note(frame.event_id);
   }
 
+  /** @param {number} eventId */
   note(eventId) {
     if (this.lastEventId === null || eventId > this.lastEventId) this.lastEventId = eventId;
     this.save();
   }
 
-  /** A message known to be finished (read over REST) needs no replay any more. */
+  /**
+   * A message known to be finished (read over REST) needs no replay any more.
+   * @param {string} messageId
+   */
   settled(messageId) {
     if (messageId in this.streams) {
       delete this.streams[messageId];
@@ -167,6 +204,10 @@ export class Realtime {
     }
   }
 
+  /**
+   * @param {WebSocket} socket
+   * @param {number} code
+   */
   closed(socket, code) {
     if (socket !== this.socket) return;
     this.socket = null;
@@ -174,7 +215,7 @@ export class Realtime {
     if (FINAL.has(code)) {
       this.running = false;
       this.handlers.status("Not connected", false);
-      this.handlers.final(code, FINAL.get(code));
+      this.handlers.final(code, FINAL.get(code) ?? "");
       return;
     }
     if (code === 4001 || code === 4004) {
@@ -189,7 +230,10 @@ export class Realtime {
     this.reconnectSoon(code === 1001 && this.attempt === 0 ? 0 : null);
   }
 
-  /** Reconnect after `seconds`, or after the next backoff step (0.5 s doubling, jittered). */
+  /**
+   * Reconnect after `seconds`, or after the next backoff step (0.5 s doubling, jittered).
+   * @param {number | null} seconds
+   */
   reconnectSoon(seconds) {
     if (!this.running || this.socket) return;
     clearTimeout(this.timer);
@@ -211,7 +255,10 @@ export class Realtime {
     this.reconnectSoon(0);
   }
 
-  /** Give up on the current socket (the network went away) and reconnect when it can. */
+  /**
+   * Give up on the current socket (the network went away) and reconnect when it can.
+   * @param {string} text
+   */
   drop(text) {
     const socket = this.socket;
     if (!socket) return;

@@ -1,9 +1,27 @@
+// @ts-check
 // Building the page's elements. Everything goes through the DOM (never markup from strings):
 // the page's Content-Security-Policy enforces Trusted Types with no policy.
 
+/**
+ * The page's element with this id. Typed `any`: which element an id names (an input, a form, a
+ * select) is in index.html, where the type checker cannot see it.
+ * @param {string} id
+ * @returns {any}
+ */
 export const $ = (id) => document.getElementById(id);
 
-/** An element with attributes (`on*` functions become listeners) and children. */
+/** @typedef {import("./chat.js").ShownMessage} ShownMessage */
+/** @typedef {() => void} Action */
+/** @typedef {{ copy: Action, like: Action, dislike: Action, regenerate: Action, cancel: Action }} Actions */
+
+/**
+ * An element with attributes (`on*` functions become listeners) and children.
+ * @template {keyof HTMLElementTagNameMap} K
+ * @param {K} tag
+ * @param {Record<string, any>} [attributes]
+ * @param {...(Node | string | null | undefined)} children
+ * @returns {HTMLElementTagNameMap[K]}
+ */
 export function el(tag, attributes = {}, ...children) {
   const node = document.createElement(tag);
   for (const [name, value] of Object.entries(attributes)) {
@@ -18,7 +36,10 @@ export function el(tag, attributes = {}, ...children) {
 
 const VIEWS = ["sign-in", "chats", "profiles", "settings", "account"];
 
-/** Show one view, hide the others, mark the current link, move focus to the view's heading. */
+/**
+ * Show one view, hide the others, mark the current link, move focus to the view's heading.
+ * @param {string} name
+ */
 export function showView(name, { focus = true } = {}) {
   for (const view of VIEWS) $(`view-${view}`).hidden = view !== name;
   for (const link of $("nav").querySelectorAll("a")) {
@@ -28,9 +49,14 @@ export function showView(name, { focus = true } = {}) {
   if (focus) $("main").focus();
 }
 
-let noticeTimer = null;
+/** @type {ReturnType<typeof setTimeout> | undefined} */
+let noticeTimer;
 
-/** A message in the alert region (read out by screen readers), until dismissed or replaced. */
+/**
+ * A message in the alert region (read out by screen readers), until dismissed or replaced.
+ * @param {string} text
+ * @param {{ kind?: "error" | "info" }} [options]
+ */
 export function notify(text, { kind = "error" } = {}) {
   clearTimeout(noticeTimer);
   $("notice-text").textContent = text;
@@ -39,12 +65,19 @@ export function notify(text, { kind = "error" } = {}) {
   if (kind === "info") noticeTimer = setTimeout(clearNotice, 6000);
 }
 
-/** Report an error readably; every handler's failures end here. */
+/**
+ * Report an error readably; every handler's failures end here.
+ * @param {unknown} error
+ */
 export function failed(error) {
-  notify(error?.message || String(error));
+  notify((error instanceof Error && error.message) || String(error));
 }
 
-/** An event listener that runs an async handler and reports its failure. */
+/**
+ * An event listener that runs an async handler and reports its failure.
+ * @param {(event?: Event) => Promise<unknown>} run
+ * @returns {(event?: Event) => void}
+ */
 export function handle(run) {
   return (event) => {
     event?.preventDefault?.();
@@ -57,7 +90,9 @@ export function clearNotice() {
   $("notice-text").textContent = "";
 }
 
+/** @type {Partial<Record<ShownMessage["sender"], string>>} */
 const SENDERS = { user: "You", ai: "Suggestion", contact: "Them" };
+/** @type {Partial<Record<ShownMessage["processing_status"], string>>} */
 const STATUS_TEXT = {
   queued: "Waiting…",
   processing: "Writing…",
@@ -68,6 +103,8 @@ const STATUS_TEXT = {
 /**
  * One message as a list item. `actions` holds the handlers of an AI message's buttons:
  * copy, like, dislike, regenerate, cancel.
+ * @param {ShownMessage} message
+ * @param {Actions} actions
  */
 export function messageItem(message, actions) {
   const item = el("li", { class: `message ${message.sender}`, "data-id": message.id });
@@ -75,6 +112,11 @@ export function messageItem(message, actions) {
   return item;
 }
 
+/**
+ * @param {HTMLElement} item
+ * @param {ShownMessage} message
+ * @param {Actions} actions
+ */
 export function fillMessage(item, message, actions) {
   const streaming = ["queued", "processing"].includes(message.processing_status);
   item.dataset.status = message.processing_status;
@@ -89,6 +131,7 @@ export function fillMessage(item, message, actions) {
   }
   if (message.error) body.push(el("p", { class: "status", text: message.error }));
   if (message.sender === "ai") {
+    /** @type {HTMLElement[]} */
     const buttons = [];
     if (streaming) {
       buttons.push(el("button", { type: "button", onclick: actions.cancel, text: "Stop" }));
@@ -120,7 +163,11 @@ export function fillMessage(item, message, actions) {
   item.replaceChildren(...body);
 }
 
-/** Update only the text of a streaming message (keeps focus on its buttons). */
+/**
+ * Update only the text of a streaming message (keeps focus on its buttons).
+ * @param {HTMLElement} item
+ * @param {ShownMessage} message
+ */
 export function updateText(item, message) {
   const content = item.querySelector(".content");
   if (content) content.textContent = message.content + (message.gap ? " …" : "");
@@ -128,7 +175,13 @@ export function updateText(item, message) {
   if (status && message.content && !message.error) status.remove();
 }
 
-/** A list entry that opens something: a button inside an li, marked when current. */
+/**
+ * A list entry that opens something: a button inside an li, marked when current.
+ * @param {string} label
+ * @param {string} detail
+ * @param {boolean} current
+ * @param {() => void} onclick
+ */
 export function choiceItem(label, detail, current, onclick) {
   return el(
     "li",

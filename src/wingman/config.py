@@ -31,7 +31,7 @@ _META_ENV = {
     "WINGMAN_CONFIG",
     "WINGMAN_TUNING",
     "WINGMAN_NO_APT",
-    "WINGMAN_NO_BROWSER",
+    "WINGMAN_NO_WEB_TOOLS",
 }
 
 Environment = Literal["development", "test", "production"]

@@ -59,7 +59,7 @@ def test_environment_lists_are_json(tmp_path: Path) -> None:
 def test_the_set_up_scripts_switches_are_not_settings(tmp_path: Path) -> None:
     # Exported by a shell that ran scripts/bootstrap or scripts/ci-debian13: not a typo.
     (tmp_path / "wingman.toml").write_text("")
-    env = _env(tmp_path, WINGMAN_NO_APT="1", WINGMAN_NO_BROWSER="1")
+    env = _env(tmp_path, WINGMAN_NO_APT="1", WINGMAN_NO_WEB_TOOLS="1")
     assert load_settings(env).server.port == Settings().server.port
 
 

@@ -18,12 +18,11 @@ from typing import Any
 
 import msgspec
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 
 from tests.integration.accounts.conftest import start_worker, stop_worker
+from tests.support.smtp import Mailbox, running_smtp
 from wingman.app import create_app
 from wingman.config import DeliverySettings, Settings, SmtpSettings, WebhookSettings
 from wingman.devstack.processes import free_port
@@ -132,45 +131,13 @@ async def test_webhook_unreachable_raises_without_the_code(settings: Settings) -
     assert "042917" not in str(caught.value)
 
 
-class Mailbox:
-    def __init__(self) -> None:
-        self.messages: list[tuple[Envelope, bytes]] = []
-
-    async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
-        self.messages.append((envelope, bytes(envelope.original_content or b"")))
-        return "250 OK"
-
-
-def _authenticator(
-    server: Any, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
-) -> AuthResult:
-    ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (
-        b"wingman",
-        b"mail-password",
-    )
-    # handled=False: aiosmtpd answers 535 itself (the default leaves the client waiting).
-    return AuthResult(success=ok, handled=False)
+MAIL_PASSWORD = "mail-password"
 
 
 @pytest.fixture
 def smtp_server() -> Iterator[tuple[Mailbox, int]]:
-    mailbox = Mailbox()
-    port = free_port()
-    controller = Controller(
-        mailbox,
-        hostname="127.0.0.1",
-        port=port,
-        authenticator=_authenticator,
-        auth_require_tls=False,
-    )
-    controller.start()
-    try:
-        yield mailbox, port
-    finally:
-        controller.stop()
-
-
-MAIL_PASSWORD = "mail-password"
+    with running_smtp(MAIL_PASSWORD) as server:
+        yield server.mailbox, server.port
 
 
 def smtp_delivery(port: int, password: str = MAIL_PASSWORD) -> DeliverySettings:

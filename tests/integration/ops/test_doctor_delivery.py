@@ -13,8 +13,6 @@ from typing import Any
 
 import msgspec
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 
 from tests.support.certificates import self_signed, valid_for
 from tests.support.sms_provider import (
@@ -24,6 +22,7 @@ from tests.support.sms_provider import (
     SmsProvider,
     running_sms_provider,
 )
+from tests.support.smtp import MailServer, running_smtp
 from wingman.config import (
     DeliverySettings,
     Settings,
@@ -47,69 +46,20 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return cert, key
 
 
-class Mailbox:
-    def __init__(self) -> None:
-        self.messages: list[Envelope] = []
-
-    async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
-        self.messages.append(envelope)
-        return "250 OK"
-
-
-def _authenticator(
-    server: Any, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
-) -> AuthResult:
-    good = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (
-        b"wingman",
-        PASSWORD.encode(),
-    )
-    # handled=False: aiosmtpd answers 535 itself (the default leaves the client waiting).
-    return AuthResult(success=good, handled=False)
-
-
-@dataclass
-class MailServer:
-    port: int
-    mailbox: Mailbox
-
-
 @pytest.fixture
 def starttls_server(certificate: tuple[Path, Path]) -> Iterator[MailServer]:
     """Submission-style: STARTTLS required before AUTH and mail."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(*certificate)
-    mailbox, port = Mailbox(), free_port()
-    controller = Controller(
-        mailbox,
-        hostname="127.0.0.1",
-        port=port,
-        tls_context=context,
-        require_starttls=True,
-        authenticator=_authenticator,
-    )
-    controller.start()
-    try:
-        yield MailServer(port, mailbox)
-    finally:
-        controller.stop()
+    with running_smtp(PASSWORD, tls_context=context) as server:
+        yield server
 
 
 @pytest.fixture
 def plain_server() -> Iterator[MailServer]:
     """A server without TLS that still takes AUTH (a relay on a trusted network)."""
-    mailbox, port = Mailbox(), free_port()
-    controller = Controller(
-        mailbox,
-        hostname="127.0.0.1",
-        port=port,
-        authenticator=_authenticator,
-        auth_require_tls=False,
-    )
-    controller.start()
-    try:
-        yield MailServer(port, mailbox)
-    finally:
-        controller.stop()
+    with running_smtp(PASSWORD) as server:
+        yield server
 
 
 def check(delivery: DeliverySettings) -> list[Finding]:

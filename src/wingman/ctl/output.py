@@ -10,6 +10,7 @@ import click
 import msgspec
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 # Exit codes shared by every command.
 EXIT_OK = 0
@@ -19,6 +20,17 @@ EXIT_REFUSED = 3  # the change would break a rule (e.g. disable the last active 
 EXIT_USAGE = 64  # bad input (EX_USAGE)
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+def console() -> Console:
+    """A console that prints values as they are: no emoji codes (a fingerprint's ``:CD:`` would
+    become a picture of a disc), 400 columns when stdout is not a terminal (no cell is cut)."""
+    return Console(emoji=False) if sys.stdout.isatty() else Console(emoji=False, width=400)
+
+
+def cell(value: Any) -> Text:
+    """A table cell showing ``value`` literally (no rich markup: ``[::1]`` stays as it is)."""
+    return Text("" if value is None else str(value))
 
 
 def emit(
@@ -31,8 +43,8 @@ def emit(
     for column in columns:
         table.add_column(column.replace("_", " "))
     for row in rows:
-        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
-    Console().print(table)
+        table.add_row(*(cell(row.get(c)) for c in columns))
+    console().print(table)
 
 
 def emit_object(data: dict[str, Any], *, as_json: bool) -> None:
@@ -43,8 +55,8 @@ def emit_object(data: dict[str, Any], *, as_json: bool) -> None:
     table.add_column("key", style="bold")
     table.add_column("value")
     for key, value in data.items():
-        table.add_row(key.replace("_", " "), "" if value is None else str(value))
-    Console().print(table)
+        table.add_row(key.replace("_", " "), cell(value))
+    console().print(table)
 
 
 def progress(message: str) -> None:
@@ -68,12 +80,12 @@ def emit_report(
     if as_json:
         sys.stdout.write(msgspec.json.encode(payload).decode() + "\n")
         return
-    console = Console() if sys.stdout.isatty() else Console(width=400)
+    out = console()
     table = Table(show_lines=False)
     for column in columns:
         table.add_column(column.replace("_", " "), no_wrap=True, overflow="fold")
     for row in rows:
-        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
-    console.print(table)
+        table.add_row(*(cell(row.get(c)) for c in columns))
+    out.print(table)
     if footer:
-        console.print(footer)
+        out.print(cell(footer))

@@ -11,7 +11,6 @@ the same transaction, which commits only when the change went through.
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 import tomllib
 from collections.abc import Callable
@@ -21,7 +20,6 @@ from typing import Any
 import click
 import msgspec
 import tomli_w
-from rich.console import Console
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,6 +28,8 @@ from wingman.ctl.output import (
     EXIT_DEGRADED,
     EXIT_DOWN,
     EXIT_USAGE,
+    cell,
+    console,
     emit_object,
     json_option,
     progress,
@@ -128,8 +128,8 @@ def _print_pairs(pairs: dict[str, Any]) -> None:
     table.add_column("key", style="bold", no_wrap=True)
     table.add_column("value", no_wrap=True, overflow="fold")
     for key, value in pairs.items():
-        table.add_row(key, "" if value is None else str(value))
-    (Console() if sys.stdout.isatty() else Console(width=400)).print(table)
+        table.add_row(key, cell(value))
+    console().print(table)
 
 
 # -- changes ------------------------------------------------------------------------------------

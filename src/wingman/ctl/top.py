@@ -170,7 +170,7 @@ def _run(reader: StackReader, interval: float, length: int, *, once: bool, as_js
         raise _unreachable(reader.url)
     trends = History(length)
     terminal = sys.stdout.isatty()
-    console = Console() if terminal else Console(width=400)
+    console = Console(emoji=False) if terminal else Console(emoji=False, width=400)
     if once:
         time.sleep(interval)
         after = reader.sample()

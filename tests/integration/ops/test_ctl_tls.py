@@ -165,4 +165,4 @@ def test_status_reports_the_served_certificate_and_the_root(
         ssl.PEM_cert_to_DER_cert(root.read_text())
     )
     assert table.exit_code == 0
-    assert report["internal_root"]["sha256"] in table.stdout
+    assert report["internal_root"]["sha256"] in table.stdout, table.stdout

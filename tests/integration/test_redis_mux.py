@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
+from redis.exceptions import BusyLoadingError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tests.support.services import PrivateServices
@@ -126,6 +126,46 @@ async def test_a_restarted_server_is_reconnected(own_redis: RedisServer) -> None
         assert await connection.execute("PING") == b"PONG"
     finally:
         await connection.close()
+
+
+async def test_a_server_still_loading_its_data_is_unavailable_not_an_error(
+    own_redis: RedisServer,
+) -> None:
+    """After a restart Redis accepts connections before its AOF is read and answers every
+    command with ``LOADING`` until then: callers see a connection error (the server is not there
+    yet), and the dev stack's ``start()`` returns only once the server answers."""
+    filler = Redis.from_url(own_redis.url())
+    await filler.eval("for i = 1, 5000 do redis.call('SET', 'fill:' .. i, i) end", 0)
+    await filler.bgrewriteaof()
+    for _ in range(200):  # the rewrite takes milliseconds; at most 10 s
+        if not (await filler.info("persistence"))["aof_rewrite_in_progress"]:
+            break
+        await asyncio.sleep(0.05)
+    await filler.aclose()
+    # Loading slowed to ~0.5 s (100 us per key), answering clients between every 1 kB read.
+    with own_redis.conf_file.open("a") as conf:
+        conf.write("key-load-delay 100\nloading-process-events-interval-bytes 1024\n")
+    own_redis.stop()
+
+    connection = RedisMux(own_redis.url(), timeout=1.0)
+    starting = asyncio.ensure_future(asyncio.to_thread(own_redis.start))
+    refusals: list[Exception] = []
+    try:
+        while not starting.done():
+            try:
+                await connection.execute("PING")
+            except RedisConnectionError as exc:
+                refusals.append(exc)
+            await asyncio.sleep(0.02)
+        await starting
+        client = Redis.from_url(own_redis.url())
+        assert await client.ping()  # start() returned: the data is in
+        assert await client.dbsize() == 5000
+        await client.aclose()
+        assert await connection.execute("PING") == b"PONG"
+    finally:
+        await connection.close()
+    assert any(isinstance(exc, BusyLoadingError) for exc in refusals), refusals
 
 
 async def test_a_timed_out_call_does_not_shift_later_replies(

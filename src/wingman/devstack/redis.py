@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import redis
+from redis.exceptions import RedisError as RedisClientError
+
 from wingman.devstack.access import unreachable_reason
 from wingman.devstack.binaries import find_redis
 from wingman.devstack.processes import (
@@ -83,7 +86,7 @@ class RedisServer:
         self.run_as.own(self.conf_file)
 
     def start(self, timeout: float = 30) -> bool:
-        """Start (daemonized) and wait until the port answers; False if it already ran."""
+        """Start (daemonized) and wait until it serves commands; False if it already ran."""
         if self.running():
             return False
         # Rendered once; afterwards `wingmanctl tune --apply` owns the file (its maxmemory).
@@ -104,7 +107,7 @@ class RedisServer:
             extra_groups=self.run_as.extra_groups,
         )
         if result.returncode != 0 or not wait_for(
-            lambda: self.running() and port_open(self.port), timeout
+            lambda: self.running() and port_open(self.port) and self._serving(), timeout
         ):
             tail = ""
             if self.log_file.is_file():
@@ -114,6 +117,17 @@ class RedisServer:
                 f"{result.stderr.strip() or result.stdout.strip()}\n{tail}".strip()
             )
         return True
+
+    def _serving(self) -> bool:
+        """True once PING answers: the port opens before the AOF is read, and until then every
+        command is refused with ``LOADING``."""
+        client = redis.Redis.from_url(self.url(), socket_timeout=1, socket_connect_timeout=1)
+        try:
+            return bool(client.ping())
+        except RedisClientError:
+            return False
+        finally:
+            client.close()
 
     def stop(self, timeout: float = 30) -> bool:
         """SIGTERM: Redis flushes its AOF and exits."""

@@ -17,7 +17,9 @@ Only single commands with one reply each are allowed (no SUBSCRIBE, no blocking 
 MULTI): anything else would break the order. Errors are redis-py's exceptions, so callers handle
 both clients alike:
 
-- an error reply raises :class:`redis.exceptions.ResponseError` for that caller only;
+- an error reply raises :class:`redis.exceptions.ResponseError` for that caller only, except
+  ``LOADING`` (a restarted server still reading its data), which raises redis-py's
+  :class:`~redis.exceptions.BusyLoadingError`, a connection error: the server is not there yet;
 - a lost connection fails every pending call with :class:`redis.exceptions.ConnectionError`;
   the next call reconnects;
 - a call not answered within ``timeout`` raises :class:`redis.exceptions.TimeoutError` and
@@ -43,8 +45,8 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 import hiredis
+from redis.exceptions import BusyLoadingError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 Reply = Any
@@ -108,7 +110,7 @@ class _Protocol(asyncio.Protocol):
             if future.done():  # its caller was cancelled; the reply is its, and dropped
                 continue
             if isinstance(reply, ResponseError):
-                future.set_exception(reply)
+                future.set_exception(_error(reply))
             else:
                 future.set_result(reply)
 
@@ -236,6 +238,14 @@ class RedisMux:
                 ssl=ssl.create_default_context() if settings["tls"] else None,
             )
         return protocol
+
+
+def _error(reply: ResponseError) -> Exception:
+    """The exception redis-py raises for this error reply (only the one callers tell apart)."""
+    message = str(reply)
+    if message.startswith("LOADING"):
+        return BusyLoadingError(message)
+    return reply
 
 
 def _digest(script: str) -> bytes:

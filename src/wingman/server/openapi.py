@@ -40,7 +40,19 @@ PROBLEM_SCHEMA = Schema(
         "errors": Schema(
             type=OpenAPIType.ARRAY,
             description="validation problems, each naming the offending field in `key`",
-            items=Schema(type=OpenAPIType.OBJECT),
+            items=Schema(
+                type=OpenAPIType.OBJECT,
+                required=["message"],
+                properties={
+                    "message": Schema(type=OpenAPIType.STRING),
+                    "key": Schema(type=OpenAPIType.STRING, description="the field, e.g. `content`"),
+                    "source": Schema(
+                        type=OpenAPIType.STRING,
+                        enum=["body", "query", "path", "header", "cookie", "dependency"],
+                        description="where the field was read from",
+                    ),
+                },
+            ),
         ),
     },
 )

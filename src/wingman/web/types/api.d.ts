@@ -1158,7 +1158,16 @@ export interface components {
             status: number;
             detail?: string;
             /** @description validation problems, each naming the offending field in `key` */
-            errors?: Record<string, never>[];
+            errors?: {
+                message: string;
+                /** @description the field, e.g. `content` */
+                key?: string;
+                /**
+                 * @description where the field was read from
+                 * @enum {string}
+                 */
+                source?: "body" | "query" | "path" | "header" | "cookie" | "dependency";
+            }[];
         };
     };
     responses: never;

@@ -11,6 +11,7 @@ message in ``/api/docs/asyncapi.json``, and every event type and control frame m
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID, uuid4
@@ -26,10 +27,16 @@ from tests.integration.ai.conftest import make_deps
 from tests.integration.realtime.conftest import REALTIME, open_socket, receive, send, serving
 from tests.support.accounts import Caller
 from wingman.config import Settings
-from wingman.db.models import GlobalConfig
+from wingman.db.models import GlobalConfig, ImportFormat, ImportStatus
 from wingman.domain.ai.generation import ReplyRun
+from wingman.domain.imports.schemas import ImportOut, ImportProblem
 from wingman.domain.realtime.account_changes import announce_account_change
-from wingman.domain.realtime.event_frames import SERVER_EVENTS, ExportReady, ExportReadyData
+from wingman.domain.realtime.event_frames import (
+    SERVER_EVENTS,
+    ExportReady,
+    ExportReadyData,
+    ImportFinished,
+)
 from wingman.domain.realtime.protocol import CLIENT_FRAMES, SERVER_CONTROL_FRAMES
 
 
@@ -136,6 +143,24 @@ async def test_real_frames_validate_against_the_served_document(
                     ExportReady(
                         data=ExportReadyData(
                             id=uuid4(), download_url="/api/v1/me/exports/x/download"
+                        )
+                    ),
+                )
+                # The import job sends this when a transcript import ends.
+                now = datetime.now(UTC)
+                await deps.events.publish_event(
+                    user.id,
+                    ImportFinished(
+                        data=ImportOut(
+                            id=uuid4(),
+                            session_id=UUID(chat.json()["id"]),
+                            format=ImportFormat.TEXT,
+                            status=ImportStatus.FAILED,
+                            size_bytes=12,
+                            message_count=0,
+                            errors=[ImportProblem(line=1, message='expected "Name: text"')],
+                            created_at=now,
+                            finished_at=now,
                         )
                     ),
                 )

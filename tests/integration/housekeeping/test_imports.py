@@ -16,21 +16,25 @@ from typing import Any
 from uuid import UUID
 
 import anyio
+import msgspec
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from redis.asyncio import Redis
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from uuid_utils.compat import uuid7
 
 from tests.integration.housekeeping.conftest import MAX_IMPORT_BYTES
 from tests.support.accounts import Caller
+from tests.support.events import events_of
 from tests.support.jobs import wait_until_done
 from wingman.config import Settings
 from wingman.db.models import ImportFormat, Message, SessionImport, utcnow
 from wingman.domain.imports.jobs import GAVE_UP
+from wingman.domain.imports.schemas import ImportOut
 from wingman.domain.imports.storage import imports_folder, upload_path
 from wingman.queues import create_queue, enqueue
 
@@ -73,6 +77,14 @@ async def finished(client: Client, caller: Caller, session_id: str, import_id: s
             return body
         assert time.monotonic() < deadline, f"import {import_id} still queued"
         await asyncio.sleep(0.05)
+
+
+async def announced_imports(redis: Redis, caller: Caller) -> dict[str, ImportOut]:
+    """The ``import.finished`` events the caller's clients were sent, by import id."""
+    return {
+        str(event.data["id"]): msgspec.convert(event.data, ImportOut, strict=False)
+        for event in await events_of(redis, caller.id, "import.finished")
+    }
 
 
 async def read_back(client: Client, caller: Caller, session_id: str) -> list[tuple[str, str]]:
@@ -121,8 +133,10 @@ def as_telegram(lines: list[tuple[bool, str, str]]) -> bytes:
 )
 @given(lines=transcripts, kind=st.sampled_from(["text", "telegram"]))
 async def test_an_import_reads_back_as_the_transcript(
+    *,
     hk_client: Client,
     owner: Caller,
+    hk_redis: Redis,
     heavy_worker: subprocess.Popen[bytes],
     lines: list[tuple[bool, str, str]],
     kind: str,
@@ -139,10 +153,17 @@ async def test_an_import_reads_back_as_the_transcript(
     assert await read_back(hk_client, owner, session_id) == expected
     session = await hk_client.get(f"/api/v1/sessions/{session_id}", headers=owner.headers)
     assert session.json()["session"]["message_count"] == len(lines)
+    # The client is told on the WebSocket, with what GET /imports/{id} shows.
+    announced = await announced_imports(hk_redis, owner)
+    assert msgspec.to_builtins(announced[done["id"]]) == done
 
 
 async def test_malformed_transcripts_name_their_lines_and_store_nothing(
-    hk_client: Client, owner: Caller, heavy_worker: subprocess.Popen[bytes], hk_engine: AsyncEngine
+    hk_client: Client,
+    owner: Caller,
+    heavy_worker: subprocess.Popen[bytes],
+    hk_engine: AsyncEngine,
+    hk_redis: Redis,
 ) -> None:
     cases = [
         ("text", b"Me: hello\nno separator here\n\nAnn: fine\nAnn:   \n", [2, 5]),
@@ -165,6 +186,9 @@ async def test_malformed_transcripts_name_their_lines_and_store_nothing(
         assert [error["line"] for error in done["errors"]] == bad_lines, done["errors"]
         assert all(error["message"] for error in done["errors"])
         assert done["message_count"] == 0
+        announced = (await announced_imports(hk_redis, owner))[done["id"]]
+        assert announced.status == "failed"
+        assert [error.line for error in announced.errors] == bad_lines
         async with hk_engine.connect() as connection:
             stored = await connection.scalar(
                 select(func.count())
@@ -256,8 +280,10 @@ async def test_imports_can_be_switched_off(
 
 
 async def test_a_lost_import_is_enqueued_again_and_stray_files_removed(
+    *,
     hk_client: Client,
     owner: Caller,
+    hk_redis: Redis,
     hk_settings: Settings,
     hk_engine: AsyncEngine,
     heavy_worker: subprocess.Popen[bytes],
@@ -313,6 +339,8 @@ async def test_a_lost_import_is_enqueued_again_and_stray_files_removed(
     gave_up = await finished(hk_client, owner, str(session_id), str(hopeless))
     assert gave_up["status"] == "failed"
     assert gave_up["errors"] == [{"line": 0, "message": GAVE_UP}]
+    announced = await announced_imports(hk_redis, owner)
+    assert msgspec.to_builtins(announced[str(hopeless)]) == gave_up
     assert not stray.exists()
     done = await finished(hk_client, owner, str(session_id), str(lost))
     assert done["status"] == "done"

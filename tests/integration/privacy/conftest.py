@@ -32,7 +32,6 @@ from tests.support.services import PrivateServices, child_env
 from wingman.app import create_app
 from wingman.config import ExportSettings, ImportSettings, QueueSettings, RedisSettings, Settings
 from wingman.db.migrations import upgrade_to_head
-from wingman.domain.realtime.events import decode_frame, history_key
 from wingman.server.database import create_engine
 
 PRIVACY_DATABASE = "wingman_privacy"
@@ -201,11 +200,6 @@ async def count_rows(engine: AsyncEngine, user_id: UUID) -> dict[str, int]:
 def files_of(folder: Path, export_id: str) -> list[str]:
     """The names in the export folder that belong to ``export_id``."""
     return sorted(p.name for p in folder.iterdir() if export_id in p.name)
-
-
-async def events_of(redis: Redis, user_id: UUID, type_: str) -> list[Any]:
-    frames = [decode_frame(f) for f in await redis.zrange(history_key(user_id), 0, -1)]
-    return [frame for frame in frames if frame.type == type_]
 
 
 async def poll(check: Any, within: float, what: str, every: float = 0.1) -> Any:

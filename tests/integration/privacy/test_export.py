@@ -17,13 +17,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.integration.privacy.conftest import (
     count_rows,
-    events_of,
     files_of,
     heavy_worker,
     poll,
     seed_chat,
 )
 from tests.support.accounts import Caller
+from tests.support.events import events_of
 from wingman.config import Settings
 from wingman.domain.privacy.archive import verify
 

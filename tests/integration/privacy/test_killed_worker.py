@@ -16,13 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.integration.privacy.conftest import (
     count_rows,
-    events_of,
     files_of,
     heavy_worker,
     poll,
     seed_chat,
 )
 from tests.support.accounts import Caller, create_caller
+from tests.support.events import events_of
 from tests.support.ratelimits import set_config
 from wingman.config import Settings
 from wingman.db.models import AuditLogEntry, UserRole

@@ -40,6 +40,7 @@ from wingman.db.models import (
 from wingman.domain.catalog.registry import MessageLimits
 from wingman.domain.catalog.services import config_value
 from wingman.domain.imports.parsing import TranscriptLine, parse
+from wingman.domain.imports.schemas import import_out
 from wingman.domain.imports.storage import (
     PARTIAL_SUFFIX,
     UPLOAD_SUFFIX,
@@ -47,6 +48,7 @@ from wingman.domain.imports.storage import (
     remove_upload,
     upload_path,
 )
+from wingman.domain.realtime.event_frames import ImportFinished
 from wingman.job_recovery import RecoveringQueue
 from wingman.queues import enqueue
 from wingman.server.cache import invalidate_user
@@ -151,10 +153,11 @@ async def import_transcript(ctx: WorkerContext, *, import_id: str) -> dict[str, 
             )
             row.status, row.message_count = ImportStatus.DONE, len(lines)
         row.finished_at = now
-        user_id = row.user_id
+        user_id, finished = row.user_id, ImportFinished(data=import_out(row))
     remove_upload(settings, target)
     if not errors:
         await _invalidate_reads(ctx, user_id)
+    await ctx["events"].publish_event_quietly(user_id, finished)
     log.info(
         "transcript_imported" if not errors else "transcript_refused",
         import_id=import_id,
@@ -222,12 +225,14 @@ async def _give_up_old(ctx: WorkerContext) -> int:
                     errors=[{"line": 0, "message": GAVE_UP}],
                     finished_at=utcnow(),
                 )
-                .returning(SessionImport.id)
+                .returning(SessionImport)
             )
         ).all()
-    for import_id in failed:
-        remove_upload(ctx["settings"], import_id)
-    return len(failed)
+        given_up = [(row.user_id, ImportFinished(data=import_out(row))) for row in failed]
+    for user_id, finished in given_up:
+        remove_upload(ctx["settings"], finished.data.id)
+        await ctx["events"].publish_event_quietly(user_id, finished)
+    return len(given_up)
 
 
 async def _remove_orphan_files(ctx: WorkerContext, older_than: timedelta) -> int:

@@ -20,6 +20,7 @@ from uuid import UUID
 import msgspec
 
 from wingman.domain.chat.schemas import MessageOut
+from wingman.domain.imports.schemas import ImportOut
 
 EventType = Literal[
     "message.created",
@@ -27,6 +28,7 @@ EventType = Literal[
     "message.completed",
     "message.failed",
     "export.ready",
+    "import.finished",
 ]
 
 
@@ -101,7 +103,16 @@ class ExportReady(Event, tag="export.ready"):
     data: ExportReadyData
 
 
-ServerEvent = MessageCreated | MessageDelta | MessageCompleted | MessageFailed | ExportReady
+class ImportFinished(Event, tag="import.finished"):
+    """A transcript import ended: ``status`` ``done`` (its messages are in the session) or
+    ``failed`` (nothing stored; ``errors`` say why), as ``GET /imports/{id}`` shows it."""
+
+    data: ImportOut
+
+
+ServerEvent = (
+    MessageCreated | MessageDelta | MessageCompleted | MessageFailed | ExportReady | ImportFinished
+)
 # Every event the server sends; the AsyncAPI document lists exactly these.
 SERVER_EVENTS: tuple[type[Event], ...] = (
     MessageCreated,
@@ -109,4 +120,5 @@ SERVER_EVENTS: tuple[type[Event], ...] = (
     MessageCompleted,
     MessageFailed,
     ExportReady,
+    ImportFinished,
 )

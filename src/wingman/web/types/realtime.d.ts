@@ -276,10 +276,56 @@ export interface components {
             /** @description GET it with the access token until the export expires. */
             download_url: string;
         };
+        /**
+         * ImportFinished
+         * @description A transcript import ended: ``status`` ``done`` (its messages are in the session) or
+         *         ``failed`` (nothing stored; ``errors`` say why), as ``GET /imports/{id}`` shows it.
+         */
+        ImportFinished: {
+            /** @description Per user, one more than the previous event's; may jump after a server-side loss (then resync_required comes first). Below 2**53. */
+            event_id: number;
+            /** @enum {unknown} */
+            type: "import.finished";
+            /** @description When the event was published (RFC 3339, UTC). */
+            at: string;
+            data: components["schemas"]["ImportOut"];
+        };
+        /** ImportOut */
+        ImportOut: {
+            /** Format: uuid */
+            id: string;
+            /** Format: uuid */
+            session_id: string;
+            format: components["schemas"]["ImportFormat"];
+            status: components["schemas"]["ImportStatus"];
+            size_bytes: number;
+            message_count: number;
+            errors: components["schemas"]["ImportProblem"][];
+            created_at: string;
+            finished_at: string | null;
+        };
+        /**
+         * ImportFormat
+         * @enum {unknown}
+         */
+        ImportFormat: "telegram" | "text";
+        /**
+         * ImportStatus
+         * @enum {unknown}
+         */
+        ImportStatus: "done" | "failed" | "queued";
+        /**
+         * ImportProblem
+         * @description One problem: the line (text) or message position (telegram) and what is wrong.
+         */
+        ImportProblem: {
+            line: number;
+            message: string;
+        };
         /** @description Every frame a client may send. */
         ClientFrame: components["schemas"]["AuthFrame"] | components["schemas"]["ResumeFrame"] | components["schemas"]["PingFrame"] | components["schemas"]["PongFrame"];
         /** @description Every frame the server may send. */
-        ServerFrame: components["schemas"]["HelloFrame"] | components["schemas"]["AuthenticatedFrame"] | components["schemas"]["ResumedFrame"] | components["schemas"]["ResyncRequiredFrame"] | components["schemas"]["ServerPongFrame"] | components["schemas"]["AccountUpdatedFrame"] | components["schemas"]["ServerPingFrame"] | components["schemas"]["MessageCreated"] | components["schemas"]["MessageDelta"] | components["schemas"]["MessageCompleted"] | components["schemas"]["MessageFailed"] | components["schemas"]["ExportReady"];
+        ServerFrame: components["schemas"]["HelloFrame"] | components["schemas"]["AuthenticatedFrame"] | components["schemas"]["ResumedFrame"] | components["schemas"]["ResyncRequiredFrame"] | components["schemas"]["ServerPongFrame"] | components["schemas"]["AccountUpdatedFrame"] | components["schemas"]["ServerPingFrame"] | components["schemas"]["MessageCreated"] | components["schemas"]["MessageDelta"] | components["schemas"]["MessageCompleted"] | components["schemas"]["MessageFailed"] | components["schemas"]["ExportReady"] | components["schemas"]["ImportFinished"];
     };
     responses: never;
     parameters: never;

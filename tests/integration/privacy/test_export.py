@@ -37,6 +37,37 @@ async def status_of(
     return body
 
 
+async def resumes_in_pieces(
+    client: AsyncTestClient[Litestar], caller: Caller, url: str, whole: bytes
+) -> None:
+    """A cut download resumes with a Range from where it stopped; the pieces are the file."""
+    size = len(whole)
+    first = await client.get(url, headers={**caller.headers, "Range": "bytes=0-999"})
+    assert first.status_code == 206
+    assert first.headers["content-range"] == f"bytes 0-999/{size}"
+    etag = first.headers["etag"]
+    rest = await client.get(
+        url, headers={**caller.headers, "Range": "bytes=1000-", "If-Range": etag}
+    )
+    assert rest.status_code == 206
+    assert rest.headers["content-range"] == f"bytes 1000-{size - 1}/{size}"
+    assert int(rest.headers["content-length"]) == size - 1000
+    assert first.content + rest.content == whole
+    tail = await client.get(url, headers={**caller.headers, "Range": "bytes=-22"})
+    assert tail.content == whole[-22:]  # the zip's end-of-directory record
+    # The file changed since the first piece (another ETag): the whole file, 200.
+    changed = await client.get(
+        url, headers={**caller.headers, "Range": "bytes=1000-", "If-Range": '"other"'}
+    )
+    assert changed.status_code == 200
+    assert changed.content == whole
+    assert changed.headers["accept-ranges"] == "bytes"
+    past = await client.get(url, headers={**caller.headers, "Range": f"bytes={size}-"})
+    assert past.status_code == 416
+    assert past.headers["content-range"] == f"bytes */{size}"
+    assert past.json()["type"] == "urn:wingman:problem:range-not-satisfiable"
+
+
 async def test_an_export_holds_exactly_the_callers_rows_with_a_checked_manifest(  # noqa: PLR0917
     privacy_client: AsyncTestClient[Litestar],
     privacy_settings: Settings,
@@ -74,7 +105,7 @@ async def test_an_export_holds_exactly_the_callers_rows_with_a_checked_manifest(
 
     # Bob finds nothing of Alice's export.
     for url in (f"/api/v1/me/exports/{export['id']}", done["download_url"]):
-        foreign = await client.get(url, headers=bob.headers)
+        foreign = await client.get(url, headers={**bob.headers, "Range": "bytes=0-"})
         assert foreign.status_code == 404, url
         assert "alice" not in foreign.text
 
@@ -90,6 +121,8 @@ async def test_an_export_holds_exactly_the_callers_rows_with_a_checked_manifest(
     assert {name: rows[name] for name in expected} == expected
     assert expected["messages"] == 1200
     assert manifest.user_id == alice.id
+
+    await resumes_in_pieces(client, alice, done["download_url"], response.content)
 
     with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
         everything = b"".join(archive.read(name) for name in archive.namelist())

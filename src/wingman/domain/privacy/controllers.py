@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from http import HTTPStatus
+from typing import Any
 from uuid import UUID
 
 import structlog
-from litestar import Controller, delete, get, post
+from litestar import Controller, Request, Response, delete, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody
-from litestar.response import File
 from litestar.status_codes import HTTP_202_ACCEPTED
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,6 +26,7 @@ from wingman.domain.privacy import exports
 from wingman.domain.privacy.deletion import account_actor, after_deletion, grace_days, mark_deleted
 from wingman.domain.privacy.schemas import DeleteMeIn, DeletionOut, ExportOut
 from wingman.server.auth import AuthUser, provide_current_user
+from wingman.server.byte_ranges import file_download
 from wingman.server.compression import SKIP_COMPRESSION
 from wingman.server.errors import Problem
 from wingman.server.ratelimit import RateLimiter
@@ -93,7 +94,12 @@ class PrivacyController(Controller):
     @get(
         "/exports/{export_id:uuid}/download",
         summary="Download a ready export (application/zip)",
-        description="404 until the export is ready and after it expired. No range requests.",
+        description=(
+            "404 until the export is ready and after it expired. One byte range per request"
+            " (`Range: bytes=<from>-`, answered 206) resumes a cut download; `If-Range` with"
+            " the ETag makes sure the pieces are of one file."
+        ),
+        responses=problem_responses(416),
         media_type="application/zip",
         opt={SKIP_COMPRESSION: True},  # a zip is compressed already
     )
@@ -103,15 +109,19 @@ class PrivacyController(Controller):
         current_user: NamedDependency[AuthUser],
         db_session: NamedDependency[AsyncSession],
         state: State,
-    ) -> File:
+        request: Request[Any, Any, Any],
+    ) -> Response[Any]:
         row = await exports.get_export(db_session, current_user.id, export_id)
         path = exports.file_of(state.settings, row)
         if path is None:
             raise Problem(404, "export-not-ready", "This export is not ready, or has expired.")
-        return File(
-            path=path,
+        # An export's file never changes once written: its id and size name its content.
+        return file_download(
+            request,
+            path,
             filename=f"wingman-export-{row.created_at:%Y%m%d}-{row.id}.zip",
             media_type="application/zip",
+            etag=f"{row.id}-{row.size_bytes}",
         )
 
     @delete(

@@ -34,13 +34,24 @@ def lb() -> None:
 )
 @click.option("--maxconn", type=click.IntRange(100, 1_000_000), default=20_000, show_default=True)
 @click.option(
+    "--stats-socket",
+    default="",
+    help="A unix socket for HAProxy's runtime API (read-only level): `show stat` lists each "
+    "node's state.",
+)
+@click.option(
     "--output",
     "-o",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the config here (checked with `haproxy -c` when haproxy is installed).",
 )
-def render_command(
-    backends: tuple[str, ...], bind: str, tls_pem: str, maxconn: int, output: Path | None
+def render_command(  # noqa: PLR0917 - one parameter per click option
+    backends: tuple[str, ...],
+    bind: str,
+    tls_pem: str,
+    maxconn: int,
+    stats_socket: str,
+    output: Path | None,
 ) -> None:
     """Render haproxy.cfg: /health/ready checks every second, WebSockets without stickiness
     (tunnel timeout far above the realtime heartbeat), HTTP/1.1 keep-alive, X-Forwarded-For
@@ -62,6 +73,7 @@ def render_command(
             bind=bind,
             tls_pem=tls_pem,
             maxconn=maxconn,
+            stats_socket=stats_socket,
             realtime=realtime,
         )
         text = render(config)

@@ -67,6 +67,8 @@ class BalancerConfig:
     # A PEM with certificate and key: the balancer terminates TLS (HTTP/2 and HTTP/1.1).
     tls_pem: str = ""
     maxconn: int = 20_000
+    # HAProxy's runtime API (``show stat``: which nodes are up), owner-only; empty: none.
+    stats_socket: str = ""
     realtime: RealtimeSettings = field(default_factory=RealtimeSettings)
 
     @property
@@ -93,6 +95,11 @@ def render(config: BalancerConfig) -> str:
         "global",
         f"    maxconn {config.maxconn}",
         "    log stderr format short local0 notice",
+        *(
+            [f"    stats socket {config.stats_socket} mode 600 level user"]
+            if config.stats_socket
+            else []
+        ),
         "",
         "defaults",
         "    mode http",

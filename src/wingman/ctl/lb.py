@@ -84,7 +84,8 @@ def render_command(  # noqa: PLR0917 - one parameter per click option
         click.echo(text, nl=False)
         return
     output.write_text(text)
-    haproxy = shutil.which("haproxy")
+    # Debian installs it in /usr/sbin, which a non-root PATH leaves out.
+    haproxy = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/sbin")
     if haproxy is None:
         click.echo(f"{output}: written (haproxy not installed here: not checked)")
         return

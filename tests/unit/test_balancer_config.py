@@ -41,7 +41,7 @@ def test_rendered_file_is_accepted_by_haproxy(tmp_path: Path) -> None:
     output = tmp_path / "haproxy.cfg"
     result = run_cli(
         "wingman.ctl", "lb", "render", "--backend", "10.0.0.5:8000",
-        "--backend", "b=10.0.0.6:8000", "--bind", "127.0.0.1:0", "-o", str(output), env=env,
+        "--backend", "b=10.0.0.6:8000", "--bind", "127.0.0.1:8080", "-o", str(output), env=env,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "haproxy -c accepts it" in result.stdout

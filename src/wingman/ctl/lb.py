@@ -90,9 +90,10 @@ def render_command(  # noqa: PLR0917 - one parameter per click option
         click.echo(f"{output}: written (haproxy not installed here: not checked)")
         return
     check = subprocess.run(
-        [haproxy, "-c", "-q", "-f", str(output)], capture_output=True, text=True, check=False
+        [haproxy, "-c", "-f", str(output)], capture_output=True, text=True, check=False
     )
     if check.returncode != 0:
-        click.echo(f"error: haproxy -c refused {output}:\n{check.stderr.strip()}", err=True)
+        why = (check.stderr or check.stdout).strip()
+        click.echo(f"error: haproxy -c refused {output}:\n{why}", err=True)
         raise SystemExit(EXIT_DOWN)
     click.echo(f"{output}: written, haproxy -c accepts it")

@@ -46,6 +46,7 @@ from wingman.server.api_docs import ApiDocsPlugin
 from wingman.server.auth import LastSeenTracker, UserStatusCache, create_jwt_auth
 from wingman.server.cache import ReadCache, WriteBarrier
 from wingman.server.client_ip import ClientAddresses
+from wingman.server.cluster import Draining, cluster_lifespan
 from wingman.server.compression import SKIP_COMPRESSION
 from wingman.server.connection_cap import ConnectionCap
 from wingman.server.database import alchemy_config
@@ -153,6 +154,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ],
         lifespan=[
             redis_lifespan,
+            cluster_lifespan,
             queues_lifespan,
             catalog_lifespan,
             realtime_lifespan,
@@ -167,6 +169,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             {
                 "settings": settings,
                 "migration_head": head_revision(),
+                # Set on the stop signal: /health/ready answers 503 while the process drains.
+                "draining": Draining(),
                 "user_status": UserStatusCache(settings.auth.status_cache_seconds),
                 "last_seen": LastSeenTracker(),
                 # The plugin's config: code outside handlers (the auth middleware) gets its engine.

@@ -412,6 +412,30 @@ class MonitoringSettings(Section):
     repeat_interval_seconds: float = 4 * 3600.0
 
 
+NodeRole = Literal["all-in-one", "app", "data"]
+NODE_ROLES: tuple[NodeRole, ...] = ("all-in-one", "app", "data")
+
+
+class NodeSettings(Section):
+    """What this host is in a cluster (docs/scale-out.md): one image, one settings file.
+
+    ``all-in-one`` runs everything; ``app`` runs web and workers against PostgreSQL and Redis
+    elsewhere (the database and Redis URLs point there), behind a load balancer; ``data`` runs
+    PostgreSQL and both Redis roles for the app nodes.
+    """
+
+    role: NodeRole = "all-in-one"
+    # This node's name in `wingmanctl status`; empty: the host name.
+    name: str = ""
+    # Where the load balancer reaches this node's web server (host:port), shown in the cluster
+    # list; empty: server.host:server.port.
+    address: str = ""
+    # A stopping web process on an app node answers /health/ready with 503 for this long,
+    # still serving, so the balancer takes it out before it stops accepting (> the balancer's
+    # check interval x fall; `wingmanctl lb render` checks every second, down after 2).
+    drain_seconds: float = 3.0
+
+
 class Settings(Section):
     env: Environment = "development"
     database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
@@ -432,6 +456,7 @@ class Settings(Section):
     imports: ImportSettings = msgspec.field(default_factory=ImportSettings)
     public: PublicSettings = msgspec.field(default_factory=PublicSettings)
     monitoring: MonitoringSettings = msgspec.field(default_factory=MonitoringSettings)
+    node: NodeSettings = msgspec.field(default_factory=NodeSettings)
 
     @property
     def is_production(self) -> bool:
@@ -584,6 +609,7 @@ def validate(settings: Settings) -> None:
     problems.extend(_public_problems(settings.public))
     if settings.exports.ttl_hours < 1:
         problems.append("exports.ttl_hours: must be at least 1")
+    problems.extend(_node_problems(settings.node))
     if problems:
         raise SettingsError("; ".join(problems))
 
@@ -607,6 +633,19 @@ def _server_problems(server: ServerSettings) -> list[str]:
             problems.append(f"server.trusted_proxies: not an IP address or CIDR block: {entry!r}")
     if server.max_connections_per_ip < 0:
         problems.append("server.max_connections_per_ip: must not be negative (0 turns it off)")
+    return problems
+
+
+def _node_problems(node: NodeSettings) -> list[str]:
+    problems: list[str] = []
+    if node.name and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", node.name):
+        problems.append(f"node.name: letters, digits, '.', '_' and '-' only: {node.name!r}")
+    if node.address:
+        host, _, port = node.address.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            problems.append(f"node.address: host:port expected: {node.address!r}")
+    if not 0 <= node.drain_seconds <= 60:
+        problems.append("node.drain_seconds: must be between 0 and 60")
     return problems
 
 

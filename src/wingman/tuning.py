@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from typing import Any, Generic, Literal, TypeVar
 
 import msgspec
 
+from wingman.config import NodeRole
 from wingman.server.open_files import RESERVED_DESCRIPTORS
 
 T = TypeVar("T")
@@ -101,6 +103,9 @@ MAX_POOL_SIZE = 10
 ADMIN_CONNECTION_RESERVE = 10
 # PostgreSQL's own default; fewer buys nothing on any host this runs on.
 MIN_MAX_CONNECTIONS = 100
+# A data node's max_connections holds the pools of this many app nodes of its own size unless
+# told otherwise (`wingmanctl tune --app-nodes`); a pooler in front changes the sum.
+DEFAULT_APP_NODES = 2
 
 # Below this the minimum app, Redis and the OS leave PostgreSQL too little (the appliance needs
 # 2 GB; a "2 GB" VM reports a little less).
@@ -211,7 +216,21 @@ class TuningPlan(msgspec.Struct, frozen=True, kw_only=True):
     postgres: PostgresPlan
     redis_queue: RedisPlan
     redis_cache: RedisPlan
+    # On a data node: the pools of one app node of this size (what max_connections serves).
     app: AppPlan
+    # node.role the plan is for: which parts of it run on this host (docs/scale-out.md).
+    role: NodeRole = "all-in-one"
+    app_nodes: int = 1
+
+    @property
+    def runs_data(self) -> bool:
+        """PostgreSQL and both Redis roles run here."""
+        return self.role != "app"
+
+    @property
+    def runs_app(self) -> bool:
+        """Web and workers run here."""
+        return self.role != "data"
 
 
 class PlanRow(msgspec.Struct, frozen=True):
@@ -278,22 +297,32 @@ def _ai_in_flight(cores: int) -> int:
     return max(1, math.ceil(users * AI_MESSAGES_PER_USER_PER_SECOND * AI_REPLY_SECONDS))
 
 
-def plan_for(host: HostFacts) -> TuningPlan:
-    """The whole tuning plan for ``host``: a pure function of cores, RAM and disk kind."""
+def plan_for(
+    host: HostFacts, role: NodeRole = "all-in-one", app_nodes: int = DEFAULT_APP_NODES
+) -> TuningPlan:
+    """The whole tuning plan for ``host`` in ``role``: a pure function of cores, RAM, disk kind
+    and role. An ``app`` node gives the host (less the OS headroom) to web and workers; a
+    ``data`` node to PostgreSQL and Redis, with max_connections for ``app_nodes`` app nodes."""
+    if role == "data":
+        return _data_plan(host, max(1, app_nodes))
     ram, cores = host.ram_mb, host.cores
     headroom = math.ceil(ram * OS_HEADROOM_FRACTION)
     redis_queue, redis_cache = _redis_plans(ram)
     redis_mb = (
         redis_queue.maxmemory_mb.value * REDIS_QUEUE_FORK_FACTOR + redis_cache.maxmemory_mb.value
     )
+    if role == "app":
+        redis_mb = 0
 
     # The minimum app: one web worker and one worker process per queue. PostgreSQL gets half of
     # RAM, or what is left after the minimum app when that is less (hosts of a few GiB).
     essentials = WEB_PROCESS_RSS_MB + 3 * WORKER_PROCESS_RSS_MB
     spare = ram - headroom - redis_mb - essentials
     half = int(ram * POSTGRES_RAM_FRACTION)
-    postgres_mb = min(half, spare)
-    if postgres_mb == half:
+    postgres_mb = min(half, spare) if role == "all-in-one" else 0
+    if role == "app":
+        postgres_reason = "none: PostgreSQL runs on the data node"
+    elif postgres_mb == half:
         postgres_reason = "half of RAM: PostgreSQL shares the host with the app (as in Zulip)"
     else:
         postgres_reason = (
@@ -391,7 +420,10 @@ def plan_for(host: HostFacts) -> TuningPlan:
         ),
         postgres_mb=Tuned(postgres_mb, postgres_reason),
         redis_mb=Tuned(
-            redis_mb, "queue maxmemory x 2 (AOF rewrite fork, copy-on-write) + cache maxmemory"
+            redis_mb,
+            "none: both Redis roles run on the data node"
+            if role == "app"
+            else "queue maxmemory x 2 (AOF rewrite fork, copy-on-write) + cache maxmemory",
         ),
         web_mb=Tuned(web_mb, f"{web_workers} worker(s) x {WEB_PROCESS_RSS_MB} MiB"),
         workers_mb=Tuned(
@@ -401,18 +433,63 @@ def plan_for(host: HostFacts) -> TuningPlan:
     return TuningPlan(
         host=host,
         memory=memory,
-        postgres=_postgres_plan(host, postgres_mb, app),
+        postgres=_postgres_plan(host, postgres_mb, app, 1),
         redis_queue=redis_queue,
         redis_cache=redis_cache,
         app=app,
+        role=role,
     )
 
 
-def _postgres_plan(host: HostFacts, budget_mb: int, app: AppPlan) -> PostgresPlan:
+def _data_plan(host: HostFacts, app_nodes: int) -> TuningPlan:
+    """A data node: PostgreSQL gets all RAM but the OS headroom and Redis; no web, no workers.
+    Its max_connections holds the pools of ``app_nodes`` app nodes the size of this host."""
+    ram = host.ram_mb
+    headroom = math.ceil(ram * OS_HEADROOM_FRACTION)
+    redis_queue, redis_cache = _redis_plans(ram)
+    redis_mb = (
+        redis_queue.maxmemory_mb.value * REDIS_QUEUE_FORK_FACTOR + redis_cache.maxmemory_mb.value
+    )
+    postgres_mb = ram - headroom - redis_mb
+    app = plan_for(host, "app").app
+    memory = MemoryPlan(
+        total_mb=Tuned(ram, "detected or given"),
+        os_headroom_mb=Tuned(
+            headroom, f"at least {OS_HEADROOM_FRACTION:.0%} of RAM for the OS and page cache"
+        ),
+        postgres_mb=Tuned(
+            postgres_mb, "all RAM but the OS headroom and Redis: a data node runs no app"
+        ),
+        redis_mb=Tuned(
+            redis_mb, "queue maxmemory x 2 (AOF rewrite fork, copy-on-write) + cache maxmemory"
+        ),
+        web_mb=Tuned(0, "none: web runs on the app nodes"),
+        workers_mb=Tuned(0, "none: workers run on the app nodes"),
+    )
+    return TuningPlan(
+        host=host,
+        memory=memory,
+        postgres=_postgres_plan(host, postgres_mb, app, app_nodes),
+        redis_queue=redis_queue,
+        redis_cache=redis_cache,
+        app=app,
+        role="data",
+        app_nodes=app_nodes,
+    )
+
+
+def _postgres_plan(host: HostFacts, budget_mb: int, app: AppPlan, app_nodes: int) -> PostgresPlan:
     """PGTune's web profile on PostgreSQL's memory budget (not on all of RAM)."""
     cores = host.cores
-    needed = app.peak_connections + app.connection_reserve.value
+    needed = app.peak_connections * app_nodes + app.connection_reserve.value
     max_connections = max(MIN_MAX_CONNECTIONS, math.ceil(needed / 10) * 10)
+    pools = f"pools {app.peak_connections} ((pool {app.pool_size.value} + overflow "
+    pools += f"{app.max_overflow.value}) x {app.processes} processes)"
+    if app_nodes > 1:
+        pools += f" x {app_nodes} app nodes of this size"
+    if budget_mb <= 0:
+        # An app node's PostgreSQL plan is never rendered; PGTune's formulas still need a budget.
+        budget_mb = MIN_RAM_MB // 2
     shared_buffers = budget_mb // 4
     workers = cores
     work_mem_kb = max(
@@ -425,9 +502,8 @@ def _postgres_plan(host: HostFacts, budget_mb: int, app: AppPlan) -> PostgresPla
     return PostgresPlan(
         max_connections=Tuned(
             max_connections,
-            f"pools {app.peak_connections} ((pool {app.pool_size.value} + overflow "
-            f"{app.max_overflow.value}) x {app.processes} processes) + reserve "
-            f"{app.connection_reserve.value}, rounded up to 10, at least {MIN_MAX_CONNECTIONS}",
+            f"{pools} + reserve {app.connection_reserve.value}, rounded up to 10, "
+            f"at least {MIN_MAX_CONNECTIONS}",
         ),
         shared_buffers_mb=Tuned(shared_buffers, f"budget {budget} / 4 (PGTune web)"),
         effective_cache_size_mb=Tuned(budget_mb * 3 // 4, f"budget {budget} x 3/4 (PGTune web)"),
@@ -469,13 +545,15 @@ def _postgres_plan(host: HostFacts, budget_mb: int, app: AppPlan) -> PostgresPla
 
 def plan_rows(plan: TuningPlan) -> list[PlanRow]:
     """The plan as rows of setting, value and reason: what ``wingmanctl tune`` shows."""
-    pg, mem, app = plan.postgres, plan.memory, plan.app
+    mem, app = plan.memory, plan.app
     rows: list[PlanRow] = []
 
     def add(setting: str, value: str, tuned: Tuned[Any]) -> None:
         rows.append(PlanRow(setting, value, tuned.reason))
 
     host = plan.host
+    if plan.role != "all-in-one":
+        rows.append(PlanRow("node.role", plan.role, ROLE_REASONS[plan.role]))
     rows.append(PlanRow("host.cores", str(host.cores), "detected or given"))
     rows.append(PlanRow("host.ram", _human_mb(host.ram_mb), "detected or given"))
     rows.append(PlanRow("host.disk", host.disk, "detected or given"))
@@ -484,12 +562,24 @@ def plan_rows(plan: TuningPlan) -> list[PlanRow]:
     add("memory.redis", _human_mb(mem.redis_mb.value), mem.redis_mb)
     add("memory.web", _human_mb(mem.web_mb.value), mem.web_mb)
     add("memory.workers", _human_mb(mem.workers_mb.value), mem.workers_mb)
+    if plan.runs_data:
+        _data_rows(plan, add)
+    if plan.runs_app:
+        _app_rows(app, add)
+    return rows
+
+
+def _data_rows(plan: TuningPlan, add: Callable[[str, str, Tuned[Any]], None]) -> None:
+    pg = plan.postgres
     for name, value in postgres_settings(plan).items():
         add(f"postgres.{name}", str(value), getattr(pg, _PG_FIELDS[name]))
     for role, redis in (("queue", plan.redis_queue), ("cache", plan.redis_cache)):
         add(f"redis.{role}.maxmemory", redis_size(redis.maxmemory_mb.value), redis.maxmemory_mb)
         add(f"redis.{role}.maxmemory-policy", redis.maxmemory_policy.value, redis.maxmemory_policy)
         add(f"redis.{role}.persistence", redis.persistence.value, redis.persistence)
+
+
+def _app_rows(app: AppPlan, add: Callable[[str, str, Tuned[Any]], None]) -> None:
     add("server.workers", str(app.web_workers.value), app.web_workers)
     add(
         "server.connections_per_worker",
@@ -503,7 +593,13 @@ def plan_rows(plan: TuningPlan) -> list[PlanRow]:
     for name, queue in app.queues.items():
         add(f"worker.queues.{name}.processes", str(queue.processes.value), queue.processes)
         add(f"worker.queues.{name}.concurrency", str(queue.concurrency.value), queue.concurrency)
-    return rows
+
+
+ROLE_REASONS: dict[str, str] = {
+    "all-in-one": "everything on this host",
+    "app": "web and workers; PostgreSQL and Redis on the data node",
+    "data": "PostgreSQL and both Redis roles for the app nodes; no web, no workers",
+}
 
 
 # PostgreSQL setting name -> PostgresPlan field.

@@ -30,6 +30,7 @@ COMMANDS = {
     "bench": "wingman.ctl.bench:bench",
     "upgrade": "wingman.ctl.upgrade:upgrade",
     "tls": "wingman.ctl.tls:tls",
+    "lb": "wingman.ctl.lb:lb",
 }
 
 

@@ -13,9 +13,17 @@ import msgspec
 import psycopg
 import redis
 
-from wingman.config import DEFAULT_CONFIG_PATH, Settings, SettingsError, load_settings
+from wingman.config import (
+    DEFAULT_CONFIG_PATH,
+    NODE_ROLES,
+    NodeRole,
+    Settings,
+    SettingsError,
+    load_settings,
+)
 from wingman.ctl.output import EXIT_DOWN, EXIT_USAGE, emit, progress
 from wingman.ctl.tune_targets import (
+    APPLIANCE_ETC,
     ActivationError,
     ApplianceLayout,
     DevLayout,
@@ -27,8 +35,17 @@ from wingman.ctl.tune_targets import (
 )
 from wingman.devstack.postgres import PostgresError
 from wingman.devstack.redis import RedisError
+from wingman.ops.node_roles import apply_markers, skipped_units
 from wingman.ops.proxy import ProxyConfigError
-from wingman.tuning import DiskKind, HostFacts, TuningPlan, markdown_table, plan_for, plan_rows
+from wingman.tuning import (
+    DEFAULT_APP_NODES,
+    DiskKind,
+    HostFacts,
+    TuningPlan,
+    markdown_table,
+    plan_for,
+    plan_rows,
+)
 
 ROW_COLUMNS = ["setting", "value", "reason"]
 # cgroup v2 and v1 files that cap a container below the host's size.
@@ -138,11 +155,21 @@ def detect_host(
 
 def _rows(plan: TuningPlan, sources: dict[str, str]) -> list[dict[str, Any]]:
     rows = []
+    if skipped := skipped_units(plan.role):
+        rows.append(
+            {
+                "setting": "node.skipped_units",
+                "value": ", ".join(skipped),
+                "reason": "not needed by this role: their conditions read the marker file",
+            }
+        )
     for row in plan_rows(plan):
         reason = row.reason
         if row.setting.startswith("host."):
             reason = sources.get(row.setting.removeprefix("host."), reason)
         rows.append({"setting": row.setting, "value": row.value, "reason": reason})
+    if rows and rows[0]["setting"] == "node.skipped_units":
+        rows.insert(1, rows.pop(0))
     return rows
 
 
@@ -223,6 +250,19 @@ def _settings() -> Settings:
     is_flag=True,
     help="Print the plan for the reference hosts (2/4 … 32/64 cores/GB) as in docs/tuning.md.",
 )
+@click.option(
+    "--role",
+    type=click.Choice(NODE_ROLES),
+    help="Plan for a node of this role (default: node.role from the settings): an app node "
+    "gives the host to web and workers, a data node to PostgreSQL and Redis.",
+)
+@click.option(
+    "--app-nodes",
+    type=click.IntRange(1, 64),
+    default=DEFAULT_APP_NODES,
+    show_default=True,
+    help="For a data node: app nodes (of this host's size) whose pools max_connections holds.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def tune(  # noqa: PLR0917 - one parameter per click option
     cores: int | None,
@@ -233,6 +273,8 @@ def tune(  # noqa: PLR0917 - one parameter per click option
     target_dir: Path | None,
     no_restart: bool,
     markdown: bool,
+    role: NodeRole | None,
+    app_nodes: int,
     as_json: bool,
 ) -> None:
     """Compute the tuning plan for this host (or the one given) and show each value with why.
@@ -246,6 +288,11 @@ def tune(  # noqa: PLR0917 - one parameter per click option
     and tuning.toml keeps Granian on loopback behind it; so are the monitoring's configs
     (Prometheus with its retention sized by the data volume, Alertmanager from [monitoring] and
     [delivery], the Redis exporters), and the monitoring units whose config changed restart.
+
+    The plan follows node.role (or --role): an app node renders tuning.toml only and keeps
+    PostgreSQL, Redis and their exporters from starting; a data node renders PostgreSQL and
+    Redis and keeps web, workers, migrations and the front proxy from starting (marker files
+    /etc/wingman/no-data and no-app, read by the units' conditions; docs/scale-out.md).
 
     \b
     Exit status:
@@ -268,7 +315,9 @@ def tune(  # noqa: PLR0917 - one parameter per click option
         raise SystemExit(EXIT_USAGE)
     probe = data_dir or Path("/var/lib/postgresql")
     detected = detect_host(cores, ram_gb, disk, probe)
-    plan = plan_for(detected.facts)
+    # A dev stack is one host with everything on it.
+    role = role or (_settings().node.role if data_dir is None else "all-in-one")
+    plan = plan_for(detected.facts, role, app_nodes)
     rows = _rows(plan, detected.sources)
     if not apply:
         emit(rows, ROW_COLUMNS, as_json=as_json, title="Tuning plan")
@@ -297,6 +346,9 @@ def tune(  # noqa: PLR0917 - one parameter per click option
         RedisError,
     ) as exc:
         failure = str(exc)
+    if data_dir is None:
+        # The appliance and --target-dir: tell the units which of them this role runs.
+        actions += apply_markers(target_dir or APPLIANCE_ETC, role)
     _report_apply(rows, changes, actions, failure, as_json=as_json)
     if failure:
         raise SystemExit(EXIT_DOWN)

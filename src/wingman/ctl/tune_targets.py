@@ -295,13 +295,19 @@ def _appliance_files(
     etc: Path,
     trusted_proxies: list[str] | None = None,
 ) -> list[RenderedFile]:
-    files = [
+    tuning = tuning_toml(plan, trusted_proxies=trusted_proxies)
+    files = [RenderedFile("tuning", etc / "tuning.toml", tuning)]
+    if not plan.runs_data:
+        # An app node: PostgreSQL and Redis run on the data node, configured there.
+        return files
+    files.insert(
+        0,
         RenderedFile(
             "postgres",
             postgres_path,
             render_postgres(plan, port=endpoints.postgres_port, socket_dir="/var/run/postgresql"),
-        )
-    ]
+        ),
+    )
     for role in ROLES:
         text = render_redis(
             plan,
@@ -311,9 +317,9 @@ def _appliance_files(
             dir=APPLIANCE_REDIS_DIR / f"redis-{role}",
             daemonize=False,
         )
-        files.append(RenderedFile(f"redis-{role}", etc / f"redis-{role}.conf", text, mode=0o640))
-    tuning = tuning_toml(plan, trusted_proxies=trusted_proxies)
-    files.append(RenderedFile("tuning", etc / "tuning.toml", tuning))
+        files.insert(
+            -1, RenderedFile(f"redis-{role}", etc / f"redis-{role}.conf", text, mode=0o640)
+        )
     return files
 
 
@@ -396,13 +402,26 @@ class ApplianceLayout:
             Endpoints.from_settings(self.settings),
             dropin,
             APPLIANCE_ETC,
-            trusted_proxies=proxy.trusted_proxies(self.settings),
+            # An app node behind a load balancer listens where [server] says, and believes
+            # X-Forwarded-For from server.trusted_proxies (the balancer) alone.
+            trusted_proxies=proxy.trusted_proxies(self.settings) if plan.role != "app" else None,
         )
-        caddyfile = proxy.validate(self.settings)
-        files.append(RenderedFile("proxy", Path(self.settings.public.config_path), caddyfile))
-        return files + monitoring_files(self.settings, APPLIANCE_ETC, APPLIANCE_REDIS_DIR)
+        if plan.runs_app:
+            caddyfile = proxy.validate(self.settings)
+            files.append(RenderedFile("proxy", Path(self.settings.public.config_path), caddyfile))
+        monitoring = monitoring_files(self.settings, APPLIANCE_ETC, APPLIANCE_REDIS_DIR)
+        if not plan.runs_data:
+            monitoring = [f for f in monitoring if not f.kind.startswith("redis-exporter")]
+        return files + monitoring
 
     def activate(self, plan: TuningPlan, changes: list[FileChange], report: Report) -> None:
+        if plan.runs_data:
+            self._activate_data(plan, changes, report)
+        _restart_monitoring(changes, report)
+        if plan.runs_app:
+            self._activate_app(changes, report)
+
+    def _activate_data(self, plan: TuningPlan, changes: list[FileChange], report: Report) -> None:
         by_kind = _by_kind(changes)
         conninfo = self.settings.database.url.replace("postgresql+psycopg", "postgresql", 1)
         try:
@@ -430,8 +449,10 @@ class ApplianceLayout:
                 report(f"redis-{role}: maxmemory set live (CONFIG SET), no restart")
             else:
                 report(f"redis-{role}: running values already match the plan")
+
+    def _activate_app(self, changes: list[FileChange], report: Report) -> None:
+        by_kind = _by_kind(changes)
         _reload_proxy(by_kind["proxy"], report)
-        _restart_monitoring(changes, report)
         names = app_processes_to_restart(by_kind.get("tuning"))
         units = [
             "wingman-web.service"

@@ -375,7 +375,11 @@ def collect(
     settings: Settings, source: UnitSource, backup_dir: Path, metrics_window_s: float
 ) -> StatusReport:
     """Read every unit and service once and judge the whole."""
-    units = source.units()
+    # cluster_status builds its rows on this module's, so it is imported here.
+    from wingman.ops.cluster_status import UNITS_NOT_HERE, cluster_rows  # noqa: PLC0415
+
+    # A node of a cluster runs only its role's units (docs/scale-out.md).
+    units = [u for u in source.units() if u.name not in UNITS_NOT_HERE[settings.node.role]]
     by_name = {unit.name: unit for unit in units}
     rows = [unit_row(unit) for unit in units]
     # Without visible units (settings-only layout) the endpoint itself tells whether web answers.
@@ -391,7 +395,8 @@ def collect(
             retention_row(settings),
         )
         queues, postgres, queue_redis, cache_redis, retention = results
-        return [*queues, *postgres, queue_redis, cache_redis, retention]
+        members = await cluster_rows(settings) if settings.node.role != "all-in-one" else []
+        return [*members, *queues, *postgres, queue_redis, cache_redis, retention]
 
     rows += asyncio.run(services())
     # The backup row belongs with PostgreSQL's rows, ahead of Redis.

@@ -8,7 +8,7 @@ from litestar.di import NamedDependency
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from wingman.domain.health.checks import Readiness, readiness
+from wingman.domain.health.checks import CheckResult, Readiness, readiness
 
 
 class HealthController(Controller):
@@ -30,6 +30,12 @@ class HealthController(Controller):
     async def ready(
         self, state: State, db_engine: NamedDependency[AsyncEngine]
     ) -> Response[Readiness]:
+        if state.draining.active:
+            # Stopping: a load balancer takes this node out while it still serves.
+            result = Readiness(
+                "fail", {"draining": CheckResult("fail", 0.0, "this process is stopping")}
+            )
+            return Response(result, status_code=HTTP_503_SERVICE_UNAVAILABLE)
         result = await readiness(
             db_engine, state.redis.queue, state.redis.cache, state.migration_head
         )

@@ -36,7 +36,10 @@ async def realtime_lifespan(app: Litestar) -> AsyncIterator[None]:
     )
     app.state.realtime = dispatcher
     await dispatcher.start()
-    close_sockets_before_stop(dispatcher)
+    node = app.state.settings.node
+    # Only an app node has a load balancer to wait for.
+    drain_seconds = node.drain_seconds if node.role == "app" else 0.0
+    close_sockets_before_stop(dispatcher, app.state.draining, drain_seconds)
     try:
         yield
     finally:

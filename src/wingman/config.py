@@ -22,6 +22,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from wingman.redis_address import url_problem
+
 DEFAULT_CONFIG_PATH = Path("/etc/wingman/wingman.toml")
 ENV_PREFIX = "WINGMAN_"
 # Environment variables that select files rather than set values, and the set-up scripts' own
@@ -65,6 +67,8 @@ class DatabaseSettings(Section):
 
 
 class RedisSettings(Section):
+    # One server (redis://, rediss://, unix://) or a master watched by Sentinels:
+    # redis+sentinel://[:password@]host:26379,host:26379/<master-name>/<db> (redis_address.py).
     queue_url: str = "redis://127.0.0.1:6379/0"
     # Cache role; empty means "share the queue instance" (fine in development).
     cache_url: str = ""
@@ -588,6 +592,7 @@ def validate(settings: Settings) -> None:
     if not db.url.startswith("postgresql+psycopg://"):
         problems.append("database.url: must use the psycopg driver (postgresql+psycopg://...)")
     problems.extend(_server_problems(settings.server))
+    problems.extend(_redis_problems(settings.redis))
     for name, queue in settings.worker.queues.items():
         if name not in QUEUE_NAMES:
             problems.append(
@@ -612,6 +617,12 @@ def validate(settings: Settings) -> None:
     problems.extend(_node_problems(settings.node))
     if problems:
         raise SettingsError("; ".join(problems))
+
+
+def _redis_problems(redis: RedisSettings) -> list[str]:
+    urls = {"queue_url": redis.queue_url, "cache_url": redis.cache_url}
+    found = ((key, url_problem(url)) for key, url in urls.items() if url)
+    return [f"redis.{key}: {problem}" for key, problem in found if problem]
 
 
 def _server_problems(server: ServerSettings) -> list[str]:

@@ -50,6 +50,8 @@ from saq.job import Job, Status
 from saq.queue.redis import RedisQueue
 from saq.utils import millis, now
 
+from wingman.server.redis import client
+
 log = structlog.get_logger(__name__)
 
 # Seconds a sweep waits for a live worker to acknowledge an abort (it checks every second).
@@ -119,7 +121,8 @@ class RecoveringQueue(RedisQueue):
 
     @classmethod
     def at(cls, url: str, name: str) -> RecoveringQueue:
-        return cls(Redis.from_url(url), name)
+        # No socket timeout: SAQ's dequeue blocks on BLMOVE for longer than any sensible one.
+        return cls(client(url, timeout=None), name)
 
     def _worker_key(self, worker_id: str) -> str:
         return self.namespace(f"worker_info:{worker_id}")

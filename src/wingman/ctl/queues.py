@@ -30,10 +30,11 @@ JOB_COLUMNS = ["queue", "list", "key", "function", "status", "attempts", "when",
 
 
 async def _on_queue(settings: Settings, name: str, work: Callable[[Any], Awaitable[T]]) -> T:
-    from redis.asyncio import Redis
     from saq.queue.redis import RedisQueue
 
-    client = Redis.from_url(settings.redis.queue_url, socket_timeout=5, socket_connect_timeout=5)
+    from wingman.server.redis import client as redis_client
+
+    client = redis_client(settings.redis.queue_url, timeout=5)
     try:
         return await work(RedisQueue(client, name=name))
     finally:

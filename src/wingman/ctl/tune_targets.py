@@ -29,12 +29,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 import psycopg
-import redis
 
 from wingman.config import QUEUE_NAMES, Settings
 from wingman.devstack.processes import RunAs, stop_process_group
 from wingman.devstack.templates import render, write_private
 from wingman.ops import alertmanager, appliance_monitoring, proxy
+from wingman.server.redis import sync_client
 from wingman.tuning import TuningPlan, postgres_settings, redis_size, tuning_toml
 
 if TYPE_CHECKING:
@@ -204,7 +204,7 @@ def set_redis_live(url: str, plan: TuningPlan, role: str) -> bool:
         "maxmemory": str(redis_plan.maxmemory_mb.value * 1024 * 1024),
         "maxmemory-policy": redis_plan.maxmemory_policy.value,
     }
-    client = redis.Redis.from_url(url, socket_timeout=5, decode_responses=True)
+    client = sync_client(url, timeout=5, decode_responses=True)
     try:
         changed = False
         for key, value in wanted.items():

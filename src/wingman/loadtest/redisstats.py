@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
-
 from wingman.config import RedisSettings
+from wingman.server.redis import client as redis_client
 
 
 def redis_servers(settings: RedisSettings) -> dict[str, str]:
@@ -17,7 +16,7 @@ def redis_servers(settings: RedisSettings) -> dict[str, str]:
 
 async def command_calls(url: str) -> dict[str, int]:
     """Calls per command since the server started (``cmdstat_get`` -> ``get``)."""
-    client = Redis.from_url(url, client_name="wingman-bench")
+    client = redis_client(url, timeout=None, name="wingman-bench")
     try:
         stats = await client.info("commandstats")
     finally:

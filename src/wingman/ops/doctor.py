@@ -35,6 +35,8 @@ from wingman.ops.backups import BackupError, Connection, client_tool
 from wingman.ops.delivery_probe import delivery_findings
 from wingman.ops.findings import Finding, Severity, ok, problem
 from wingman.ops.units import UnitSource
+from wingman.redis_address import is_sentinel_url, parse_sentinel_url
+from wingman.server.redis import sync_client
 
 MIN_REDIS_MAJOR = 7
 MIN_SECRET_LENGTH = 32
@@ -156,7 +158,19 @@ def port_findings(settings: Settings, source: UnitSource) -> list[Finding]:
         ("redis-queue", settings.redis.queue_url, 6379),
         ("redis-cache", settings.redis.effective_cache_url, 6379),
     ):
-        address = _host_port(url, default)
+        found.extend(_endpoint_findings(unit, url, default, source))
+    return found
+
+
+def _endpoint_findings(unit: str, url: str, default: int, source: UnitSource) -> list[Finding]:
+    found = []
+    # A Sentinel URL names the Sentinels (the master moves): each of them should answer.
+    addresses = (
+        list(parse_sentinel_url(url).sentinels)
+        if is_sentinel_url(url)
+        else [_host_port(url, default)]
+    )
+    for address in addresses:
         if port_open(address[1], address[0], timeout=1.0):
             found.append(ok("ports", f"{unit} {address[0]}:{address[1]}", "accepts connections"))
         else:
@@ -277,7 +291,7 @@ def redis_findings(settings: Settings, source: UnitSource) -> list[Finding]:
         ("queue", settings.redis.queue_url),
         ("cache", settings.redis.effective_cache_url),
     ):
-        client = redis.Redis.from_url(url, socket_timeout=3, socket_connect_timeout=3)
+        client = sync_client(url, timeout=3)
         try:
             version = str(client.info("server")["redis_version"])
             config = {

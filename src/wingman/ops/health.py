@@ -25,6 +25,7 @@ from wingman.domain.retention.sweep import LAST_RUN_KEY, SweepReport
 from wingman.ops import metrics
 from wingman.ops.backups import Connection, backup_age_seconds
 from wingman.ops.units import PROXY_UNIT, UnitSource, UnitState
+from wingman.server.redis import client as redis_client
 
 RowState = Literal["ok", "warn", "fail", "n/a"]
 Overall = Literal["healthy", "degraded", "down"]
@@ -196,7 +197,7 @@ def backup_row(settings: Settings, folder: Path) -> StatusRow:
 
 
 def _client(url: str) -> Redis:
-    return Redis.from_url(url, socket_timeout=3, socket_connect_timeout=3)
+    return redis_client(url, timeout=3)
 
 
 async def redis_row(role: str, url: str) -> StatusRow:

@@ -25,6 +25,14 @@ both clients alike:
 - a call not answered within ``timeout`` raises :class:`redis.exceptions.TimeoutError` and
   drops the connection (a late reply would otherwise go to the wrong caller).
 
+With a Sentinel URL (``redis+sentinel://``, wingman/redis_address.py) every (re)connect asks
+the Sentinels, one after another, for the master's address (``SENTINEL
+get-master-addr-by-name``) and checks with ``ROLE`` that the server reached is a master (a
+Sentinel that has not heard of a failover yet names the old one). A ``READONLY`` reply means
+the server was demoted under an open connection: that call and every pending one fail with a
+:class:`~redis.exceptions.ConnectionError`, as redis-py's Sentinel client does, and the next
+call finds the new master.
+
 Scripts are run with ``EVALSHA``; after a ``NOSCRIPT`` (a restarted or flushed server) the
 script is sent in full once and the call answered from that.
 
@@ -45,16 +53,21 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 import hiredis
+from redis.asyncio.sentinel import MasterNotFoundError
 from redis.exceptions import BusyLoadingError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from wingman.redis_address import SentinelAddress, is_sentinel_url, parse_sentinel_url
 
 Reply = Any
 
 
 class _Protocol(asyncio.Protocol):
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, *, follows_master: bool = False) -> None:
         self.reader = hiredis.Reader(replyError=ResponseError)
+        # Connected to a Sentinel-named master: READONLY means it was demoted; start again.
+        self.follows_master = follows_master
         # Callers in the order their commands were sent, each with the time its reply is due by.
         self.waiting: collections.deque[tuple[asyncio.Future[Reply], float]] = collections.deque()
         self.transport: asyncio.Transport | None = None
@@ -110,6 +123,11 @@ class _Protocol(asyncio.Protocol):
             if future.done():  # its caller was cancelled; the reply is its, and dropped
                 continue
             if isinstance(reply, ResponseError):
+                if self.follows_master and str(reply).startswith("READONLY"):
+                    demoted = RedisConnectionError("The Redis master was demoted to a replica")
+                    future.set_exception(demoted)
+                    self._abandon(demoted)
+                    return
                 future.set_exception(_error(reply))
             else:
                 future.set_result(reply)
@@ -132,11 +150,18 @@ class _Protocol(asyncio.Protocol):
 
 class RedisMux:
     """A pipelined connection to the Redis server of ``url`` (``redis://``, ``rediss://`` or
-    ``unix://``, with password and database as redis-py reads them)."""
+    ``unix://``, with password and database as redis-py reads them), or to the master that the
+    Sentinels of a ``redis+sentinel://`` URL name."""
 
     def __init__(self, url: str, *, timeout: float = 5.0, name: str = "wingman") -> None:
         self.url = url
-        self._settings = _parse(url)  # a bad URL fails here, at start-up
+        # A bad URL fails here, at start-up.
+        self._sentinel: SentinelAddress | None = None
+        if is_sentinel_url(url):
+            self._sentinel = parse_sentinel_url(url)
+            self._settings = _master_settings(self._sentinel)
+        else:
+            self._settings = _parse(url)
         self.timeout = timeout
         self.name = name
         self._protocol: _Protocol | None = None
@@ -188,56 +213,116 @@ class RedisMux:
         async with self._connecting:
             if self._protocol is not None and not self._protocol.lost:
                 return self._protocol
-            started = time.monotonic()
-            try:
-                protocol = await asyncio.wait_for(self._open(), self.timeout)
-            except (OSError, TimeoutError) as exc:
-                raise RedisConnectionError(
-                    f"Cannot connect to Redis ({type(exc).__name__}: {exc})"
-                ) from exc
-            settings = self._settings
-            remaining = max(0.1, self.timeout - (time.monotonic() - started))
-            hello: list[tuple[Any, ...]] = []
-            if settings["password"] is not None:
-                auth = [settings["username"]] if settings["username"] else []
-                hello.append(("AUTH", *auth, settings["password"]))
-            if settings["db"]:
-                hello.append(("SELECT", settings["db"]))
-            hello.append(("CLIENT", "SETNAME", self.name))
-            try:
-                for command in hello:
-                    await asyncio.wait_for(self._send(protocol, command), remaining)
-            except TimeoutError as exc:
-                # A server busy past the timeout (a long script): a Redis error like any other
-                # call's, never the bare TimeoutError callers do not expect.
-                failure = RedisTimeoutError(
-                    f"No reply to the connection set-up within {remaining:.1f} s"
-                )
-                protocol._abandon(failure)
-                raise failure from exc
-            except BaseException:
-                protocol._abandon(RedisConnectionError("Redis refused the connection set-up"))
-                raise
+            if self._sentinel is None:
+                protocol = await self._reach(self._settings["host"], self._settings["port"])
+            else:
+                protocol = await self._reach_master(self._sentinel)
             self._protocol = protocol
             return protocol
 
-    async def _open(self) -> _Protocol:
+    async def _reach_master(self, sentinel: SentinelAddress) -> _Protocol:
+        """Connected to the master the Sentinels name, asking each in turn until one names a
+        server that is a master."""
+        failures: list[str] = []
+        for host, port in sentinel.sentinels:
+            where = f"Sentinel {host}:{port}"
+            try:
+                master = await self._ask_sentinel(sentinel, host, port)
+            except (RedisConnectionError, RedisTimeoutError, ResponseError) as exc:
+                failures.append(f"{where}: {exc}")
+                continue
+            if master is None:
+                failures.append(f"{where}: does not know {sentinel.master_name!r}")
+                continue
+            try:
+                return await self._reach(master[0], master[1], must_be_master=True)
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                failures.append(f"{where} named {master[0]}:{master[1]}: {exc}")
+        raise MasterNotFoundError(
+            f"No Redis master for {sentinel.master_name!r}: {'; '.join(failures)}"
+        )
+
+    async def _ask_sentinel(
+        self, sentinel: SentinelAddress, host: str, port: int
+    ) -> tuple[str, int] | None:
+        """``SENTINEL get-master-addr-by-name`` at one Sentinel (None: it knows no such name)."""
+        protocol = await self._open_within(host, port, _Protocol(self.timeout))
+        try:
+            commands: list[tuple[Any, ...]] = []
+            if sentinel.sentinel_password is not None:
+                auth = [sentinel.sentinel_username] if sentinel.sentinel_username else []
+                commands.append(("AUTH", *auth, sentinel.sentinel_password))
+            commands.append(("SENTINEL", "get-master-addr-by-name", sentinel.master_name))
+            reply = None
+            for command in commands:
+                reply = await self._set_up(protocol, command, self.timeout)
+        finally:
+            protocol._abandon(RedisConnectionError("Sentinel query done"))
+        if not reply:
+            return None
+        return reply[0].decode(), int(reply[1])
+
+    async def _reach(self, host: str, port: int, *, must_be_master: bool = False) -> _Protocol:
+        """A connection to ``host:port`` with its set-up done (and ``ROLE`` checked)."""
+        started = time.monotonic()
+        protocol = await self._open_within(
+            host, port, _Protocol(self.timeout, follows_master=must_be_master)
+        )
+        settings = self._settings
+        hello: list[tuple[Any, ...]] = []
+        if settings["password"] is not None:
+            auth = [settings["username"]] if settings["username"] else []
+            hello.append(("AUTH", *auth, settings["password"]))
+        if settings["db"]:
+            hello.append(("SELECT", settings["db"]))
+        hello.append(("CLIENT", "SETNAME", self.name))
+        if must_be_master:
+            hello.append(("ROLE",))
+        reply = None
+        for command in hello:
+            remaining = max(0.1, self.timeout - (time.monotonic() - started))
+            reply = await self._set_up(protocol, command, remaining)
+        if must_be_master and not (reply and reply[0] == b"master"):
+            failure = RedisConnectionError(f"{host}:{port} is not a master (a failover is on)")
+            protocol._abandon(failure)
+            raise failure
+        return protocol
+
+    async def _set_up(self, protocol: _Protocol, command: tuple[Any, ...], within: float) -> Reply:
+        """One set-up command's reply; any failure drops the connection."""
+        try:
+            return await asyncio.wait_for(self._send(protocol, command), within)
+        except TimeoutError as exc:
+            # A server busy past the timeout (a long script): a Redis error like any other
+            # call's, never the bare TimeoutError callers do not expect.
+            failure = RedisTimeoutError(f"No reply to the connection set-up within {within:.1f} s")
+            protocol._abandon(failure)
+            raise failure from exc
+        except BaseException:
+            protocol._abandon(RedisConnectionError("Redis refused the connection set-up"))
+            raise
+
+    async def _open_within(self, host: str, port: int, protocol: _Protocol) -> _Protocol:
+        try:
+            await asyncio.wait_for(self._open(host, port, protocol), self.timeout)
+        except (OSError, TimeoutError) as exc:
+            raise RedisConnectionError(
+                f"Cannot connect to Redis ({type(exc).__name__}: {exc})"
+            ) from exc
+        return protocol
+
+    async def _open(self, host: str, port: int, protocol: _Protocol) -> None:
         loop = asyncio.get_running_loop()
         settings = self._settings
-
-        def make() -> _Protocol:
-            return _Protocol(self.timeout)
-
         if settings["path"]:
-            _, protocol = await loop.create_unix_connection(make, settings["path"])
+            await loop.create_unix_connection(lambda: protocol, settings["path"])
         else:
-            _, protocol = await loop.create_connection(
-                make,
-                settings["host"],
-                settings["port"],
+            await loop.create_connection(
+                lambda: protocol,
+                host,
+                port,
                 ssl=ssl.create_default_context() if settings["tls"] else None,
             )
-        return protocol
 
 
 def _error(reply: ResponseError) -> Exception:
@@ -267,4 +352,17 @@ def _parse(url: str) -> dict[str, Any]:
         "username": unquote(parsed.username) if parsed.username else None,
         "password": unquote(parsed.password) if parsed.password is not None else None,
         "db": int(query.get("db") or db or 0),
+    }
+
+
+def _master_settings(sentinel: SentinelAddress) -> dict[str, Any]:
+    """Connection settings for whichever server the Sentinels name (its address comes later)."""
+    return {
+        "tls": sentinel.tls,
+        "path": None,
+        "host": None,
+        "port": None,
+        "username": sentinel.username,
+        "password": sentinel.password,
+        "db": sentinel.db,
     }

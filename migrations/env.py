@@ -30,7 +30,7 @@ def database_url() -> str:
         return str(url)
     from wingman.config import load_settings  # noqa: PLC0415 - only needed without a URL
 
-    return load_settings().database.url
+    return load_settings().database.effective_direct_url
 
 
 def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
@@ -68,7 +68,14 @@ def run_migrations_offline() -> None:
 
 
 def run_on(connection: Connection) -> None:
-    configure(connection=connection)
+    # What this run applied, for the caller (wingman.db.migrations.upgrade_to_head): a run
+    # that waited on the lock below for another one finds nothing left and applies nothing.
+    applied: list[str] = config.attributes.setdefault("applied", [])
+
+    def record(*, step: Any, **_: Any) -> None:
+        applied.extend(step.up_revision_ids)
+
+    configure(connection=connection, on_version_apply=[record])
     with context.begin_transaction():
         # Taken before Alembic reads alembic_version, so a second process waits for the first
         # and then finds nothing left to do.

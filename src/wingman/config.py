@@ -64,6 +64,18 @@ class DatabaseSettings(Section):
     pool_recycle: int = 1800
     statement_timeout_ms: int = 30_000
     echo: bool = False
+    # What ``url`` reaches: PostgreSQL itself, or PgBouncer in transaction pooling mode in front
+    # of it (docs/scale-out.md). Behind PgBouncer each transaction may run on another server
+    # connection, so the engine keeps no session state: no server-side prepared statements, and
+    # the statement timeout is set per transaction instead of in the startup packet.
+    pooler: Literal["none", "pgbouncer"] = "none"
+    # PostgreSQL itself, for what must bypass the pooler: migrations, backups and restores,
+    # `wingmanctl tune --apply`. Empty: ``url``. Only with a pooler.
+    direct_url: str = ""
+
+    @property
+    def effective_direct_url(self) -> str:
+        return self.direct_url or self.url
 
 
 class RedisSettings(Section):
@@ -591,6 +603,7 @@ def validate(settings: Settings) -> None:
         problems.append("database.max_overflow: must not be negative")
     if not db.url.startswith("postgresql+psycopg://"):
         problems.append("database.url: must use the psycopg driver (postgresql+psycopg://...)")
+    problems.extend(_pooler_problems(db))
     problems.extend(_server_problems(settings.server))
     problems.extend(_redis_problems(settings.redis))
     for name, queue in settings.worker.queues.items():
@@ -623,6 +636,21 @@ def _redis_problems(redis: RedisSettings) -> list[str]:
     urls = {"queue_url": redis.queue_url, "cache_url": redis.cache_url}
     found = ((key, url_problem(url)) for key, url in urls.items() if url)
     return [f"redis.{key}: {problem}" for key, problem in found if problem]
+
+
+def _pooler_problems(db: DatabaseSettings) -> list[str]:
+    if not db.direct_url:
+        return []
+    if db.pooler == "none":
+        return [
+            'database.direct_url: only with database.pooler = "pgbouncer" '
+            "(without a pooler database.url already reaches PostgreSQL)"
+        ]
+    if not db.direct_url.startswith("postgresql+psycopg://"):
+        return ["database.direct_url: must use the psycopg driver (postgresql+psycopg://...)"]
+    if db.direct_url == db.url:
+        return ["database.direct_url: must reach PostgreSQL itself, not the pooler at database.url"]
+    return []
 
 
 def _server_problems(server: ServerSettings) -> list[str]:

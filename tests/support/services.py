@@ -1,4 +1,10 @@
-"""Private PostgreSQL and Redis for the test session, started with the dev stack's own classes."""
+"""Private PostgreSQL and Redis for the test session, started with the dev stack's own classes.
+
+With ``TESTS_THROUGH_PGBOUNCER=1`` in the environment the session's settings reach PostgreSQL
+through a private PgBouncer in transaction pooling mode (``database.pooler = "pgbouncer"``, the
+migrations on ``database.direct_url``): a run of the suite the way a scaled-out deployment
+connects. The variable is not a ``WINGMAN_*`` one on purpose: those are settings.
+"""
 
 from __future__ import annotations
 
@@ -19,9 +25,12 @@ from wingman.config import (
     SecuritySettings,
     Settings,
 )
-from wingman.devstack.postgres import PostgresCluster
+from wingman.devstack.pgbouncer import PgBouncer
+from wingman.devstack.postgres import SUPERUSER, PostgresCluster
 from wingman.devstack.processes import free_port, wait_for
 from wingman.devstack.redis import RedisServer
+
+THROUGH_PGBOUNCER = os.environ.get("TESTS_THROUGH_PGBOUNCER") == "1"
 
 
 @dataclass
@@ -30,6 +39,7 @@ class PrivateServices:
     postgres: PostgresCluster
     redis_queue: RedisServer
     redis_cache: RedisServer
+    pgbouncer: PgBouncer | None = None
 
     @classmethod
     def start(cls) -> PrivateServices:
@@ -48,16 +58,45 @@ class PrivateServices:
             raise
         return services
 
+    def start_pgbouncer(self) -> PgBouncer:
+        """The session's PgBouncer in front of its PostgreSQL, started on first use.
+
+        Raises ``MissingBinaryError`` when the pgbouncer package is not installed."""
+        if self.pgbouncer is None:
+            self.pgbouncer = PgBouncer(
+                self.root / "pgbouncer",
+                free_port(),
+                self.postgres.port,
+                SUPERUSER,
+                self.postgres.password,
+            )
+        self.pgbouncer.start()
+        return self.pgbouncer
+
     def stop(self) -> None:
+        if self.pgbouncer is not None:
+            self.pgbouncer.stop()
         for server in (self.redis_queue, self.redis_cache):
             server.stop()
         self.postgres.stop(mode="fast")
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def settings(self, database: str, **overrides: object) -> Settings:
+    def settings(
+        self, database: str, *, pooled: bool | None = None, **overrides: object
+    ) -> Settings:
+        """Settings for ``database``; ``pooled``: through the session's PgBouncer (by default
+        when ``TESTS_THROUGH_PGBOUNCER=1``)."""
+        db = DatabaseSettings(url=self.postgres.url(database), pool_size=5, max_overflow=5)
+        if THROUGH_PGBOUNCER if pooled is None else pooled:
+            db = msgspec.structs.replace(
+                db,
+                url=self.start_pgbouncer().url(database),
+                pooler="pgbouncer",
+                direct_url=self.postgres.url(database),
+            )
         base = Settings(
             env="test",
-            database=DatabaseSettings(url=self.postgres.url(database), pool_size=5, max_overflow=5),
+            database=db,
             redis=RedisSettings(queue_url=self.redis_queue.url(), cache_url=self.redis_cache.url()),
             security=SecuritySettings(secret_key=secrets.token_urlsafe(48)),
         )

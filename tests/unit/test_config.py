@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wingman.config import INSECURE_SECRET, Settings, SettingsError, load_settings
+from wingman.config import INSECURE_SECRET, Settings, SettingsError, load_settings, parse_settings
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -147,3 +147,34 @@ def test_any_environment_loads_or_fails_with_settings_error(
         assert settings.server.workers >= 1
         return
     assert message.strip()
+
+
+PGBOUNCER_URL = "postgresql+psycopg://wingman:pw@10.0.0.5:6432/wingman"
+DIRECT_URL = "postgresql+psycopg://wingman:pw@10.0.0.5:5432/wingman"
+
+
+@pytest.mark.parametrize(
+    ("database", "problem"),
+    [
+        ({"direct_url": DIRECT_URL}, 'only with database.pooler = "pgbouncer"'),
+        (
+            {"pooler": "pgbouncer", "url": PGBOUNCER_URL, "direct_url": PGBOUNCER_URL},
+            "must reach PostgreSQL itself, not the pooler",
+        ),
+        (
+            {"pooler": "pgbouncer", "url": PGBOUNCER_URL, "direct_url": "postgresql://x/y"},
+            "database.direct_url: must use the psycopg driver",
+        ),
+        ({"pooler": "odyssey"}, "database.pooler"),
+    ],
+)
+def test_pooler_settings_are_checked(database: dict[str, str], problem: str) -> None:
+    with pytest.raises(SettingsError, match=problem):
+        parse_settings({"database": database})
+
+
+def test_a_pooler_with_or_without_a_direct_url() -> None:
+    pooled = parse_settings({"database": {"pooler": "pgbouncer", "url": PGBOUNCER_URL}})
+    assert pooled.database.effective_direct_url == PGBOUNCER_URL
+    both = {"pooler": "pgbouncer", "url": PGBOUNCER_URL, "direct_url": DIRECT_URL}
+    assert parse_settings({"database": both}).database.effective_direct_url == DIRECT_URL

@@ -80,7 +80,7 @@ def backup(
     target = folder or source.default_backup_dir(settings)
     try:
         manifest = create_backup(
-            settings.database.url,
+            settings.database.effective_direct_url,
             target,
             keep or settings.backup.keep,
             report=progress,
@@ -186,7 +186,7 @@ def restore(file: Path, yes: bool, with_files: bool, data_dir: Path | None, as_j
     )
 
     source, settings = resolve(data_dir)
-    url = settings.database.url
+    url = settings.database.effective_direct_url
     try:
         _, server_major, _ = server_facts(Connection.from_url(url))
     except Exception as exc:  # noqa: BLE001 - a connection failure, reported in one line

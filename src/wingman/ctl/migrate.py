@@ -1,4 +1,9 @@
-"""``wingmanctl migrate``: bring the database schema to the code's head revision."""
+"""``wingmanctl migrate``: bring the database schema to the code's head revision.
+
+It connects to ``database.direct_url`` when set (PostgreSQL itself, past a pooler). Several nodes
+may run it at once: ``migrations/env.py`` takes a transaction-level advisory lock in the database
+before it reads ``alembic_version``, so the runs queue up and all but the first find nothing to do.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ def migrate(check: bool, as_json: bool) -> None:
     from wingman.db.migrations import head_revision, pending_revisions, upgrade_to_head
 
     try:
-        url = load_settings().database.url
+        url = load_settings().database.effective_direct_url
     except SettingsError as exc:
         raise click.ClickException(f"invalid settings: {exc}") from None
     try:
@@ -30,7 +35,10 @@ def migrate(check: bool, as_json: bool) -> None:
     if check:
         emit_object({"head": head, "pending": pending, "up_to_date": not pending}, as_json=as_json)
         raise SystemExit(EXIT_DEGRADED if pending else EXIT_OK)
+    applied: list[str] = []
     if pending:
         progress(f"applying {len(pending)} migration(s): {', '.join(pending)}")
-        upgrade_to_head(url)
-    emit_object({"head": head, "applied": pending, "up_to_date": True}, as_json=as_json)
+        applied = upgrade_to_head(url)
+        if not applied:
+            progress("another process applied them first")
+    emit_object({"head": head, "applied": applied, "up_to_date": True}, as_json=as_json)

@@ -46,6 +46,8 @@ from wingman.tuning import (
     plan_for,
     plan_rows,
 )
+from wingman.tuning_pgbouncer import pgbouncer_ini as render_pgbouncer_ini
+from wingman.tuning_pgbouncer import pgbouncer_plan, pgbouncer_rows
 
 ROW_COLUMNS = ["setting", "value", "reason"]
 # cgroup v2 and v1 files that cap a container below the host's size.
@@ -201,6 +203,15 @@ def _layout(data_dir: Path | None, target_dir: Path | None) -> Layout:
     return ApplianceLayout(_settings(), major)
 
 
+def _pooled() -> bool:
+    """True when the settings say the database is reached through PgBouncer; settings that do
+    not load leave the plan as it is (the plan itself needs none)."""
+    try:
+        return load_settings().database.pooler == "pgbouncer"
+    except SettingsError:
+        return False
+
+
 def _settings() -> Settings:
     try:
         return load_settings()
@@ -263,6 +274,18 @@ def _settings() -> Settings:
     show_default=True,
     help="For a data node: app nodes (of this host's size) whose pools max_connections holds.",
 )
+@click.option(
+    "--pgbouncer",
+    "pgbouncer_nodes",
+    type=click.IntRange(1, 1000),
+    help="Add PgBouncer's numbers for this many app nodes to the plan (default: 1 node when "
+    "database.pooler is pgbouncer; docs/scale-out.md).",
+)
+@click.option(
+    "--pgbouncer-ini",
+    is_flag=True,
+    help="Print only the pgbouncer.ini fragment for the plan (with --pgbouncer's node count).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def tune(  # noqa: PLR0917 - one parameter per click option
     cores: int | None,
@@ -275,6 +298,8 @@ def tune(  # noqa: PLR0917 - one parameter per click option
     markdown: bool,
     role: NodeRole | None,
     app_nodes: int,
+    pgbouncer_nodes: int | None,
+    pgbouncer_ini: bool,
     as_json: bool,
 ) -> None:
     """Compute the tuning plan for this host (or the one given) and show each value with why.
@@ -319,6 +344,13 @@ def tune(  # noqa: PLR0917 - one parameter per click option
     role = role or (_settings().node.role if data_dir is None else "all-in-one")
     plan = plan_for(detected.facts, role, app_nodes)
     rows = _rows(plan, detected.sources)
+    nodes = pgbouncer_nodes or (1 if pgbouncer_ini or _pooled() else None)
+    if nodes is not None:
+        bouncer = pgbouncer_plan(plan, nodes)
+        if pgbouncer_ini:
+            click.echo(render_pgbouncer_ini(bouncer), nl=False)
+            return
+        rows += [{"setting": s, "value": v, "reason": r} for s, v, r in pgbouncer_rows(bouncer)]
     if not apply:
         emit(rows, ROW_COLUMNS, as_json=as_json, title="Tuning plan")
         return

@@ -260,7 +260,9 @@ class Endpoints:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Endpoints:
-        pg = urlsplit(settings.database.url.replace("postgresql+psycopg", "postgresql", 1))
+        pg = urlsplit(
+            settings.database.effective_direct_url.replace("postgresql+psycopg", "postgresql", 1)
+        )
         queue = urlsplit(settings.redis.queue_url)
         queue_port = queue.port or 6379
         # One URL for both roles is a development shortcut; the appliance runs two instances.
@@ -423,7 +425,9 @@ class ApplianceLayout:
 
     def _activate_data(self, plan: TuningPlan, changes: list[FileChange], report: Report) -> None:
         by_kind = _by_kind(changes)
-        conninfo = self.settings.database.url.replace("postgresql+psycopg", "postgresql", 1)
+        conninfo = self.settings.database.effective_direct_url.replace(
+            "postgresql+psycopg", "postgresql", 1
+        )
         try:
             reload, restart = postgres_decision(conninfo, plan)
         except psycopg.Error as exc:

@@ -124,7 +124,7 @@ def upgrade(  # noqa: PLR0917 - one parameter per click option
         _require_control(source)
     target = (venv or Path(sys.prefix)).absolute()
     with tempfile.TemporaryDirectory(prefix="wingman-bundle-") as scratch:
-        plan = _plan(target, settings.database.url, bundle, Path(scratch), force)
+        plan = _plan(target, settings.database.effective_direct_url, bundle, Path(scratch), force)
         plan.facts["layout"] = source.kind
         if check:
             _emit_check(plan, as_json)

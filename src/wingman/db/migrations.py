@@ -67,14 +67,19 @@ def head_revision() -> str:
     return heads[0]
 
 
-def upgrade_to_head(database_url: str) -> None:
-    """Apply every pending migration; a no-op when the database is already at head.
+def upgrade_to_head(database_url: str) -> list[str]:
+    """Apply every pending migration; a no-op when the database is already at head. Returns
+    the revisions this call applied, oldest first.
 
-    Concurrent processes are serialised by an advisory lock taken in ``env.py``. Synchronous:
-    call it from a command line, not from inside a running event loop; and one call at a time
-    per process, since Alembic keeps its migration context in module globals.
+    Concurrent processes (several nodes starting at once) are serialised by a transaction-level
+    advisory lock taken in ``env.py`` before it reads the schema's version: the first applies,
+    the others wait, then find nothing pending and return ``[]``. Synchronous: call it from a
+    command line, not from inside a running event loop; and one call at a time per process,
+    since Alembic keeps its migration context in module globals.
     """
-    command.upgrade(alembic_config(database_url), "head")
+    config = alembic_config(database_url)
+    command.upgrade(config, "head")
+    return list(config.attributes.get("applied", []))
 
 
 async def current_revision(connection: AsyncConnection) -> str | None:

@@ -328,7 +328,7 @@ class Upgrade:
         if self.backup_dir is None:
             return "skipped (--no-backup)"
         manifest = create_backup(
-            self.settings.database.url,
+            self.settings.database.effective_direct_url,
             self.backup_dir,
             self.backup_keep,
             report=self.report,
@@ -469,7 +469,7 @@ class Upgrade:
             )
         self.previous = None
         try:
-            revision_now = database_revision(self.settings.database.url)
+            revision_now = database_revision(self.settings.database.effective_direct_url)
         except Exception as exc:  # noqa: BLE001 - unknown: treat as changed
             revision_now = f"unknown ({exc})"
         if revision_now != self.revision_before:

@@ -3,17 +3,22 @@ a database that cannot be reached from one that refused a statement."""
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 import psycopg
 from advanced_alchemy.extensions.litestar import (
     AsyncSessionConfig,
     EngineConfig,
     SQLAlchemyAsyncConfig,
 )
+from sqlalchemy import Connection, event
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
+    create_async_engine,
 )
 
 from wingman.config import DatabaseSettings
@@ -22,6 +27,20 @@ SESSION_DEPENDENCY_KEY = "db_session"
 
 
 def engine_config(db: DatabaseSettings, application_name: str) -> EngineConfig:
+    connect_args: dict[str, Any] = {
+        "connect_timeout": max(1, int(db.connect_timeout)),
+        # PgBouncer passes application_name through (it is one of the parameters it tracks).
+        "application_name": application_name,
+    }
+    if db.pooler == "none":
+        connect_args["options"] = f"-c statement_timeout={db.statement_timeout_ms}"
+    else:
+        # Behind PgBouncer in transaction mode a connection is a different server session from
+        # one transaction to the next. psycopg prepares a statement on the server after its
+        # fifth run, and that prepared statement would be missing (or someone else's) on the
+        # next server connection: never prepare. PgBouncer refuses the ``options`` startup
+        # parameter, so the statement timeout is set per transaction (see _on_begin).
+        connect_args["prepare_threshold"] = None
     return EngineConfig(
         # Every connection the process may open (pool_size + max_overflow, as the tuning plan
         # budgets them against max_connections) stays open once opened: SQLAlchemy closes an
@@ -38,11 +57,7 @@ def engine_config(db: DatabaseSettings, application_name: str) -> EngineConfig:
         # pool recovers without restarting the process.
         pool_pre_ping=True,
         echo=db.echo,
-        connect_args={
-            "connect_timeout": max(1, int(db.connect_timeout)),
-            "application_name": application_name,
-            "options": f"-c statement_timeout={db.statement_timeout_ms}",
-        },
+        connect_args=connect_args,
     )
 
 
@@ -52,12 +67,28 @@ def alchemy_config(
     """Config for advanced-alchemy's Litestar plugin: one session per request, commit on 2xx."""
     return SQLAlchemyAsyncConfig(
         connection_string=db.url,
+        create_engine_callable=functools.partial(_create_async_engine, db),
         engine_config=engine_config(db, application_name),
         session_config=AsyncSessionConfig(expire_on_commit=False),
         session_dependency_key=SESSION_DEPENDENCY_KEY,
         before_send_handler="autocommit",
         create_all=False,
     )
+
+
+def _create_async_engine(db: DatabaseSettings, url: str, **options: Any) -> AsyncEngine:
+    engine = create_async_engine(url, **options)
+    if db.pooler != "none":
+        timeout = f"SET LOCAL statement_timeout = {int(db.statement_timeout_ms)}"
+
+        def _on_begin(connection: Connection) -> None:
+            # The first statement of every transaction, on whichever server connection PgBouncer
+            # lends it: the same limit the startup packet sets without a pooler. A statement
+            # that needs longer (an export's cursor) raises it with its own SET LOCAL after.
+            connection.exec_driver_sql(timeout)
+
+        event.listen(engine.sync_engine, "begin", _on_begin)
+    return engine
 
 
 def create_engine(db: DatabaseSettings, application_name: str) -> AsyncEngine:

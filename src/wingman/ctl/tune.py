@@ -329,15 +329,7 @@ def tune(  # noqa: PLR0917 - one parameter per click option
     if markdown:
         click.echo(markdown_table(), nl=False)
         return
-    if (data_dir is not None or target_dir is not None) and not apply:
-        click.echo("error: --data-dir and --target-dir choose where --apply writes", err=True)
-        raise SystemExit(EXIT_USAGE)
-    if no_restart and not apply:
-        click.echo("error: --no-restart only makes sense with --apply", err=True)
-        raise SystemExit(EXIT_USAGE)
-    if data_dir is not None and target_dir is not None:
-        click.echo("error: give --data-dir or --target-dir, not both", err=True)
-        raise SystemExit(EXIT_USAGE)
+    _check_usage(apply=apply, no_restart=no_restart, data_dir=data_dir, target_dir=target_dir)
     probe = data_dir or Path("/var/lib/postgresql")
     detected = detect_host(cores, ram_gb, disk, probe)
     # A dev stack is one host with everything on it.
@@ -384,6 +376,22 @@ def tune(  # noqa: PLR0917 - one parameter per click option
     _report_apply(rows, changes, actions, failure, as_json=as_json)
     if failure:
         raise SystemExit(EXIT_DOWN)
+
+
+def _check_usage(
+    *, apply: bool, no_restart: bool, data_dir: Path | None, target_dir: Path | None
+) -> None:
+    """Refuse option combinations that mean nothing (exit 64)."""
+    problem = None
+    if (data_dir is not None or target_dir is not None) and not apply:
+        problem = "--data-dir and --target-dir choose where --apply writes"
+    elif no_restart and not apply:
+        problem = "--no-restart only makes sense with --apply"
+    elif data_dir is not None and target_dir is not None:
+        problem = "give --data-dir or --target-dir, not both"
+    if problem is not None:
+        click.echo(f"error: {problem}", err=True)
+        raise SystemExit(EXIT_USAGE)
 
 
 def _report_apply(

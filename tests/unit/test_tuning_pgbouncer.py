@@ -56,5 +56,5 @@ def test_tune_shows_and_renders_pgbouncer_numbers() -> None:
     assert "pgbouncer." not in plain.output
     ini = runner.invoke(tune, [*args, "--pgbouncer", "3", "--pgbouncer-ini"], env=env)
     assert ini.exit_code == 0, ini.output
-    assert ini.output.startswith("; Wingman's PgBouncer settings for 3 app node(s)")
+    assert ini.stdout.startswith("; Wingman's PgBouncer settings for 3 app node(s)")
     assert "pool_mode = transaction" in ini.output

@@ -212,6 +212,21 @@ def _pooled() -> bool:
         return False
 
 
+def _role_of_this_node(data_dir: Path | None, *, apply: bool) -> NodeRole:
+    """node.role from the settings. A dev stack is one host with everything on it. A plan only
+    shown needs no settings (all-in-one when they do not load); applying one does, since the
+    role decides which services may start."""
+    if data_dir is not None:
+        return "all-in-one"
+    if apply:
+        return _settings().node.role
+    try:
+        return load_settings().node.role
+    except SettingsError as exc:
+        click.echo(f"note: settings not loaded ({exc}); planning an all-in-one node", err=True)
+        return "all-in-one"
+
+
 def _settings() -> Settings:
     try:
         return load_settings()
@@ -332,8 +347,7 @@ def tune(  # noqa: PLR0917 - one parameter per click option
     _check_usage(apply=apply, no_restart=no_restart, data_dir=data_dir, target_dir=target_dir)
     probe = data_dir or Path("/var/lib/postgresql")
     detected = detect_host(cores, ram_gb, disk, probe)
-    # A dev stack is one host with everything on it.
-    role = role or (_settings().node.role if data_dir is None else "all-in-one")
+    role = role or _role_of_this_node(data_dir, apply=apply)
     plan = plan_for(detected.facts, role, app_nodes)
     rows = _rows(plan, detected.sources)
     nodes = pgbouncer_nodes or (1 if pgbouncer_ini or _pooled() else None)

@@ -206,7 +206,7 @@ export interface paths {
         };
         /**
          * Download a ready export (application/zip)
-         * @description 404 until the export is ready and after it expired. No range requests.
+         * @description 404 until the export is ready and after it expired. One byte range per request (`Range: bytes=<from>-`, answered 206) resumes a cut download; `If-Range` with the ETag makes sure the pieces are of one file.
          */
         get: operations["ApiV1MeExportsExportIdDownloadDownloadExport"];
         put?: never;
@@ -1958,19 +1958,13 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description File Download */
+            /** @description Request fulfilled, document follows */
             200: {
                 headers: {
-                    /** @description File size in bytes */
-                    "content-length"?: string;
-                    /** @description Last modified data-time in RFC 2822 format */
-                    "last-modified"?: string;
-                    /** @description Entity tag */
-                    etag?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/zip": string;
+                    "application/zip": unknown;
                 };
             };
             /** @description Bad Request */
@@ -1993,6 +1987,15 @@ export interface operations {
             };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Requested Range Not Satisfiable */
+            416: {
                 headers: {
                     [name: string]: unknown;
                 };

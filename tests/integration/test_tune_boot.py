@@ -34,7 +34,13 @@ def test_no_restart_writes_the_files_with_every_service_down(tmp_path: Path) -> 
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["error"] is None
-    assert report["actions"] == ["files written; no service touched (--no-restart)"]
+    # No service is touched; the role's marker files are files like the rest (none here).
+    assert report["actions"] == [
+        "files written; no service touched (--no-restart)",
+        "node.role all-in-one: every unit starts",
+    ]
+    assert not (target / "no-data").exists()
+    assert not (target / "no-app").exists()
     assert "max_worker_processes = 4" in (target / "postgresql" / "wingman.conf").read_text()
     assert "port 3" in (target / "redis-cache.conf").read_text()
     assert "workers = 4" in (target / "tuning.toml").read_text()

@@ -23,6 +23,7 @@ from tests.support.accounts import create_caller
 from tests.support.services import child_env
 from wingman.config import OfflineProviderSettings, Settings
 from wingman.db.models import Message, MessageSender, ProcessingStatus, UserTier
+from wingman.queues import create_queue
 
 
 def worker_settings(settings: Settings, *, token_ms: float = 0, **ai: Any) -> Settings:
@@ -183,6 +184,25 @@ async def test_a_killed_worker_ends_in_exactly_one_complete_reply(
     assert row.tokens_out == len(row.content.split(" "))
 
 
+async def reconciler_rounds(settings: Settings, rounds: int, *, within: float = 30) -> None:
+    """Wait until the reply reconciler's cron job has completed ``rounds`` more times.
+
+    SAQ keeps one record per cron job (key ``cron:<function>``) and stamps ``completed`` on each
+    run, so a new stamp is a finished round.
+    """
+    queue = create_queue(settings, "default")
+    seen: set[int] = set()
+    try:
+        async with asyncio.timeout(within):
+            while len(seen) <= rounds:
+                job = await queue.job("cron:reconcile_replies")
+                if job is not None and job.completed:
+                    seen.add(job.completed)
+                await asyncio.sleep(0.1)
+    finally:
+        await queue.disconnect()
+
+
 async def test_a_lost_queue_is_caught_up_by_the_reconciler(ai: Harness, tmp_path: Path) -> None:
     chat = await start_session(ai.client, ai.user)
     pair = await send(ai.client, ai.user, chat["id"], "Are you free this weekend?")
@@ -190,10 +210,11 @@ async def test_a_lost_queue_is_caught_up_by_the_reconciler(ai: Harness, tmp_path
     await ai.redis.flushdb()  # the queued job is gone; the database still owes a reply
     settings = worker_settings(ai.settings, stale_after_seconds=1, reconcile_every_seconds=1)
     with worker(settings, tmp_path, "ai"), worker(settings, tmp_path, "default"):
-        row = await wait_for(ai.engine, ai_id, ProcessingStatus.DONE, within=45)
-        await asyncio.sleep(2.5)  # more reconciler rounds: nothing is enqueued twice
+        done = await wait_for(ai.engine, ai_id, ProcessingStatus.DONE, within=45)
+        await reconciler_rounds(ai.settings, 2)  # more rounds after the reply: none enqueues it
+        row = await status_of(ai.engine, ai_id)  # read after those rounds, not before
     assert row.attempts == 1
-    assert (await status_of(ai.engine, ai_id)).content == row.content
+    assert row.content == done.content
     completed = [
         e for e in await user_events(ai.redis, ai.user.id) if e.type == "message.completed"
     ]

@@ -16,9 +16,12 @@ Two ways to run it:
     address while the proxy can, and that ``wingmanctl tls status --json`` reports the served
     certificate, signs in and gets an AI reply streamed over ``wss://``,
     checks ``wingmanctl status --json`` (healthy with every unit and the configured worker
-    processes; degraded, naming it, while one worker unit is stopped), prints the tuning in
-    force, then stops ``wingman.target``, checks that no Wingman process is left, and powers
-    off. The seed file's webhook settings say where the code arrives: this script listens there.
+    processes; degraded, naming it, while one worker unit is stopped), that security upgrades
+    run daily and that status sees one pending (a local security archive with a newer ``less``)
+    and a web server on a replaced library, which ``wingmanctl updates restart`` restarts,
+    prints the tuning in force, then stops ``wingman.target``, checks that no Wingman process is
+    left, and powers off. The seed file's webhook settings say where the code arrives: this
+    script listens there.
     With ``wingman.bootcheck=report`` it only waits for the units and readiness, prints the
     internal CA's root (one ``root:`` line of base64 PEM, for the host to trust) and the tuning
     (a VM whose round trip runs from outside). With ``wingman.bootcheck=again`` (a later
@@ -50,6 +53,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import tomllib
@@ -170,7 +174,8 @@ def call(
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(request, timeout=10, context=TLS) as response:  # noqa: S310
+        # 30 s: a VM under TCG on a busy host can take over 10 s to answer one request.
+        with urllib.request.urlopen(request, timeout=30, context=TLS) as response:  # noqa: S310
             raw = response.read()
             return response.status, json.loads(raw) if raw else None
     except urllib.error.HTTPError as exc:
@@ -226,6 +231,8 @@ def round_trip(
             f"{len(sessions['items'])} earlier session(s) of this user, wanted {expect_sessions}"
         )
     say(f"{len(sessions['items'])} earlier session(s) of this user")
+    if expect_sessions:
+        say(read_earlier_session(base, token, sessions["items"]))
     status, session = call(base, "POST", "/api/v1/sessions", {"title": "boot check"}, token)
     expect(status, 201, "session", session)
     # wss:// behind the proxy; ws:// only for a development stack's plain http:// (remote).
@@ -262,6 +269,23 @@ def round_trip(
     scheme = ws.split(":", 1)[0]
     say(f"AI reply streamed over {scheme}:// and stored ({len(reply['content'])} characters)")
     return time.monotonic() - start
+
+
+def read_earlier_session(base: str, token: str, sessions: list[dict[str, Any]]) -> str:
+    """The oldest session (an earlier boot's) still holds its message and the AI reply."""
+    oldest = min(sessions, key=lambda item: item["created_at"])
+    status, page = call(base, "GET", f"/api/v1/sessions/{oldest['id']}/messages", None, token)
+    expect(status, 200, "earlier session's messages", page)
+    senders = sorted({m["sender"] for m in page["items"] if m["content"].strip()})
+    if not {"user", "ai"} <= set(senders):
+        raise CheckFailed(
+            f"the earlier session {oldest['id']} has {len(page['items'])} message(s) "
+            f"from {senders}: its message and AI reply are gone"
+        )
+    return (
+        f"earlier session {oldest['title']!r} read: {len(page['items'])} messages "
+        f"(user and AI reply), created {oldest.get('created_at', '?')}"
+    )
 
 
 def stream_reply(socket_: Any, ai_id: str, timeout: float) -> str:
@@ -309,9 +333,9 @@ def plain_http_redirects(host: str) -> str:
 # -- inside the booted image --------------------------------------------------------------------
 
 
-def unit_states() -> dict[str, str]:
+def unit_active(*units: str) -> dict[str, str]:
     result = subprocess.run(
-        ["systemctl", "show", "--property=Id,ActiveState", *UNITS],
+        ["systemctl", "show", "--property=Id,ActiveState", *units],
         capture_output=True,
         text=True,
         check=True,
@@ -321,6 +345,10 @@ def unit_states() -> dict[str, str]:
         fields = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
         states[fields.get("Id", "?")] = fields.get("ActiveState", "?")
     return states
+
+
+def unit_states() -> dict[str, str]:
+    return unit_active(*UNITS)
 
 
 def show_journal(unit: str) -> None:
@@ -472,6 +500,131 @@ def status_check(timeout: float) -> None:
     say("wingman-worker@heavy started again: healthy (exit 0)")
 
 
+def apt_config(name: str) -> str:
+    return subprocess.run(
+        ["apt-config", "dump", name], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def outdated_package_config(folder: Path, package: str) -> Path:
+    """An apt configuration whose only source is a local security archive that holds a newer
+    ``package`` than the installed one: with it, apt sees one pending security upgrade."""
+    version, arch = (
+        subprocess.run(
+            ["dpkg-query", "-W", "-f", f"${{{field}}}", package],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for field in ("Version", "Architecture")
+    )
+    archive, lists = folder / "archive", folder / "lists"
+    for sub in (archive, lists / "partial", folder / "cache" / "archives" / "partial"):
+        sub.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o755)
+    archive.chmod(0o755)
+    (archive / "Packages").write_text(
+        f"Package: {package}\nVersion: {version}+wingman1\nArchitecture: {arch}\n"
+        f"Maintainer: Wingman <root@localhost>\nFilename: ./{package}.deb\nSize: 1\n"
+        "Description: a newer build, for the boot check\n\n"
+    )
+    (archive / "Release").write_text(
+        "Origin: Debian\nLabel: Debian-Security\nSuite: stable-security\n"
+        "Codename: bookworm-security\n"
+    )
+    (folder / "sources.list").write_text(f"deb [trusted=yes] file:{archive} ./\n")
+    config = folder / "apt.conf"
+    config.write_text(
+        f'Dir::Etc::SourceList "{folder}/sources.list";\n'
+        f'Dir::Etc::SourceParts "{folder}/none";\n'
+        f'Dir::State::Lists "{lists}";\n'
+        f'Dir::Cache "{folder}/cache";\n'
+    )
+    subprocess.run(
+        ["apt-get", "update", "-qq"],
+        env={**os.environ, "APT_CONFIG": str(config)},
+        capture_output=True,
+        check=True,
+    )
+    return config
+
+
+def updates_row(report: dict[str, Any], name: str) -> dict[str, Any]:
+    rows = [r for r in report["rows"] if r["group"] == "updates" and r["name"] == name]
+    if not rows:
+        raise CheckFailed(f"wingmanctl status has no updates/{name} row")
+    return rows[0]
+
+
+def replace_web_library() -> str:
+    """Replace (new file, same content) a shared library that the web server maps and this
+    script does not, as a package upgrade does; the path."""
+    own = Path("/proc/self/maps").read_text()
+    for proc in Path("/proc").iterdir():
+        try:
+            if "wingman-web.service" not in (proc / "cgroup").read_text():
+                continue
+            maps = (proc / "maps").read_text()
+        except OSError:
+            continue
+        for line in maps.splitlines():
+            path = line.split(None, 5)[-1]
+            if path.startswith("/opt/wingman/") and path.endswith(".so") and path not in own:
+                copy = Path(f"{path}.bootcheck")
+                copy.write_bytes(Path(path).read_bytes())
+                copy.chmod(Path(path).stat().st_mode)
+                copy.replace(path)
+                return path
+    raise CheckFailed("no library of /opt/wingman mapped by wingman-web.service")
+
+
+def updates_check(timeout: float) -> str:
+    """Security upgrades: enabled daily, seen by ``wingmanctl status`` when one is pending, and
+    a service on a replaced library is restarted by ``wingmanctl updates restart``."""
+    periodic = apt_config("APT::Periodic")
+    if 'APT::Periodic::Unattended-Upgrade "1"' not in periodic:
+        raise CheckFailed(f"unattended upgrades are not enabled: {periodic.strip()}")
+    if "linux-image-" not in apt_config("Unattended-Upgrade::Package-Blacklist"):
+        raise CheckFailed("kernel packages are not held back from unattended upgrades")
+    timers = unit_active("apt-daily-upgrade.timer", "wingman-restarts.timer")
+    if set(timers.values()) != {"active"}:
+        raise CheckFailed(f"upgrade timers not active: {timers}")
+
+    with tempfile.TemporaryDirectory() as folder:
+        config = outdated_package_config(Path(folder), "less")
+        os.environ["APT_CONFIG"] = str(config)
+        try:
+            _, report = wingmanctl_status()
+        finally:
+            del os.environ["APT_CONFIG"]
+    security = updates_row(report, "security")
+    if "less" not in security["figures"]["packages"]:
+        raise CheckFailed(f"a newer 'less' from a security archive is not pending: {security}")
+    seen = f"status lists a pending security upgrade ({security['value']})"
+
+    library = replace_web_library()
+    status, report = wingmanctl_status()
+    restart = updates_row(report, "restart")
+    if status != 1 or "wingman-web.service" not in restart["figures"]["wingman"]:
+        raise CheckFailed(f"{library} replaced, status exits {status}: {restart}")
+    done = subprocess.run(
+        ["/opt/wingman/bin/wingmanctl", "updates", "restart", "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    rows = json.loads(done.stdout)["restarts"]
+    restarted = [row["unit"] for row in rows if row["action"] == "restarted"]
+    if done.returncode != 0 or "wingman-web.service" not in restarted:
+        raise CheckFailed(f"wingmanctl updates restart exits {done.returncode}: {done.stdout}")
+    wait_ready(BASE_URL, timeout)
+    report = wait_status(0, timeout)
+    if updates_row(report, "restart")["state"] != "ok":
+        raise CheckFailed(f"after the restarts: {updates_row(report, 'restart')}")
+    return f"updates: {seen}; {library} replaced, restarted {', '.join(restarted)}, healthy again"
+
+
 def wingman_processes() -> list[str]:
     """Processes of the wingman, caddy or prometheus user (web, workers, the proxy, the
     monitoring) or of a Wingman Redis or the PostgreSQL exporter (the stop must leave none)."""
@@ -549,6 +702,41 @@ def tuning_report() -> str:
         f"server.workers={tuning['server']['workers']} granian_workers={children} "
         f"max_worker_processes={psql('SHOW max_worker_processes')} "
         f"shared_buffers={psql('SHOW shared_buffers')}"
+    )
+
+
+DATA = Path("/var/lib/wingman")
+
+
+def data_report() -> str:
+    """The file system under /var/lib/wingman: device, type, label, UUID, size, available.
+
+    ``size_bytes=`` and ``avail_bytes=`` (what a service user can still write) are for the host
+    to read off the console.
+    """
+    mount = ("?", "?", "/")
+    with open("/proc/self/mountinfo") as fh:
+        for line in fh:
+            fields = line.split()
+            where = fields[4]
+            rest = fields[fields.index("-") + 1 :]
+            inside = str(DATA).startswith(where.rstrip("/") + "/") or where == str(DATA)
+            if inside and len(where) >= len(mount[2]):
+                mount = (rest[1], rest[0], where)
+    source, fstype, where = mount
+    names = {"label": "by-label", "uuid": "by-uuid"}
+    found = dict.fromkeys(names, "-")
+    for key, folder in names.items():
+        links = Path("/dev/disk", folder)
+        for link in links.iterdir() if links.is_dir() else ():
+            if source.startswith("/dev/") and link.resolve() == Path(source).resolve():
+                found[key] = link.name
+    fs = os.statvfs(DATA)
+    size, avail = fs.f_blocks * fs.f_frsize, fs.f_bavail * fs.f_frsize
+    return (
+        f"{DATA} on {where} from {source} ({fstype}, label {found['label']}, "
+        f"uuid {found['uuid']}): {size / 2**30:.1f} GiB, {avail / 2**30:.1f} GiB available "
+        f"size_bytes={size} avail_bytes={avail} label={found['label']} uuid={found['uuid']}"
     )
 
 
@@ -696,6 +884,7 @@ def inside(timeout: float) -> None:
         trust(wait_root(timeout))
         wait_ready(BASE_URL, timeout)
         say("READY /health/ready 200 over https://")
+        say(f"data: {data_report()}")
         say(f"root: {base64.b64encode(INTERNAL_ROOT.read_bytes()).decode()}")
         say(f"tuned: {tuning_report()}")
         return
@@ -712,6 +901,7 @@ def inside(timeout: float) -> None:
         trust(wait_root(timeout))
         wait_ready(base, timeout)
         say("READY /health/ready 200 over https://, trusting only the internal CA's root")
+        say(f"data: {data_report()}")
         say(f"http:// redirects: {plain_http_redirects('127.0.0.1')}")
         say(monitoring_check(timeout))
         say(only_proxy_reachable())
@@ -725,7 +915,13 @@ def inside(timeout: float) -> None:
         say(f"tuned: {tuning_report()}")
         return
     status_check(timeout)
+    say(updates_check(timeout))
     say(f"tuned: {tuning_report()}")
+    stop_check()
+
+
+def stop_check() -> None:
+    """``systemctl stop wingman.target`` leaves no Wingman process behind."""
     started = time.monotonic()
     subprocess.run(["systemctl", "stop", "wingman.target"], check=True)
     # The target's own stop job ends at once; its parts stop in their own time (graceful drains).

@@ -1,6 +1,6 @@
 """How much does the read cache buy on `GET /api/v1/sessions`? (benchmark, not a test)
 
-Starts a private PostgreSQL and two Redis servers (queue, cache) and two real `wingman serve`
+Starts a private PostgreSQL and two Redis servers (queue, cache) and two real `wingmanctl serve`
 processes (one worker each) that differ only in `[cache] enabled` (on / off), with rate limits
 far above what the run sends. One signed-in user with a page of sessions then reads the first
 page against both servers in alternating rounds (on, off, on, off, ...) so drift hits both

@@ -1,6 +1,6 @@
 """Does reading a conversation stay flat as the tables grow? (benchmark, not a test)
 
-Starts a private PostgreSQL and Redis and a real `wingman serve`, gives one probe user 20
+Starts a private PostgreSQL and Redis and a real `wingmanctl serve`, gives one probe user 20
 sessions of 30 messages, and measures the session list and a message page over HTTP on the
 empty database. Then it bulk-loads other users' data server-side (INSERT ... SELECT over
 generate_series, UUIDv7 ids made in SQL, default 100k users, 1M sessions, 10M messages), runs
@@ -17,12 +17,9 @@ import argparse
 import datetime as dt
 import json
 import os
-import secrets
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from uuid import UUID
@@ -30,12 +27,10 @@ from uuid import UUID
 import httpx
 import msgspec
 import psycopg
+from benchkit import private_services
 
-from wingman.config import DatabaseSettings, RedisSettings, SecuritySettings, Settings
-from wingman.db.migrations import upgrade_to_head
-from wingman.devstack.postgres import PostgresCluster
+from wingman.config import Settings
 from wingman.devstack.processes import free_port, wait_for
-from wingman.devstack.redis import RedisServer
 from wingman.server.auth import issue_access_token
 
 REPO = Path(__file__).resolve().parents[1]
@@ -164,7 +159,7 @@ def load_bulk(conninfo: str, args: argparse.Namespace) -> tuple[dict[str, int], 
 
 
 def start_web(root: Path, settings: Settings) -> tuple[subprocess.Popen[bytes], str]:
-    """A real `wingman serve` reading exactly `settings`; returns it and its base URL."""
+    """A real `wingmanctl serve` reading exactly `settings`; returns it and its base URL."""
     config = root / "wingman.toml"
     config.write_bytes(msgspec.toml.encode(settings))
     config.chmod(0o600)
@@ -194,61 +189,40 @@ def main() -> int:
     parser.add_argument("--name", default="chat-scale")
     args = parser.parse_args()
 
-    root = Path(tempfile.mkdtemp(prefix="wingman-bench-"))
-    root.chmod(0o755)
-    password = secrets.token_urlsafe(16)
-    pg = PostgresCluster(root / "postgres", free_port(), password)
-    queue = RedisServer(root / "redis", "queue", free_port(), password)
-    cache = RedisServer(root / "redis", "cache", free_port(), password)
     server: subprocess.Popen[bytes] | None = None
-    try:
-        pg.init()
-        pg.write_config({"shared_buffers": "1GB", "max_wal_size": "8GB", "work_mem": "64MB"})
-        pg.start()
-        queue.start()
-        cache.start()
-        pg.ensure_database("wingman")
-        url = pg.url("wingman")
-        upgrade_to_head(url)
-        settings = Settings(
-            env="test",
-            database=DatabaseSettings(url=url),
-            redis=RedisSettings(queue_url=queue.url(), cache_url=cache.url()),
-            security=SecuritySettings(secret_key=secrets.token_urlsafe(48)),
-        )
-        server, base = start_web(root, settings)
+    config = {"shared_buffers": "1GB", "max_wal_size": "8GB", "work_mem": "64MB"}
+    with private_services("chat-scale", config, pool={}) as services:
+        try:
+            settings = services.settings
+            server, base = start_web(services.root, settings)
 
-        conninfo = pg.conninfo("wingman")
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            conn.execute(UUID7_SQL)
-            with conn.transaction():
-                seed_user_data(conn, 0, 0, 20, 30)  # the probe user: seed0@example.org
-            probe = conn.execute(
-                "SELECT u.id, s.id FROM users u JOIN chat_sessions s ON s.user_id = u.id "
-                "WHERE u.email = 'seed0@example.org' ORDER BY s.updated_at DESC LIMIT 1"
-            ).fetchone()
-            conn.execute("ANALYZE")
-        if probe is None:
-            raise SystemExit("the probe user was not seeded")
-        user_id, session_id = probe
-        token = issue_access_token(settings, user_id, "free", "user")
-        headers = {"Authorization": f"Bearer {token}"}
+            conninfo = services.conninfo
+            with psycopg.connect(conninfo, autocommit=True) as conn:
+                conn.execute(UUID7_SQL)
+                with conn.transaction():
+                    seed_user_data(conn, 0, 0, 20, 30)  # the probe user: seed0@example.org
+                probe = conn.execute(
+                    "SELECT u.id, s.id FROM users u JOIN chat_sessions s ON s.user_id = u.id "
+                    "WHERE u.email = 'seed0@example.org' ORDER BY s.updated_at DESC LIMIT 1"
+                ).fetchone()
+                conn.execute("ANALYZE")
+            if probe is None:
+                raise SystemExit("the probe user was not seeded")
+            user_id, session_id = probe
+            token = issue_access_token(settings, user_id, "free", "user")
+            headers = {"Authorization": f"Bearer {token}"}
 
-        log("measuring on the empty database")
-        before = measure(base, headers, session_id, args.requests)
+            log("measuring on the empty database")
+            before = measure(base, headers, session_id, args.requests)
 
-        counts, seed_seconds = load_bulk(conninfo, args)
+            counts, seed_seconds = load_bulk(conninfo, args)
 
-        log("measuring on the loaded database")
-        after = measure(base, headers, session_id, args.requests)
-    finally:
-        if server is not None:
-            server.terminate()
-            server.wait(30)
-        for redis in (queue, cache):
-            redis.stop()
-        pg.stop()
-        shutil.rmtree(root, ignore_errors=True)
+            log("measuring on the loaded database")
+            after = measure(base, headers, session_id, args.requests)
+        finally:
+            if server is not None:
+                server.terminate()
+                server.wait(30)
 
     return write_report(args, counts, seed_seconds, before, after)
 

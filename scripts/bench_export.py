@@ -3,7 +3,7 @@
 
 Starts a private PostgreSQL and Redis. For each size (default 10,000 and 1,000,000 messages) it
 seeds one user with that many messages server-side (the chat scale benchmark's loader: 10,000
-messages a session), starts a fresh real ``wingman worker --queue heavy``, requests the export
+messages a session), starts a fresh real ``wingmanctl worker --queue heavy``, requests the export
 the way the API does (a ``data_exports`` row, then the ``export_account`` job) and waits for it
 to be ready. Reports the wall time from enqueue to ready, rows per second, the archive's size
 and the worker's peak RSS (the kernel's high-water mark, VmHWM, of the whole process tree), then

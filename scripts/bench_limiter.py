@@ -1,6 +1,6 @@
 """What does the request limiter cost per request? (benchmark, not a test)
 
-Starts a private PostgreSQL and Redis and two real `wingman serve` processes (one worker each)
+Starts a private PostgreSQL and Redis and two real `wingmanctl serve` processes (one worker each)
 that differ only in `server.rate_limits` (on / off), with allowances far above what the run
 sends. A signed-in client then drives each route against both servers in alternating rounds
 (on, off, on, off, ...) so drift hits both alike; the figure per route is the median round.

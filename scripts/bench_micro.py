@@ -1,7 +1,7 @@
 """Requests/s of Wingman's hot routes as a share of a bare Litestar endpoint (benchmark).
 
-Starts private PostgreSQL and Redis, one `wingman serve` process (one worker) and one serving a
-bare Litestar app with the same Granian settings (`wingman serve --app
+Starts private PostgreSQL and Redis, one `wingmanctl serve` process (one worker) and one serving a
+bare Litestar app with the same Granian settings (`wingmanctl serve --app
 wingman.loadtest.bare:create_app`): the ceiling. Then, in alternating rounds so drift hits all
 alike, drives over keep-alive connections:
 
@@ -20,9 +20,10 @@ and per core as a ratio of (a2) too (the database routes against what the stack 
 "One worker" is one Granian process; PostgreSQL, Redis and the client share the same cores.
 
 With ``--baseline SRC`` (a folder holding another ``wingman`` package, e.g. ``git archive
-<commit> src | tar -x -C /tmp/base`` then ``/tmp/base/src``) a third server runs that code and
-(b) is measured against it too, in the same rounds: a change's effect without the drift between
-runs.
+<commit> src migrations | tar -x -C /tmp/base`` then ``/tmp/base/src``; the package finds its
+migrations beside ``src``) a third server runs that code and
+(b), (c) and (d) are measured against it too, in the same rounds: a change's effect without the
+drift between runs.
 
 Prints the figures and writes bench/results/<date>-micro.{json,md}.
 
@@ -81,7 +82,14 @@ def seed_session(port: int, token: str) -> str:
 
 
 def baseline_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--baseline", metavar="SRC", help="also serve (b) from this source tree")
+    parser.add_argument(
+        "--baseline-code",
+        default="the tree given by --baseline",
+        help="what the baseline tree is, for the results (e.g. its commit)",
+    )
+    parser.add_argument(
+        "--baseline", metavar="SRC", help="also serve (b), (c) and (d) from this source tree"
+    )
 
 
 def main() -> int:
@@ -142,6 +150,16 @@ def main() -> int:
                     base_port,
                     http_request("GET", "/api/v1/sessions", token),
                     200,
+                )
+                cases["(c) uncached message page, baseline code"] = (
+                    base_port,
+                    http_request("GET", f"/api/v1/sessions/{session}/messages", token),
+                    200,
+                )
+                cases["(d) message post, baseline code"] = (
+                    base_port,
+                    http_request("POST", f"/api/v1/sessions/{session}/messages", token, body),
+                    202,
                 )
             cpu = CpuPerRequest(
                 {
@@ -225,7 +243,10 @@ def write_report(args: argparse.Namespace, results: dict[str, dict[str, Any]]) -
             f" | {row['per_core_ratio_to_one_row']:.3f}"
             f" | {row['load_generator_cpu_us_per_request']:.0f} |"
         )
+    if args.baseline:
+        body[1:1] = ["", f"Baseline code: {args.baseline_code}."]
     fields = {
+        "baseline_code": args.baseline_code if args.baseline else None,
         "seconds_per_round": args.seconds,
         "rounds": args.rounds,
         "connections": args.connections,

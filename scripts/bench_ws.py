@@ -1,6 +1,6 @@
 """What does an idle WebSocket cost, and how fast does an event reach it? (benchmark, not a test)
 
-Starts a private PostgreSQL and Redis and a real `wingman serve` (2 Granian workers by default),
+Starts a private PostgreSQL and Redis and a real `wingmanctl serve` (2 Granian workers by default),
 creates one user per socket and opens ``--sockets`` WebSockets (default 5,000) from this process,
 each authenticated by subprotocol and started with ``resume``. Measures:
 
@@ -27,11 +27,9 @@ import json
 import os
 import resource
 import secrets
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -40,22 +38,13 @@ from uuid import UUID
 import msgspec
 import psycopg
 import uvloop
+from benchkit import private_services
 from uuid_utils.compat import uuid7
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from wingman.config import (
-    DatabaseSettings,
-    RealtimeSettings,
-    RedisSettings,
-    SecuritySettings,
-    ServerSettings,
-    Settings,
-)
-from wingman.db.migrations import upgrade_to_head
-from wingman.devstack.postgres import PostgresCluster
+from wingman.config import RealtimeSettings, ServerSettings, Settings
 from wingman.devstack.processes import free_port, port_open, wait_for
-from wingman.devstack.redis import RedisServer
 from wingman.server.auth import issue_access_token
 
 REPO = Path(__file__).resolve().parents[1]
@@ -318,50 +307,31 @@ def main() -> int:
         args.sockets = limit - 500
         log(f"open-files limit {limit}: capping at {args.sockets} sockets")
 
-    root = Path(tempfile.mkdtemp(prefix="wingman-bench-ws-"))
-    root.chmod(0o755)
-    password = secrets.token_urlsafe(16)
-    pg = PostgresCluster(root / "postgres", free_port(), password)
-    queue = RedisServer(root / "redis", "queue", free_port(), password)
-    cache = RedisServer(root / "redis", "cache", free_port(), password)
     server: subprocess.Popen[bytes] | None = None
-    try:
-        pg.init()
-        pg.write_config({"max_connections": 200, "shared_buffers": "256MB"})
-        pg.start()
-        queue.start()
-        cache.start()
-        pg.ensure_database("wingman")
-        url = pg.url("wingman")
-        upgrade_to_head(url)
-        port = free_port()
-        settings = Settings(
-            env="test",
-            database=DatabaseSettings(url=url),
-            redis=RedisSettings(queue_url=queue.url(), cache_url=cache.url()),
-            security=SecuritySettings(secret_key=secrets.token_urlsafe(48)),
-            server=ServerSettings(port=port, workers=args.workers, backlog=4096),
-            realtime=RealtimeSettings(),
-        )
-        env = settings_env(root, settings)
-        server = subprocess.Popen(
-            [sys.executable, "-m", "wingman", "serve"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        if not wait_for(lambda: port_open(port), 60, interval=0.25):
-            raise SystemExit("web server did not start")
-        users = create_users(pg.conninfo("wingman"), args.sockets)
-        result = uvloop.run(run(args, settings, env, server.pid, users))
-    finally:
-        if server is not None:
-            server.terminate()
-            server.wait(60)
-        for redis in (queue, cache):
-            redis.stop()
-        pg.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    config = {"max_connections": 200, "shared_buffers": "256MB"}
+    with private_services("ws", config, pool={}) as services:
+        try:
+            port = free_port()
+            settings = msgspec.structs.replace(
+                services.settings,
+                server=ServerSettings(port=port, workers=args.workers, backlog=4096),
+                realtime=RealtimeSettings(),
+            )
+            env = settings_env(services.root, settings)
+            server = subprocess.Popen(
+                [sys.executable, "-m", "wingman", "serve"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            if not wait_for(lambda: port_open(port), 60, interval=0.25):
+                raise SystemExit("web server did not start")
+            users = create_users(services.conninfo, args.sockets)
+            result = uvloop.run(run(args, settings, env, server.pid, users))
+        finally:
+            if server is not None:
+                server.terminate()
+                server.wait(60)
 
     result.update(
         at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -380,7 +350,7 @@ def write_report(args: argparse.Namespace, result: dict[str, Any]) -> None:
     lines = [
         f"# {args.name} ({result['at']})",
         "",
-        f"`wingman serve` with {args.workers} Granian workers on {result['cpus']} CPUs; "
+        f"`wingmanctl serve` with {args.workers} Granian workers on {result['cpus']} CPUs; "
         f"{result['sockets']} WebSockets (one user each) from one client process on the same "
         "machine; events published by a separate process through the event bus (Redis pub/sub).",
         "",

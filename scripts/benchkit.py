@@ -1,8 +1,8 @@
 """What the HTTP benchmarks under scripts/ share: private servers, a web process, a driver.
 
-- :func:`private_services`: a throwaway PostgreSQL cluster (migrated ``wingman`` database) and
-  queue/cache Redis servers under a temporary folder, stopped and removed afterwards.
-- :func:`start_web`: a real ``wingman serve`` process (one worker) on a free port with the given
+- :func:`private_services`: the dev stack's throwaway services (PostgreSQL with a migrated
+  ``wingman`` database, queue/cache Redis) under a temporary folder, stopped and removed after.
+- :func:`start_web`: a real ``wingmanctl serve`` process (one worker) on a free port with the given
   settings and its own metrics folder, returned once ``/health/ready`` answers.
 - :func:`drive`: requests per second over keep-alive connections with a minimal HTTP/1.1 client
   (40-95 us of CPU per request on the 2-core benchmark host, measured by :class:`CpuPerRequest`
@@ -21,12 +21,9 @@ import asyncio
 import json
 import os
 import re
-import secrets
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -40,23 +37,17 @@ import httpx
 import msgspec
 import psycopg
 
-from wingman.config import (
-    DatabaseSettings,
-    MetricsSettings,
-    RedisSettings,
-    SecuritySettings,
-    Settings,
-)
+from wingman.config import MetricsSettings, Settings
 from wingman.db.migrations import upgrade_to_head
-from wingman.devstack.postgres import PostgresCluster
 from wingman.devstack.processes import free_port, wait_for
-from wingman.devstack.redis import RedisServer
+from wingman.devstack.services import throwaway_services
 from wingman.loadtest.processes import ProcessSampler
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 # An allowance nobody reaches in a benchmark run.
 ROOMY = {"limit": 100_000_000, "period": "hour"}
+POOL = {"pool_size": 15}
 
 
 def write_results(
@@ -69,13 +60,25 @@ def write_results(
         "name": name,
         "at": now.isoformat(timespec="seconds"),
         "host_cores": os.cpu_count(),
+        "code": code_version(),
         **fields,
     }
     out = RESULTS / "-".join([now.date().isoformat(), name, *([tag] if tag else [])])
     out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    lines = [f"# {name} ({report['at']})", "", *body]
+    lines = [f"# {name} ({report['at']})", "", f"Code: {report['code']}.", "", *body]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def code_version() -> str:
+    """The commit the benchmark ran, marked when the working tree differs from it."""
+    described = subprocess.run(
+        ["git", "-C", str(REPO), "describe", "--always", "--dirty=+uncommitted changes"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return described.stdout.strip() or "unknown (not a git checkout)"
 
 
 def log(message: str) -> None:
@@ -90,40 +93,30 @@ class Services:
     # Root pids of PostgreSQL (its postmaster) and the two Redis servers, by name.
     pids: dict[str, int]
 
+    @property
+    def conninfo(self) -> str:
+        """The database URL for plain psycopg."""
+        return self.database_url.replace("postgresql+psycopg://", "postgresql://")
+
 
 @contextmanager
-def private_services(prefix: str) -> Iterator[Services]:
-    root = Path(tempfile.mkdtemp(prefix=f"wingman-bench-{prefix}-"))
-    root.chmod(0o755)
-    password = secrets.token_urlsafe(16)
-    pg = PostgresCluster(root / "postgres", free_port(), password)
-    queue = RedisServer(root / "redis", "queue", free_port(), password)
-    cache = RedisServer(root / "redis", "cache", free_port(), password)
-    try:
-        pg.init()
-        pg.write_config({"max_connections": 100})
-        pg.start()
-        queue.start()
-        cache.start()
-        pg.ensure_database("wingman")
-        url = pg.url("wingman")
+def private_services(
+    prefix: str, config: dict[str, object] | None = None, pool: dict[str, int] | None = None
+) -> Iterator[Services]:
+    """``config``: PostgreSQL settings (by default 100 connections); ``pool``: the settings'
+    database pool fields (by default 10 + 5; ``{}``: the settings' defaults)."""
+    with throwaway_services(
+        f"wingman-bench-{prefix}-", config or {"max_connections": 100}, database="wingman"
+    ) as services:
+        url = services.postgres.url("wingman")
         upgrade_to_head(url)
-        settings = Settings(
-            env="test",
-            database=DatabaseSettings(url=url, pool_size=10, max_overflow=5),
-            redis=RedisSettings(queue_url=queue.url(), cache_url=cache.url()),
-            security=SecuritySettings(secret_key=secrets.token_urlsafe(48)),
-        )
+        settings = services.settings("wingman", **(POOL if pool is None else pool))
         settings = msgspec.structs.replace(
             settings, log=msgspec.structs.replace(settings.log, format="json")
         )
-        pids = {"postgresql": pg.pid(), "redis-queue": queue.pid(), "redis-cache": cache.pid()}
-        yield Services(root, url, settings, {k: v for k, v in pids.items() if v is not None})
-    finally:
-        queue.stop()
-        cache.stop()
-        pg.stop(mode="fast")
-        shutil.rmtree(root, ignore_errors=True)
+        # CPU reports name PostgreSQL's share "postgresql".
+        pids = {("postgresql" if n == "postgres" else n): p for n, p in services.pids().items()}
+        yield Services(services.root, url, settings, pids)
 
 
 def seed_user(url: str, tier: str = "free") -> uuid.UUID:
@@ -153,7 +146,7 @@ def start_web(
     command: list[str] | None = None,
     source: str | None = None,
 ) -> tuple[subprocess.Popen[bytes], int]:
-    """``wingman serve`` (or ``command`` + ``--port``) with ``settings``, once it is ready;
+    """``wingmanctl serve`` (or ``command`` + ``--port``) with ``settings``, once it is ready;
     ``source``: a folder holding another ``wingman`` package to serve instead of this one."""
     folder = root / name
     folder.mkdir()
@@ -167,12 +160,11 @@ def start_web(
     if source is not None:
         env["PYTHONPATH"] = source
     argv = command or [sys.executable, "-m", "wingman", "serve", "--workers", "1"]
-    server = subprocess.Popen(
-        [*argv, "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    log_path = folder / "server.log"
+    with log_path.open("wb") as log_file:
+        server = subprocess.Popen(
+            [*argv, "--port", str(port)], env=env, stdout=log_file, stderr=subprocess.STDOUT
+        )
 
     def ready() -> bool:
         try:
@@ -182,7 +174,8 @@ def start_web(
 
     if not wait_for(ready, 60, interval=0.25):
         server.terminate()
-        raise SystemExit(f"{name} server did not become ready")
+        tail = log_path.read_text(errors="replace")[-2000:]
+        raise SystemExit(f"{name} server did not become ready; the end of its output:\n{tail}")
     return server, port
 
 

@@ -18,7 +18,7 @@ from wingman.db.migrations import upgrade_to_head
 
 @pytest.fixture(scope="session")
 def services() -> Iterator[PrivateServices]:
-    started = PrivateServices.start()
+    started = PrivateServices.start_session()
     try:
         yield started
     finally:

@@ -1,5 +1,9 @@
-"""``python -m wingman`` is the ``wingman`` command."""
+"""``python -m wingman`` is ``wingmanctl``, Wingman's one command line.
 
-from wingman.cli import main
+Processes started from a virtualenv's interpreter use it (``python -m wingman worker ...``: the
+worker supervisor's children, the dev stack, the tests), so they need no console script on PATH.
+"""
 
-main()
+from wingman.ctl.main import main
+
+main(prog_name="wingmanctl")

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from wingman.ops.os_updates import RestartWindow
 from wingman.redis_address import url_problem
 
 DEFAULT_CONFIG_PATH = Path("/etc/wingman/wingman.toml")
@@ -56,8 +57,13 @@ class Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 class DatabaseSettings(Section):
     url: str = "postgresql+psycopg://wingman@127.0.0.1:5432/wingman"
-    pool_size: int = 5
-    max_overflow: int = 5
+    # Connections each process's pool may hold open: SQLAlchemy's pool_size. The pool is fixed
+    # (SQLAlchemy's max_overflow is 0): a connection, once opened, stays until pool_recycle.
+    pool_size: int = 10
+    # Deprecated: the pool never overflows. Tuning files written before pool_size meant the whole
+    # pool set pool_size and max_overflow both; their sum is the pool (``effective_pool_size``),
+    # and a process that runs with one logs a warning. Set pool_size to the sum instead.
+    max_overflow: int = 0
     pool_timeout: int = 10
     connect_timeout: float = 5.0
     # Recycle connections so that a restarted PostgreSQL or a failover is picked up cleanly.
@@ -76,6 +82,11 @@ class DatabaseSettings(Section):
     @property
     def effective_direct_url(self) -> str:
         return self.direct_url or self.url
+
+    @property
+    def effective_pool_size(self) -> int:
+        """The pool each process opens: pool_size plus the deprecated max_overflow."""
+        return self.pool_size + self.max_overflow
 
 
 class RedisSettings(Section):
@@ -131,7 +142,7 @@ class QueueSettings(Section):
     heartbeat: int = 30
     retry_delay: float = 1.0
     retry_backoff: bool = True
-    # Worker processes for this queue: `wingman worker --queue <queue>` (the unit
+    # Worker processes for this queue: `wingmanctl worker --queue <queue>` (the unit
     # wingman-worker@<queue>) supervises this many; set by `wingmanctl tune` from the host.
     processes: int = 1
 
@@ -452,6 +463,22 @@ class NodeSettings(Section):
     drain_seconds: float = 3.0
 
 
+class UpdatesSettings(Section):
+    """Operating-system security upgrades on the appliance (docs/appliance.md, "Updates").
+
+    Debian's unattended-upgrades installs them daily; units left running replaced programs or
+    libraries (web, workers, Redis, the proxy) are restarted by ``wingman-restarts.timer``.
+    """
+
+    # Empty: restart them within 15 minutes of the upgrade. Otherwise only in this window,
+    # local time: "03:00-05:00" every day, "sat,sun 02:00-04:00", "sun 23:00-01:00".
+    restart_window: str = ""
+
+    def __post_init__(self) -> None:
+        if self.restart_window:
+            RestartWindow.parse(self.restart_window)
+
+
 class Settings(Section):
     env: Environment = "development"
     database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
@@ -473,6 +500,7 @@ class Settings(Section):
     public: PublicSettings = msgspec.field(default_factory=PublicSettings)
     monitoring: MonitoringSettings = msgspec.field(default_factory=MonitoringSettings)
     node: NodeSettings = msgspec.field(default_factory=NodeSettings)
+    updates: UpdatesSettings = msgspec.field(default_factory=UpdatesSettings)
 
     @property
     def is_production(self) -> bool:

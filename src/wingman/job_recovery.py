@@ -30,6 +30,15 @@ loop, in the background, every ``timers["sweep"]`` seconds, under SAQ's sweep lo
 - an id in the active list whose record is not ``active`` yet is usually a job another worker
   dequeued a moment ago; it is only put back when it is still so ``UNCLAIMED_GRACE_S`` later.
 
+**Outcomes that outlive a failover.** When a job ends, SAQ writes its outcome (``_finish``: done
+or failed; ``_retry``: back in the queue) once; a Redis connection error there (the master
+killed, Sentinel promoting a replica) propagates out of the worker's job task, and the job's
+record stays ``active`` until a sweep finds it, the reply ``processing`` meanwhile.
+:class:`RecoveringQueue` writes outcomes again on a connection or timeout error, with backoff,
+for up to ``OUTCOME_RETRY_S`` (a failover takes seconds). The writes are made safe to repeat: a
+transaction whose answer was lost may have been applied, so the queued list loses every copy of
+the id before the one push. The notification afterwards is best effort (its listeners poll too).
+
 PostgreSQL decides what is stored (``domain/ai/generation``: a run writes only under its own
 ``run_id``), so a job that runs twice after a misjudgement costs time, never a second reply.
 """
@@ -45,7 +54,9 @@ from typing import Any
 
 import structlog
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from saq.job import Job, Status
 from saq.queue.redis import RedisQueue
 from saq.utils import millis, now
@@ -65,6 +76,11 @@ UNCLAIMED_GRACE_S = 10.0
 # younger than this may belong to a worker that has not written its first worker_info yet.
 WORKER_INFO_TTL_S = 11.0
 SWEPT = "swept: its worker stopped"
+# How long a job's outcome is written again while Redis cannot be reached (a Sentinel failover
+# takes a few seconds; a restarted server, longer), and the longest wait between two attempts.
+OUTCOME_RETRY_S = 45.0
+OUTCOME_BACKOFF_MAX_S = 2.0
+_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
 JobFunction = Callable[..., Awaitable[Any]]
 
@@ -123,6 +139,79 @@ class RecoveringQueue(RedisQueue):
     def at(cls, url: str, name: str) -> RecoveringQueue:
         # No socket timeout: SAQ's dequeue blocks on BLMOVE for longer than any sensible one.
         return cls(client(url, timeout=None), name)
+
+    async def _retry(self, job: Job, error: str | None) -> None:
+        job_id = job.id
+        delay = job.next_retry_delay()
+
+        async def write() -> None:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.lrem(self._active, 1, job_id)
+                # Every copy: a repeated write must not queue the job twice.
+                pipe.lrem(self._queued, 0, job_id)
+                if delay:
+                    pipe.zadd(self._incomplete, {job_id: time.time() + delay})
+                else:
+                    pipe.zadd(self._incomplete, {job_id: job.scheduled})
+                    pipe.rpush(self._queued, job_id)
+                pipe.set(job_id, self.serialize(job))
+                await pipe.execute()
+
+        await self._write_outcome(job, "retry", write)
+
+    async def _finish(
+        self,
+        job: Job,
+        status: Status,
+        *,
+        result: Any = None,
+        error: str | None = None,
+    ) -> None:
+        job_id = job.id
+
+        async def write() -> None:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.lrem(self._active, 1, job_id)
+                pipe.zrem(self._incomplete, job_id)
+                if job.ttl > 0:
+                    pipe.setex(job_id, job.ttl, self.serialize(job))
+                elif job.ttl == 0:
+                    pipe.set(job_id, self.serialize(job))
+                else:
+                    pipe.delete(job_id)
+                await pipe.execute()
+
+        await self._write_outcome(job, "finish", write)
+
+    async def _write_outcome(
+        self, job: Job, what: str, write: Callable[[], Awaitable[None]]
+    ) -> None:
+        """``write()``, again on a lost connection until it lands or ``OUTCOME_RETRY_S`` pass;
+        then the notification, best effort."""
+        deadline = time.monotonic() + OUTCOME_RETRY_S
+        pause = 0.1
+        attempts = 0
+        while True:
+            try:
+                await write()
+                break
+            except _UNREACHABLE as exc:
+                attempts += 1
+                if time.monotonic() + pause > deadline:
+                    log.error("job_outcome_lost", job_key=job.key, outcome=what, error=str(exc))
+                    raise
+                if attempts == 1:
+                    log.warning(
+                        "job_outcome_retrying", job_key=job.key, outcome=what, error=str(exc)
+                    )
+                await asyncio.sleep(pause)
+                pause = min(OUTCOME_BACKOFF_MAX_S, pause * 2)
+        if attempts:
+            log.info("job_outcome_written", job_key=job.key, outcome=what, attempts=attempts + 1)
+        try:
+            await self.notify(job)
+        except _UNREACHABLE as exc:
+            log.warning("job_notify_failed", job_key=job.key, error=str(exc))
 
     def _worker_key(self, worker_id: str) -> str:
         return self.namespace(f"worker_info:{worker_id}")

@@ -15,6 +15,9 @@ from saq import Queue
 from wingman.config import QueueName, Settings
 from wingman.job_recovery import RecoveringQueue
 
+# The web process's producers, by queue name (opened by the app's queues lifespan).
+Queues = dict[str, RecoveringQueue]
+
 
 def create_queue(settings: Settings, name: QueueName) -> RecoveringQueue:
     """The SAQ queue ``name`` on the queue-role Redis (its sweep: ``job_recovery``)."""

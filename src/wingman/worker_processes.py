@@ -1,12 +1,12 @@
-"""Several worker processes for one queue, run by ``wingman worker`` (``processes`` > 1).
+"""Several worker processes for one queue, run by ``wingmanctl worker`` (``processes`` > 1).
 
 One SAQ worker is one process with one event loop; ``worker.queues.<queue>.processes`` asks for
 more of them (set by ``wingmanctl tune`` from the host's cores and memory). The appliance runs one
 service per queue (``wingman-worker@<queue>``), so the command the service starts supervises the
 processes itself:
 
-- it starts ``processes`` children, each ``wingman worker --queue <queue> --processes 1`` (a plain
-  single worker, with its own database engine, Redis clients and metrics folder);
+- it starts ``processes`` children, each ``wingmanctl worker --queue <queue> --processes 1``
+  (a plain single worker, with its own database engine, Redis clients and metrics folder);
 - a child that exits while nothing asked it to is started again after a short delay; when
   children keep failing (``MAX_RESTARTS`` within ``RESTART_WINDOW_S``) the supervisor stops the
   rest and exits 1, leaving the next step to the service manager (``Restart=on-failure``);

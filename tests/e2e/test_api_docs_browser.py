@@ -1,6 +1,6 @@
 """The API docs page (``/api/docs``) renders in a real browser with no internet access.
 
-A real ``wingman serve`` answers; Debian's Chromium, headless, loads the page with every
+A real ``wingmanctl serve`` answers; Debian's Chromium, headless, loads the page with every
 host but 127.0.0.1 made unreachable (names resolve to nothing, and any proxied request goes to a
 port where nothing listens), runs its scripts and prints the resulting DOM. Swagger UI draws one
 ``opblock`` per operation (per tag it is listed under), so the count proves that the vendored

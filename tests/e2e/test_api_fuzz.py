@@ -1,4 +1,4 @@
-"""Schemathesis over the whole OpenAPI document against a real `wingman serve` process.
+"""Schemathesis over the whole OpenAPI document against a real `wingmanctl serve` process.
 
 Every operation is called with generated (valid and invalid) input as a signed-in admin, so the
 admin routes are covered too. The checks: no 5xx, and every response matches the documented

@@ -1,4 +1,4 @@
-"""No connection wall: one ``wingman serve`` worker with the default settings, started from a
+"""No connection wall: one ``wingmanctl serve`` worker with the default settings, started from a
 shell-like soft open-file limit of 1,024, holds 5,000 keep-alive clients at once and answers each
 of them promptly, twice over the same connections.
 
@@ -31,7 +31,7 @@ SHELL_SOFT_LIMIT = 1024
 
 @pytest.fixture
 def default_server(settings: Settings, tmp_path: Path) -> Iterator[str]:
-    """``wingman serve`` with one worker and the default server settings."""
+    """``wingmanctl serve`` with one worker and the default server settings."""
     served = msgspec.structs.replace(settings, server=ServerSettings())
     assert served.server.workers == 1
     with running_server(served, tmp_path, soft_open_files=SHELL_SOFT_LIMIT) as server:

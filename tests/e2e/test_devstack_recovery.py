@@ -10,11 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,17 +22,17 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.support.accounts import create_caller
+from tests.support.dev_run import dev_run
 from tests.support.jobs import wait_until_done
 from tests.support.services import wait_until_ready
 from wingman.config import Settings, load_settings
 from wingman.db.models import Message, MessageSender, ProcessingStatus, UserTier
-from wingman.devstack.processes import free_port, pid_alive, wait_for
+from wingman.devstack.processes import pid_alive, wait_for
 from wingman.devstack.stack import DevStack
 from wingman.queues import create_queue, enqueue
 from wingman.server.database import create_engine
 
 pytestmark = pytest.mark.e2e
-CTL = [sys.executable, "-m", "wingman.ctl"]
 # About 60 tokens a reply: ~6 s of streaming each.
 TOKEN_INTERVAL_MS = 100
 REPLIES = 10
@@ -57,36 +53,16 @@ class Running:
 
 @pytest.fixture(scope="module")
 def running() -> Iterator[Running]:
-    root = Path(tempfile.mkdtemp(prefix="wingman-run-"))
-    root.chmod(0o755)
-    data = root / "var"
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WINGMAN_")}
-    env["WINGMAN_AI__OFFLINE__TOKEN_INTERVAL_MS"] = str(TOKEN_INTERVAL_MS)
-    output = root / "dev-run.out"
-    with output.open("wb") as sink:
-        proc = subprocess.Popen(
-            [*CTL, "dev", "run", "--port", str(port), "--data-dir", str(data)],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    try:
-        base_url = f"http://127.0.0.1:{port}"
-        if not wait_until_ready(base_url, 240):
-            pytest.fail(f"dev run did not become ready:\n{output.read_text()}")
+    with dev_run({"WINGMAN_AI__OFFLINE__TOKEN_INTERVAL_MS": str(TOKEN_INTERVAL_MS)}) as run:
         settings = load_settings(
-            {"WINGMAN_CONFIG": str(data / "wingman.toml"), "WINGMAN_TUNING": str(data / "t.toml")}
+            {
+                "WINGMAN_CONFIG": str(run.data / "wingman.toml"),
+                "WINGMAN_TUNING": str(run.data / "t.toml"),
+            }
         )
-        yield Running(DevStack(data), base_url, settings, output)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(120) == 0, output.read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        DevStack(data).down(report=lambda _: None)
-        shutil.rmtree(root, ignore_errors=True)
+        yield Running(run.stack, run.base_url, settings, run.output)
+        run.proc.send_signal(signal.SIGTERM)
+        assert run.proc.wait(120) == 0, run.output.read_text()
 
 
 async def ping_ai(settings: Settings, within: float) -> int:

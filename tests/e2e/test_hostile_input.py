@@ -1,4 +1,4 @@
-"""Hostile input against a real ``wingman serve`` process: never a 500, always a problem.
+"""Hostile input against a real ``wingmanctl serve`` process: never a 500, always a problem.
 
 Bodies nested 100,000 levels deep, text that is not UTF-8, NUL characters and oversized headers
 are each answered with a 4xx problem and logged as one request line, without a traceback.

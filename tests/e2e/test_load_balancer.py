@@ -1,6 +1,6 @@
 """Two app nodes behind a real HAProxy, on loopback, sharing one PostgreSQL and Redis.
 
-Each node is what an app node runs: ``wingman serve`` (node.role = app) and a SAQ ``ai`` worker,
+Each node is what an app node runs: ``wingmanctl serve`` (node.role = app) and a SAQ ``ai`` worker,
 each in its own process group (a whole node dies with one ``killpg``). The balancer's config is
 the one ``wingmanctl lb render`` writes. Checked:
 

@@ -1,4 +1,4 @@
-"""``/metrics`` of a real ``wingman serve`` with two Granian workers and a real SAQ worker.
+"""``/metrics`` of a real ``wingmanctl serve`` with two Granian workers and a real SAQ worker.
 
 Requests go out on fresh connections so both web workers serve some of them; the scrape (from
 loopback, without a token) must still count every one exactly once, and show the job the

@@ -1,4 +1,4 @@
-"""An exhausted database pool is overload, not a bug: against a real ``wingman serve`` with a
+"""An exhausted database pool is overload, not a bug: against a real ``wingmanctl serve`` with a
 one-connection pool, a request that cannot get a connection within the pool timeout is answered
 503 with Retry-After, the one holding the connection still completes, and /metrics counts it."""
 
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 def tight_server(settings: Settings, tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """``wingman serve`` with a one-connection pool that waits 1 s (the limiter off)."""
+    """``wingmanctl serve`` with a one-connection pool that waits 1 s (the limiter off)."""
     tight = msgspec.structs.replace(
         settings,
         database=msgspec.structs.replace(

@@ -52,3 +52,6 @@ def test_wheel_installs_in_a_fresh_venv(tmp_path: Path) -> None:
     out = run(venv / "bin" / "python", "-c", probe, env={"PATH": "/usr/bin:/bin"})
     assert out.split()[1:] == ["_migrations", "_appliance"]
     assert "Usage: wingmanctl" in run(venv / "bin" / "wingmanctl", "--help")
+    # One command line: the units run `wingmanctl serve|worker`, and no `wingman` script is made.
+    assert not (venv / "bin" / "wingman").exists()
+    assert "Usage: wingmanctl" in run(venv / "bin" / "python", "-m", "wingman", "--help")

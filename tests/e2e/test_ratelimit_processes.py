@@ -1,5 +1,5 @@
 """Request limits across two Granian workers sharing one Redis, the client IP behind a trusted
-proxy, and the request log, against a real ``wingman serve`` process."""
+proxy, and the request log, against a real ``wingmanctl serve`` process."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The per-user socket limit against a real ``wingman serve`` with two Granian workers.
+"""The per-user socket limit against a real ``wingmanctl serve`` with two Granian workers.
 
 Hundreds of sockets of one user opened at once, spread over both workers: whatever the
 interleaving of registrations and eviction announcements, exactly ``max_sockets_per_user`` stay

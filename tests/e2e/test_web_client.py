@@ -1,5 +1,5 @@
 """The web client at ``/`` in a real browser (the distribution's Chromium, driven by Playwright)
-against real processes: ``wingman serve``, a ``default`` worker that delivers the sign-in codes
+against real processes: ``wingmanctl serve``, a ``default`` worker that delivers the sign-in codes
 (to its log), an ``ai`` worker that streams replies (the offline provider, slowed down so a
 reply takes a few seconds) and a ``heavy`` worker that writes exports.
 
@@ -69,7 +69,7 @@ class Stack:
 def start_queue_worker(
     settings: Settings, folder: Path, queue: str, **env: str
 ) -> subprocess.Popen[bytes]:
-    """``wingman worker --queue QUEUE``, its output in ``folder/worker.log``."""
+    """``wingmanctl worker --queue QUEUE``, its output in ``folder/worker.log``."""
     child = child_env(settings, folder) | env
     with (folder / "worker.log").open("wb") as log:
         return subprocess.Popen(

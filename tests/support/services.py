@@ -1,4 +1,4 @@
-"""Private PostgreSQL and Redis for the test session, started with the dev stack's own classes.
+"""Private PostgreSQL and Redis for the test session: the dev stack's :class:`PrivateServices`.
 
 With ``TESTS_THROUGH_PGBOUNCER=1`` in the environment the session's settings reach PostgreSQL
 through a private PgBouncer in transaction pooling mode (``database.pooler = "pgbouncer"``, the
@@ -11,52 +11,38 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import tempfile
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import msgspec
 
-from wingman.config import (
-    DatabaseSettings,
-    MetricsSettings,
-    RedisSettings,
-    SecuritySettings,
-    Settings,
-)
+from wingman.config import MetricsSettings, Settings
+from wingman.devstack import services
 from wingman.devstack.pgbouncer import PgBouncer
 from wingman.devstack.postgres import SUPERUSER, PostgresCluster
 from wingman.devstack.processes import free_port, wait_for
 from wingman.devstack.redis import RedisServer
 
 THROUGH_PGBOUNCER = os.environ.get("TESTS_THROUGH_PGBOUNCER") == "1"
+TEST_POSTGRES_CONFIG: dict[str, object] = {"max_connections": 200, "shared_buffers": "64MB"}
 
 
-@dataclass
-class PrivateServices:
-    root: Path
-    postgres: PostgresCluster
-    redis_queue: RedisServer
-    redis_cache: RedisServer
+class PrivateServices(services.PrivateServices):
+    """The session's services, and a PgBouncer in front of its PostgreSQL on demand."""
+
     pgbouncer: PgBouncer | None = None
 
     @classmethod
-    def start(cls) -> PrivateServices:
-        root = service_folder("wingman-test-")
-        password = secrets.token_urlsafe(16)
-        postgres = new_postgres(root / "postgres", password)
-        queue = RedisServer(root / "redis", "queue", free_port(), password)
-        cache = RedisServer(root / "redis", "cache", free_port(), password)
-        services = cls(root, postgres, queue, cache)
+    def start_session(cls) -> PrivateServices:
+        started = cls(service_folder("wingman-test-"))
         try:
-            postgres.start()
-            queue.start()
-            cache.start()
+            started.start(TEST_POSTGRES_CONFIG)
         except Exception:
-            services.stop()
+            started.stop()
             raise
-        return services
+        return started
 
     def start_pgbouncer(self) -> PgBouncer:
         """The session's PgBouncer in front of its PostgreSQL, started on first use.
@@ -73,50 +59,52 @@ class PrivateServices:
         self.pgbouncer.start()
         return self.pgbouncer
 
-    def stop(self) -> None:
+    def stop(self, report: services.Report = services.quiet) -> None:
         if self.pgbouncer is not None:
             self.pgbouncer.stop()
-        for server in (self.redis_queue, self.redis_cache):
-            server.stop()
-        self.postgres.stop(mode="fast")
+        super().stop(report)
         shutil.rmtree(self.root, ignore_errors=True)
 
     def settings(
-        self, database: str, *, pooled: bool | None = None, **overrides: object
+        self, database: str = services.DATABASE, *, pooled: bool | None = None, **overrides: object
     ) -> Settings:
         """Settings for ``database``; ``pooled``: through the session's PgBouncer (by default
         when ``TESTS_THROUGH_PGBOUNCER=1``)."""
-        db = DatabaseSettings(url=self.postgres.url(database), pool_size=5, max_overflow=5)
+        base = super().settings(database, pool_size=10)
         if THROUGH_PGBOUNCER if pooled is None else pooled:
             db = msgspec.structs.replace(
-                db,
+                base.database,
                 url=self.start_pgbouncer().url(database),
                 pooler="pgbouncer",
                 direct_url=self.postgres.url(database),
             )
-        base = Settings(
-            env="test",
-            database=db,
-            redis=RedisSettings(queue_url=self.redis_queue.url(), cache_url=self.redis_cache.url()),
-            security=SecuritySettings(secret_key=secrets.token_urlsafe(48)),
-        )
+            base = _replace(base, database=db)
         return _replace(base, **overrides) if overrides else base
 
 
-def service_folder(prefix: str) -> Path:
-    """A new folder for servers' data, removed by the caller."""
-    # Not under pytest's tmp dir: that is private to root, and the servers may run as the
-    # unprivileged service user, who must be able to reach their folders.
-    root = Path(tempfile.mkdtemp(prefix=prefix))
-    root.chmod(0o755)
-    return root
+# Not under pytest's tmp dir: that is private to root, and the servers may run as the
+# unprivileged service user, who must be able to reach their folders.
+service_folder = services.scratch_folder
+
+
+@contextmanager
+def private_redis(prefix: str, role: str = "queue") -> Iterator[RedisServer]:
+    """A started Redis server of its own, for tests that stop, restart or kill it."""
+    root = service_folder(prefix)
+    server = RedisServer(root, role, free_port(), secrets.token_urlsafe(16))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def new_postgres(root: Path, password: str) -> PostgresCluster:
     """An initialised, configured, not yet started PostgreSQL cluster under ``root``."""
     postgres = PostgresCluster(root, free_port(), password)
     postgres.init()
-    postgres.write_config({"max_connections": 200, "shared_buffers": "64MB"})
+    postgres.write_config(TEST_POSTGRES_CONFIG)
     return postgres
 
 

@@ -1,4 +1,4 @@
-"""A real ``wingman serve`` process for end-to-end tests, and the JSON log lines it wrote."""
+"""A real ``wingmanctl serve`` process for end-to-end tests, and the JSON log lines it wrote."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ class WebServer:
 def running_server(
     settings: Settings, folder: Path, workers: int = 1, soft_open_files: int | None = None
 ) -> Iterator[WebServer]:
-    """``wingman serve`` on a free port with exactly ``settings``, stopped with SIGTERM.
+    """``wingmanctl serve`` on a free port with exactly ``settings``, stopped with SIGTERM.
 
     ``soft_open_files``: start it under that soft open-file limit, as from a login shell.
     """

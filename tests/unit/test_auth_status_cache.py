@@ -27,7 +27,7 @@ async def test_hits_do_not_reload_until_the_ttl_passes() -> None:
     assert await cache.is_active(user, loader)
     assert loader.calls == 1
     loader.status = UserStatus.DISABLED
-    await asyncio.sleep(0.25)
+    await asyncio.sleep(0.25)  # the TTL passing is what is tested
     assert not await cache.is_active(user, loader)
     assert loader.calls == 2
 

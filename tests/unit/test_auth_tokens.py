@@ -57,7 +57,7 @@ def test_an_expired_token_is_refused_even_when_remembered() -> None:
     with pytest.raises(AccessTokenExpired):
         decode_access_token(config, token)
     assert token not in auth._verified  # not remembered
-    time.sleep(0.01)
+    time.sleep(0.01)  # a later call, so nothing remembered from the first can answer it
     with pytest.raises(AccessTokenExpired):
         decode_access_token(config, token)
 

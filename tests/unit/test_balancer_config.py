@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support.cli import bad_settings_env, run_cli
 from wingman.config import RealtimeSettings
+from wingman.devstack.processes import free_port
 from wingman.ops.balancer import Backend, BalancerConfig, BalancerConfigError, render
 
 
@@ -49,3 +52,32 @@ def test_rendered_file_is_accepted_by_haproxy(tmp_path: Path) -> None:
     assert check.returncode == 0
     refused = run_cli("wingman.ctl", "lb", "render", "--backend", "nope", env=env)
     assert refused.returncode == 64
+
+
+@pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy is not installed")
+def test_no_node_to_answer_is_a_problem_503_with_retry_after(tmp_path: Path) -> None:
+    # A node whose port nothing listens on: every attempt is refused.
+    backend = Backend("127.0.0.1", free_port(), "gone")
+    bind = f"127.0.0.1:{free_port()}"
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(render(BalancerConfig([backend], bind=bind, maxconn=100)))
+    haproxy = subprocess.Popen(
+        ["haproxy", "-db", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                answer = httpx.get(f"http://{bind}/api/v1/me", timeout=5)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "haproxy did not listen"
+                time.sleep(0.1)
+    finally:
+        haproxy.terminate()
+        haproxy.wait(10)
+    assert answer.status_code == 503
+    assert answer.headers["retry-after"] == "2"
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.json()["type"] == "urn:wingman:problem:unavailable"
+    assert answer.json()["status"] == 503

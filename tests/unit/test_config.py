@@ -42,6 +42,15 @@ def test_layers_file_then_tuning_then_environment(tmp_path: Path) -> None:
     assert settings.redis.effective_cache_url == "redis://127.0.0.1:1/0"
 
 
+def test_tuning_file_with_the_deprecated_max_overflow_still_loads(tmp_path: Path) -> None:
+    # Written before pool_size meant the whole pool: the process ran pool_size + max_overflow.
+    (tmp_path / "wingman.toml").write_text("")
+    (tmp_path / "tuning.toml").write_text("[database]\npool_size = 2\nmax_overflow = 2\n")
+    assert load_settings(_env(tmp_path)).database.effective_pool_size == 4
+    (tmp_path / "tuning.toml").write_text("[database]\npool_size = 4\n")
+    assert load_settings(_env(tmp_path)).database.effective_pool_size == 4
+
+
 def test_partial_queue_table_keeps_other_defaults(tmp_path: Path) -> None:
     (tmp_path / "wingman.toml").write_text("[worker.queues.ai]\nconcurrency = 7\n")
     settings = load_settings(_env(tmp_path))

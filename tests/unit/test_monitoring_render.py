@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 
 from tests.support.monitoring import settings_with
 from wingman.config import Settings
-from wingman.ctl.tune_targets import FileChange, monitoring_files
 from wingman.ops.alertmanager import alert_routes, alertmanager_config
 from wingman.ops.appliance_monitoring import (
     RETENTION_MAX_MB,
@@ -23,6 +22,8 @@ from wingman.ops.appliance_monitoring import (
     prometheus_retention,
     redis_exporter_env,
 )
+from wingman.ops.tune_appliance import monitoring_files
+from wingman.ops.tune_files import FileChange
 
 
 def receiver(settings: Settings) -> dict[str, object]:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.unit.test_systemd_restart import SYSTEMD, directives
-from wingman.ctl.tune_targets import MONITORING_UNITS
 from wingman.ops.monitoring import ALERTMANAGER_ADDRESS, PROMETHEUS_ADDRESS, ScrapeTargets
+from wingman.ops.tune_appliance import MONITORING_UNITS
 
 UNITS = {
     "wingman-prometheus.service": PROMETHEUS_ADDRESS,

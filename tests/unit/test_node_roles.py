@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from tests.support.cli import bad_settings_env, run_cli
 from wingman.config import SettingsError, parse_settings
 from wingman.ops.node_roles import APP_UNITS, COMMON_UNITS, DATA_UNITS, units_for
-from wingman.tuning import OS_HEADROOM_FRACTION, HostFacts, plan_for, plan_rows
+from wingman.tuning.plan import OS_HEADROOM_FRACTION, HostFacts, plan_for
+from wingman.tuning.rows import plan_rows
 
 GIB = 1024
 hosts = st.builds(

@@ -1,4 +1,4 @@
-"""The open-file limit ``wingman serve`` sets for the connections a worker is planned to hold."""
+"""The open-file limit ``wingmanctl serve`` sets for the connections a worker is planned to hold."""
 
 from __future__ import annotations
 

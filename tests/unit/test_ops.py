@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from wingman.devstack.stack import DevStack
@@ -85,6 +85,7 @@ def test_no_requests_means_no_latency_and_no_error_rate() -> None:
 bounds = st.lists(st.floats(0.001, 100), min_size=1, max_size=8, unique=True).map(sorted)
 
 
+@example(upper=[34.99602870920509], increments=[119, 119, 0, 0, 0, 0, 0, 0, 0], q=0.5)
 @given(bounds, st.lists(st.integers(0, 1000), min_size=9, max_size=9), st.floats(0.01, 1.0))
 def test_quantile_lies_within_the_buckets(
     upper: list[float], increments: list[int], q: float

@@ -42,6 +42,8 @@ COMMANDS = {
         "Exit status",
         "Ctrl-C",
     ],
+    ("updates", "show"): ["--json", "Exit status", "security", "reboot"],
+    ("updates", "restart"): ["--scheduled", "--dry-run", "--json", "Exit status", "restart_window"],
 }
 
 
@@ -55,5 +57,5 @@ def test_help_is_complete(command: tuple[str, ...]) -> None:
 
 def test_top_level_help_lists_the_commands() -> None:
     result = CliRunner().invoke(main, ["--help"])
-    for name in ("status", "top", "backup", "restore", "doctor", "logs"):
+    for name in ("status", "top", "backup", "restore", "doctor", "logs", "updates"):
         assert name in result.output

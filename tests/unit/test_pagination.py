@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wingman.domain.chat.pagination import (
+from wingman.server.cursors import (
     InvalidCursor,
     Position,
     cursor_key,

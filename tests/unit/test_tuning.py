@@ -13,23 +13,27 @@ from hypothesis import strategies as st
 
 from wingman.config import Settings, SettingsError, load_settings
 from wingman.server.open_files import RESERVED_DESCRIPTORS
-from wingman.tuning import (
+from wingman.tuning.plan import (
     CONNECTIONS_PER_USER,
     MAINTENANCE_WORK_MEM_MAX_MB,
     MAX_CONNECTIONS_PER_WORKER,
     MIN_CONNECTIONS_PER_WORKER,
+    POOL_BURST_FACTOR,
     USERS_PER_CORE,
     WEB_UNIT_OPEN_FILES,
     WORK_MEM_MIN_KB,
     HostFacts,
     TuningPlan,
-    markdown_table,
-    pg_size,
     plan_for,
-    plan_rows,
+)
+from wingman.tuning.render import (
+    document_values,
+    pg_size,
     settings_overrides,
+    tuning_document,
     tuning_toml,
 )
+from wingman.tuning.rows import markdown_table, plan_rows
 
 GIB = 1024
 cores = st.integers(min_value=2, max_value=128)
@@ -52,7 +56,7 @@ def test_pools_fit_in_max_connections_minus_reserve(host: HostFacts) -> None:
     plan = plan_for(host)
     app = plan.app
     processes = app.web_workers.value + sum(q.processes.value for q in app.queues.values())
-    pools = (app.pool_size.value + app.max_overflow.value) * processes
+    pools = app.pool_size.value * processes
     assert pools + app.connection_reserve.value <= plan.postgres.max_connections.value
     assert app.connection_reserve.value >= 3  # at least superuser_reserved_connections
 
@@ -112,6 +116,8 @@ def test_every_value_has_a_reason_and_tuning_toml_is_valid_settings(host: HostFa
     # Only keys Settings knows: strict decoding rejects anything else.
     settings = msgspec.convert(toml, Settings)
     assert settings.server.workers == plan.app.web_workers.value
+    # The pool that runs is the pool the plan budgets against max_connections.
+    assert settings.database.effective_pool_size == plan.app.pool_size.value
 
 
 def test_reference_host_matches_the_design() -> None:
@@ -124,8 +130,8 @@ def test_reference_host_matches_the_design() -> None:
     assert plan.postgres.effective_io_concurrency.value == 200
     assert plan.postgres.max_parallel_workers_per_gather.value == 4
     assert plan.app.web_workers.value == 16
-    # Active connections near 2-4x cores: the steady pools of all processes.
-    steady = plan.app.pool_size.value * plan.app.processes
+    # Active connections near 2-4x cores: each pool's share, the other half is for bursts.
+    steady = plan.app.pool_size.value // POOL_BURST_FACTOR * plan.app.processes
     assert 2 * 16 <= steady <= 4 * 16
     # Zulip's co-located shares as a cross-check: shared_buffers RAM/8, cache ~RAM*10/32.
     assert plan.postgres.shared_buffers_mb.value == 32 * GIB // 8
@@ -198,3 +204,13 @@ def test_connection_cap_fits_the_web_units_open_file_limit() -> None:
     limits = [line.split("=")[1] for line in unit.splitlines() if line.startswith("LimitNOFILE=")]
     assert limits == [str(WEB_UNIT_OPEN_FILES)]
     assert MAX_CONNECTIONS_PER_WORKER + RESERVED_DESCRIPTORS <= WEB_UNIT_OPEN_FILES
+
+
+@given(hosts, st.lists(st.sampled_from(["127.0.0.1", "::1", "10.0.0.0/8"]), max_size=3))
+def test_tuning_toml_is_its_document_encoded(host: HostFacts, proxies: list[str]) -> None:
+    plan = plan_for(host)
+    text = tuning_toml(plan, trusted_proxies=proxies)
+    document = tuning_document(plan, trusted_proxies=proxies)
+    assert tomllib.loads(text) == document_values(document)
+    # Every value is preceded by its reason.
+    assert f"# {document['database']['pool_size'].reason}\npool_size = " in text

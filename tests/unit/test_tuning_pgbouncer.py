@@ -9,8 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from wingman.ctl.tune import tune
-from wingman.tuning import HostFacts, plan_for
-from wingman.tuning_pgbouncer import pgbouncer_ini, pgbouncer_plan
+from wingman.tuning.pgbouncer import pgbouncer_plan
+from wingman.tuning.plan import HostFacts, plan_for
+from wingman.tuning.render import pgbouncer_ini
 
 GIB = 1024
 hosts = st.builds(

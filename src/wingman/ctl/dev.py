@@ -50,7 +50,8 @@ def up(data_dir: Path, port: int | None) -> None:
 @dev.command()
 @data_dir_option
 def down(data_dir: Path) -> None:
-    """Stop web, workers, Redis and PostgreSQL (fast shutdown) started from this folder."""
+    """Stop what this folder runs: a `dev run` keeping it up (which then stops the rest), web,
+    workers, Redis and PostgreSQL (fast shutdown)."""
     DevStack(data_dir).down(report=progress)
 
 
@@ -93,15 +94,18 @@ def run(data_dir: Path, port: int | None) -> None:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, lambda *_: stop.set())
-    try:
-        base_url = _up(stack)
-        click.echo(
-            f"\nWingman is running at {base_url}  (API docs: {base_url}/api/docs)\n"
-            f"Logs: {stack.log_dir}/  Settings: {stack.settings_file}\n"
-            "Press Ctrl-C to stop everything.\n"
-        )
-        # A web or worker process that dies is started again, with back-off, as on the appliance.
-        Supervisor(stack, report=progress).run(stop)
-    finally:
-        click.echo("\nstopping…", err=True)
-        stack.down(report=progress)
+    # From the start: a `dev down` meanwhile (another terminal) stops this process first.
+    with stack.supervised():
+        try:
+            base_url = _up(stack)
+            click.echo(
+                f"\nWingman is running at {base_url}  (API docs: {base_url}/api/docs)\n"
+                f"Logs: {stack.log_dir}/  Settings: {stack.settings_file}\n"
+                "Press Ctrl-C (or run `wingmanctl dev down`) to stop everything.\n"
+            )
+            # A web or worker process that dies is started again, with back-off, as on the
+            # appliance.
+            Supervisor(stack, report=progress).run(stop)
+        finally:
+            click.echo("\nstopping…", err=True)
+            stack.down(report=progress)

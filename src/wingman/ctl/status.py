@@ -39,6 +39,8 @@ def status(data_dir: Path | None, metrics_window: float, as_json: bool) -> None:
       retention when the daily sweep of old rows last finished, rows removed per kind
                 (warn when it has not finished for two days)
       disk      free space where the databases and backups live
+      updates   (appliance) pending security upgrades, services on replaced files, a newer
+                kernel waiting for a reboot
 
     Works while the web server is down: PostgreSQL and Redis are queried directly.
 

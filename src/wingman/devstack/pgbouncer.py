@@ -30,13 +30,14 @@ from wingman.devstack.access import unreachable_reason
 from wingman.devstack.binaries import MissingBinaryError
 from wingman.devstack.processes import (
     RunAs,
+    launch,
     pid_alive,
     port_open,
     read_pid,
     service_identity,
     wait_for,
 )
-from wingman.devstack.templates import write_private
+from wingman.ops.templates import write_private
 
 PGBOUNCER_INSTALL_HINT = (
     "pgbouncer not found; install it with: sudo apt-get install pgbouncer "
@@ -72,6 +73,11 @@ class PgBouncer:
     max_client_conn: int = 400
     binary: str = field(default_factory=find_pgbouncer)
     run_as: RunAs = field(default_factory=service_identity)
+    # Where it listens, where PostgreSQL is, and the network namespace it runs in (empty: the
+    # machine's).
+    host: str = "127.0.0.1"
+    server_host: str = "127.0.0.1"
+    netns: str = ""
 
     @property
     def ini_file(self) -> Path:
@@ -90,7 +96,7 @@ class PgBouncer:
         return self.root / "pgbouncer.log"
 
     def url(self, database: str = "wingman", driver: str = "postgresql+psycopg") -> str:
-        return f"{driver}://{self.user}:{self.password}@127.0.0.1:{self.port}/{database}"
+        return f"{driver}://{self.user}:{self.password}@{self.host}:{self.port}/{database}"
 
     def admin_conninfo(self) -> str:
         """PgBouncer's own console (``SHOW POOLS``, ``SHOW STATS``): the ``pgbouncer`` database."""
@@ -108,10 +114,10 @@ class PgBouncer:
         ini = "\n".join(
             [
                 "[databases]",
-                f"* = host=127.0.0.1 port={self.server_port}",
+                f"* = host={self.server_host} port={self.server_port}",
                 "",
                 "[pgbouncer]",
-                "listen_addr = 127.0.0.1",
+                f"listen_addr = {self.host}",
                 f"listen_port = {self.port}",
                 # TCP only, like the private PostgreSQL: no socket paths in deep test folders.
                 "unix_socket_dir =",
@@ -147,19 +153,20 @@ class PgBouncer:
         reason = unreachable_reason(self.root, self.run_as)
         if reason is not None:
             raise PgBouncerError(f"pgbouncer: {reason}")
+        argv, identity = launch([self.binary, "-d", str(self.ini_file)], self.run_as, self.netns)
         result = subprocess.run(
-            [self.binary, "-d", str(self.ini_file)],
+            argv,
             capture_output=True,
             text=True,
             check=False,
             cwd=self.root,
             start_new_session=True,
-            user=self.run_as.uid,
-            group=self.run_as.gid,
-            extra_groups=self.run_as.extra_groups,
+            **identity,
         )
         if result.returncode != 0 or not wait_for(
-            lambda: self.running() and port_open(self.port) and self._serving(), timeout, 0.1
+            lambda: self.running() and port_open(self.port, self.host) and self._serving(),
+            timeout,
+            0.1,
         ):
             tail = ""
             if self.log_file.is_file():

@@ -11,8 +11,8 @@ from psycopg import sql
 
 from wingman.devstack.access import unreachable_reason
 from wingman.devstack.binaries import PostgresBinaries, find_postgres
-from wingman.devstack.processes import RunAs, pid_alive, service_identity, wait_for
-from wingman.devstack.templates import render, write_private
+from wingman.devstack.processes import RunAs, launch, pid_alive, service_identity, wait_for
+from wingman.ops.templates import render, write_private
 
 SUPERUSER = "wingman"
 
@@ -49,6 +49,11 @@ class PostgresCluster:
     password: str
     binaries: PostgresBinaries = field(default_factory=find_postgres)
     run_as: RunAs = field(default_factory=service_identity)
+    # The address it listens on besides loopback, the network (CIDR) whose clients may log in
+    # there, and the network namespace it runs in (empty: the machine's).
+    host: str = "127.0.0.1"
+    clients: str = ""
+    netns: str = ""
 
     @property
     def data_dir(self) -> Path:
@@ -64,7 +69,7 @@ class PostgresCluster:
         return self.root / "postgresql.log"
 
     def url(self, database: str = "wingman", driver: str = "postgresql+psycopg") -> str:
-        return f"{driver}://{SUPERUSER}:{self.password}@127.0.0.1:{self.port}/{database}"
+        return f"{driver}://{SUPERUSER}:{self.password}@{self.host}:{self.port}/{database}"
 
     def conninfo(self, database: str = "postgres") -> str:
         return self.url(database, driver="postgresql")
@@ -117,7 +122,10 @@ class PostgresCluster:
             )
         finally:
             pwfile.unlink(missing_ok=True)
-        (self.data_dir / "pg_hba.conf").write_text(render("postgresql/pg_hba.conf.tmpl", {}))
+        hba = render("postgresql/pg_hba.conf.tmpl", {})
+        if self.clients:
+            hba += f"host    all       all   {self.clients}  scram-sha-256\n"
+        (self.data_dir / "pg_hba.conf").write_text(hba)
         self.run_as.own(self.data_dir / "pg_hba.conf")
         return True
 
@@ -126,7 +134,7 @@ class PostgresCluster:
         rendered = render(
             "postgresql/wingman.conf.tmpl",
             {
-                "listen_addresses": "127.0.0.1",
+                "listen_addresses": ",".join(dict.fromkeys(["127.0.0.1", self.host])),
                 "port": self.port,
                 # TCP only: keeps socket paths (length-limited) out of deep test folders.
                 "socket_dir": "",
@@ -206,16 +214,15 @@ class PostgresCluster:
             raise PostgresError(f"postgres: {reason}")
 
     def _run(self, *args: str) -> None:
+        argv, identity = launch(list(args), self.run_as, self.netns)
         result = subprocess.run(
-            args,
+            argv,
             capture_output=True,
             text=True,
             check=False,
             cwd=self.root,
             start_new_session=True,
-            user=self.run_as.uid,
-            group=self.run_as.gid,
-            extra_groups=self.run_as.extra_groups,
+            **identity,
         )
         if result.returncode != 0:
             tail = ""

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 # PostgreSQL refuses to run as root; when we are root the servers run as this system user.
 SERVICE_USER = "wingman"
@@ -132,3 +133,29 @@ def service_identity() -> RunAs:
                 "create it, or run as a normal user"
             ) from None
     return RunAs(uid=entry.pw_uid, gid=entry.pw_gid, name=SERVICE_USER)
+
+
+def launch(argv: list[str], run_as: RunAs, netns: str = "") -> tuple[list[str], dict[str, Any]]:
+    """``argv`` and the ``subprocess`` keywords that run it as ``run_as``, inside network
+    namespace ``netns`` when one is named (a multi-node topology on one machine).
+
+    ``ip netns exec`` needs root, so inside a namespace the drop to the service user comes after
+    it (``setpriv``) rather than from ``subprocess`` itself. It execs the command: the pid is the
+    server's, so pid files and process groups work as without a namespace.
+    """
+    if not netns:
+        return argv, {
+            "user": run_as.uid,
+            "group": run_as.gid,
+            "extra_groups": run_as.extra_groups,
+        }
+    prefix = ["ip", "netns", "exec", netns]
+    if run_as.uid is not None:
+        prefix += [
+            "setpriv",
+            f"--reuid={run_as.uid}",
+            f"--regid={run_as.gid}",
+            "--clear-groups",
+            "--",
+        ]
+    return prefix + argv, {}

@@ -14,13 +14,14 @@ from wingman.devstack.access import unreachable_reason
 from wingman.devstack.binaries import find_redis
 from wingman.devstack.processes import (
     RunAs,
+    launch,
     port_open,
     read_pid,
     service_identity,
     stop_process_group,
     wait_for,
 )
-from wingman.devstack.templates import render, write_private
+from wingman.ops.templates import render, write_private
 
 RedisRole = Literal["queue", "cache"]
 
@@ -40,6 +41,9 @@ class RedisServer:
     maxmemory: str = "256mb"
     binary: str = field(default_factory=find_redis)
     run_as: RunAs = field(default_factory=service_identity)
+    # The address it listens on, and the network namespace it runs in (empty: the machine's).
+    host: str = "127.0.0.1"
+    netns: str = ""
 
     @property
     def dir(self) -> Path:
@@ -58,7 +62,7 @@ class RedisServer:
         return self.dir / "redis.log"
 
     def url(self, db: int = 0) -> str:
-        return f"redis://:{self.password}@127.0.0.1:{self.port}/{db}"
+        return f"redis://:{self.password}@{self.host}:{self.port}/{db}"
 
     def pid(self) -> int | None:
         return read_pid(self.pid_file)
@@ -72,7 +76,7 @@ class RedisServer:
         text = render(
             f"redis/{self.role}.conf.tmpl",
             {
-                "bind": "127.0.0.1",
+                "bind": self.host,
                 "port": self.port,
                 "password": self.password,
                 "dir": self.dir,
@@ -95,19 +99,19 @@ class RedisServer:
         reason = unreachable_reason(self.dir, self.run_as)
         if reason is not None:
             raise RedisError(f"redis ({self.role}): {reason}")
+        argv, identity = launch([self.binary, str(self.conf_file)], self.run_as, self.netns)
         result = subprocess.run(
-            [self.binary, str(self.conf_file)],
+            argv,
             capture_output=True,
             text=True,
             check=False,
             cwd=self.dir,
             start_new_session=True,
-            user=self.run_as.uid,
-            group=self.run_as.gid,
-            extra_groups=self.run_as.extra_groups,
+            **identity,
         )
         if result.returncode != 0 or not wait_for(
-            lambda: self.running() and port_open(self.port) and self._serving(), timeout
+            lambda: self.running() and port_open(self.port, self.host) and self._serving(),
+            timeout,
         ):
             tail = ""
             if self.log_file.is_file():

@@ -1,4 +1,5 @@
-"""A Redis master, its replicas and a quorum of Sentinels on loopback, run from the host's binary.
+"""A Redis master, its replicas and a quorum of Sentinels on one address (loopback unless told),
+run from the host's binary.
 
 For failover tests and for trying ``redis+sentinel://`` settings locally. Each data server is a
 :class:`~wingman.devstack.redis.RedisServer` (the role's own config) with replication lines
@@ -23,13 +24,14 @@ from wingman.devstack.binaries import find_redis
 from wingman.devstack.processes import (
     RunAs,
     free_port,
+    launch,
     read_pid,
     service_identity,
     stop_process_group,
     wait_for,
 )
 from wingman.devstack.redis import RedisError, RedisRole, RedisServer
-from wingman.devstack.templates import write_private
+from wingman.ops.templates import write_private
 
 
 @dataclass
@@ -40,6 +42,7 @@ class SentinelProcess:
     port: int
     binary: str
     run_as: RunAs
+    host: str = "127.0.0.1"
 
     @property
     def conf_file(self) -> Path:
@@ -51,7 +54,11 @@ class SentinelProcess:
 
     def client(self, password: str) -> redis.Redis:
         return redis.Redis(
-            port=self.port, password=password, socket_timeout=1, socket_connect_timeout=1
+            host=self.host,
+            port=self.port,
+            password=password,
+            socket_timeout=1,
+            socket_connect_timeout=1,
         )
 
 
@@ -75,10 +82,14 @@ class SentinelGroup:
     run_as: RunAs = field(default_factory=service_identity)
     nodes: list[RedisServer] = field(default_factory=list)
     sentinels: list[SentinelProcess] = field(default_factory=list)
+    # The address every server and Sentinel listens on, and the network namespace they run in
+    # (empty: the machine's).
+    host: str = "127.0.0.1"
+    netns: str = ""
 
     def url(self, db: int = 0) -> str:
         """The ``redis+sentinel://`` URL the settings take for this group."""
-        hosts = ",".join(f"127.0.0.1:{sentinel.port}" for sentinel in self.sentinels)
+        hosts = ",".join(f"{self.host}:{sentinel.port}" for sentinel in self.sentinels)
         return (
             f"redis+sentinel://:{self.password}@{hosts}/{self.master_name}/{db}"
             f"?sentinel_password={self.password}"
@@ -87,11 +98,18 @@ class SentinelGroup:
     def start(self, timeout: float = 30) -> None:
         """Start everything and wait until every Sentinel sees the replicas and its peers."""
         for index in range(1 + self.replicas):
-            node = RedisServer(self.root / f"node{index}", self.role, free_port(), self.password)
+            node = RedisServer(
+                self.root / f"node{index}",
+                self.role,
+                free_port(),
+                self.password,
+                host=self.host,
+                netns=self.netns,
+            )
             node.write_config()
             extra = [f'masterauth "{self.password}"']
             if index:
-                extra.append(f"replicaof 127.0.0.1 {self.nodes[0].port}")
+                extra.append(f"replicaof {self.host} {self.nodes[0].port}")
             with node.conf_file.open("a") as conf:
                 conf.write("\n".join(extra) + "\n")
             self.nodes.append(node)
@@ -100,7 +118,7 @@ class SentinelGroup:
             raise RedisError("sentinel group: the replicas did not catch up with the master")
         for index in range(self.sentinel_count):
             sentinel = SentinelProcess(
-                self.root / f"sentinel{index}", free_port(), self.binary, self.run_as
+                self.root / f"sentinel{index}", free_port(), self.binary, self.run_as, self.host
             )
             self._start_sentinel(sentinel, timeout)
             self.sentinels.append(sentinel)
@@ -112,7 +130,7 @@ class SentinelGroup:
         self.run_as.own(sentinel.dir)
         name, master = self.master_name, self.nodes[0]
         lines = [
-            "bind 127.0.0.1",
+            f"bind {self.host}",
             f"port {sentinel.port}",
             "daemonize yes",
             f'dir "{sentinel.dir}"',
@@ -120,7 +138,7 @@ class SentinelGroup:
             f'logfile "{sentinel.dir / "sentinel.log"}"',
             f'requirepass "{self.password}"',
             f'sentinel sentinel-pass "{self.password}"',
-            f"sentinel monitor {name} 127.0.0.1 {master.port} {self.quorum}",
+            f"sentinel monitor {name} {self.host} {master.port} {self.quorum}",
             f'sentinel auth-pass {name} "{self.password}"',
             f"sentinel down-after-milliseconds {name} {self.down_after_ms}",
             f"sentinel failover-timeout {name} {self.failover_timeout_ms}",
@@ -128,16 +146,17 @@ class SentinelGroup:
         ]
         write_private(sentinel.conf_file, "\n".join(lines) + "\n")
         self.run_as.own(sentinel.conf_file)
+        argv, identity = launch(
+            [self.binary, str(sentinel.conf_file), "--sentinel"], self.run_as, self.netns
+        )
         result = subprocess.run(
-            [self.binary, str(sentinel.conf_file), "--sentinel"],
+            argv,
             capture_output=True,
             text=True,
             check=False,
             cwd=sentinel.dir,
             start_new_session=True,
-            user=self.run_as.uid,
-            group=self.run_as.gid,
-            extra_groups=self.run_as.extra_groups,
+            **identity,
         )
         if result.returncode != 0 or not wait_for(
             lambda: self._answers(sentinel.client(self.password)), timeout
@@ -181,7 +200,9 @@ class SentinelGroup:
             if port == old.port:
                 return False
             node = next(node for node in self.nodes if node.port == port)
-            client = redis.Redis(port=port, password=self.password, socket_timeout=1)
+            client = redis.Redis(
+                host=self.host, port=port, password=self.password, socket_timeout=1
+            )
             try:
                 if client.execute_command("ROLE")[0] != b"master":  # type: ignore[no-untyped-call]
                     return False
@@ -205,9 +226,11 @@ class SentinelGroup:
         master = self.master()
         for node in self.nodes:
             if node is not master and node.start(timeout):
-                client = redis.Redis(port=node.port, password=self.password, socket_timeout=1)
+                client = redis.Redis(
+                    host=self.host, port=node.port, password=self.password, socket_timeout=1
+                )
                 try:
-                    client.execute_command("REPLICAOF", "127.0.0.1", master.port)  # type: ignore[no-untyped-call]
+                    client.execute_command("REPLICAOF", self.host, master.port)  # type: ignore[no-untyped-call]
                 finally:
                     client.close()
         if not wait_for(lambda: self._replicas_linked(master) and self._replicas_seen(), timeout):
@@ -255,7 +278,9 @@ class SentinelGroup:
         raise RedisError(f"sentinel group: no Sentinel answered: {'; '.join(failures)}")
 
     def _replicas_linked(self, master: RedisServer) -> bool:
-        client = redis.Redis(port=master.port, password=self.password, socket_timeout=1)
+        client = redis.Redis(
+            host=self.host, port=master.port, password=self.password, socket_timeout=1
+        )
         try:
             info = client.info("replication")
         except RedisClientError:

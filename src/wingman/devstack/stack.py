@@ -8,6 +8,9 @@
     redis/          queue/ and cache/ (config, AOF, log, pid)
     run/            pid files of web and workers
     log/            web and worker logs
+
+``postgres/`` and ``redis/`` are a :class:`~wingman.devstack.services.PrivateServices` on the
+ports and passwords saved in ``devstack.json``.
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,15 +36,16 @@ from wingman.devstack.processes import (
     free_port,
     pid_alive,
     port_open,
+    read_pid,
     stop_process_group,
     wait_for,
 )
 from wingman.devstack.redis import RedisServer
+from wingman.devstack.services import DATABASE, PrivateServices
 from wingman.devstack.supervisor import kill_leftovers, log_line
-from wingman.devstack.templates import write_private
+from wingman.ops.templates import write_private
 
 Report = Callable[[str], None]
-DATABASE = "wingman"
 DEFAULT_WEB_PORT = 8000
 
 
@@ -130,12 +135,13 @@ class DevStack:
         write_private(self.settings_file, self._settings_toml(state))
 
     def _settings_toml(self, state: DevState) -> str:
+        services = self.services(state)
         settings = {
             "env": "development",
-            "database": {"url": self.postgres(state).url(DATABASE)},
+            "database": {"url": services.postgres.url(DATABASE)},
             "redis": {
-                "queue_url": self.redis("queue", state).url(),
-                "cache_url": self.redis("cache", state).url(),
+                "queue_url": services.redis_queue.url(),
+                "cache_url": services.redis_cache.url(),
             },
             "server": {"port": state.web_port},
             # Shared by the stack's web and worker processes (GET /metrics merges them).
@@ -156,14 +162,23 @@ class DevStack:
 
     # -- components ----------------------------------------------------------------------------
 
-    def postgres(self, state: DevState | None = None) -> PostgresCluster:
+    def services(self, state: DevState | None = None) -> PrivateServices:
+        """PostgreSQL and both Redis roles on the folder's saved ports and passwords."""
         state = state or self.state()
-        return PostgresCluster(self.root / "postgres", state.postgres_port, state.postgres_password)
+        return PrivateServices(
+            self.root,
+            postgres_port=state.postgres_port,
+            postgres_password=state.postgres_password,
+            redis_queue_port=state.redis_queue_port,
+            redis_cache_port=state.redis_cache_port,
+            redis_password=state.redis_password,
+        )
+
+    def postgres(self, state: DevState | None = None) -> PostgresCluster:
+        return self.services(state).postgres
 
     def redis(self, role: str, state: DevState | None = None) -> RedisServer:
-        state = state or self.state()
-        port = state.redis_queue_port if role == "queue" else state.redis_cache_port
-        return RedisServer(self.root / "redis", role, port, state.redis_password)  # type: ignore[arg-type]
+        return self.services(state).redis(role)
 
     def app_env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -204,26 +219,14 @@ class DevStack:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
 
-        pg = self.postgres(state)
-        if pg.init():
-            report(f"postgres: initialised a new cluster in {pg.data_dir}")
-        if not pg.dropin.is_file():
-            # Rendered once with small development values; `wingmanctl tune --apply` owns it after.
-            pg.write_config()
-        report(f"postgres: {'started' if pg.start() else 'already running'} on 127.0.0.1:{pg.port}")
-        if pg.ensure_database(DATABASE):
-            report(f"postgres: created database {DATABASE}")
-
-        for role in ("queue", "cache"):
-            server = self.redis(role, state)
-            verb = "started" if server.start() else "already running"
-            report(f"redis-{role}: {verb} on 127.0.0.1:{server.port}")
+        services = self.services(state)
+        services.start(database=DATABASE, report=report)
 
         # Imported here: the migrations pull in the ORM models, which every `wingmanctl` command
         # that only reads the stack's layout (status, logs, backup) would otherwise load too.
         from wingman.db.migrations import upgrade_to_head  # noqa: PLC0415
 
-        upgrade_to_head(pg.url(DATABASE))
+        upgrade_to_head(services.postgres.url(DATABASE))
         report("migrations: database is at head")
 
         for name, command in self._app_commands().items():
@@ -293,10 +296,7 @@ class DevStack:
         state = self.load_state()
         if state is None:
             return []
-        stopped = [] if self.postgres(state).running() else ["postgres"]
-        return stopped + [
-            f"redis-{role}" for role in ("queue", "cache") if not self.redis(role, state).running()
-        ]
+        return self.services(state).stopped()
 
     def _wait_ready(self, base_url: str, timeout: float) -> bool:
         def ready() -> bool:
@@ -316,12 +316,41 @@ class DevStack:
             time.sleep(0.25)
         return False
 
+    @contextlib.contextmanager
+    def supervised(self) -> Iterator[None]:
+        """While ``dev run`` keeps the stack up: its pid on file, so that a ``dev down`` from
+        another terminal stops it first (else it would start the web and workers again)."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._supervisor_file.write_text(f"{os.getpid()}\n")
+        try:
+            yield
+        finally:
+            self._supervisor_file.unlink(missing_ok=True)
+
+    @property
+    def _supervisor_file(self) -> Path:
+        return self.run_dir / "dev-run.pid"
+
+    def _stop_supervisor(self, report: Report, timeout: float) -> None:
+        """Ask a ``dev run`` of this folder (another process) to stop; it stops the stack."""
+        pid = read_pid(self._supervisor_file)
+        if pid is None or pid == os.getpid():
+            return
+        os.kill(pid, signal.SIGTERM)
+        if wait_for(lambda: not pid_alive(pid), timeout):
+            report(f"dev run (pid {pid}): stopped")
+        else:
+            report(f"dev run (pid {pid}): still running after {timeout:g} s; stopping the rest")
+
     def down(self, report: Report = print, timeout: float = 30) -> None:
-        """Stop what this folder started: web and workers first, then Redis, then PostgreSQL."""
+        """Stop what this folder started: a ``dev run`` keeping it up, web and workers, then
+        Redis, then PostgreSQL."""
         state = self.load_state()
         if state is None:
             report(f"nothing to stop: {self.root} holds no dev stack")
             return
+        # It stops every process in turn, each within ``timeout``.
+        self._stop_supervisor(report, timeout * 2)
         for name in self._app_commands():
             pid = self._app_pid(name)
             if pid is None:
@@ -329,25 +358,16 @@ class DevStack:
             clean = stop_process_group(pid, timeout)
             (self.run_dir / f"{name}.pid").unlink(missing_ok=True)
             report(f"{name}: stopped{'' if clean else ' (killed after the grace period)'}")
-        for role in ("queue", "cache"):
-            if self.redis(role, state).stop():
-                report(f"redis-{role}: stopped")
-        if self.postgres(state).stop():
-            report("postgres: stopped (fast shutdown)")
+        self.services(state).stop(report)
 
     def status(self) -> list[ComponentStatus]:
         state = self.load_state()
         if state is None:
             return []
-        pg = self.postgres(state)
-        rows = [ComponentStatus("postgres", pg.running(), pg.pid(), f"127.0.0.1:{pg.port}")]
-        for role in ("queue", "cache"):
-            server = self.redis(role, state)
-            rows.append(
-                ComponentStatus(
-                    f"redis-{role}", server.running(), server.pid(), f"127.0.0.1:{server.port}"
-                )
-            )
+        rows = [
+            ComponentStatus(name, server.running(), server.pid(), f"127.0.0.1:{server.port}")
+            for name, server in self.services(state).servers().items()
+        ]
         for name in self._app_commands():
             pid = self._app_pid(name)
             detail = (

@@ -1,6 +1,6 @@
 """A bare Litestar app: the ceilings the micro benchmarks compare Wingman's routes with.
 
-Served by ``wingman serve --app wingman.loadtest.bare:create_app``, so Granian runs it with the
+Served by ``wingmanctl serve --app wingman.loadtest.bare:create_app``, so Granian runs it with the
 very settings (interface, loop, backlog, workers) that serve Wingman. No middleware, no auth, no
 Redis: what a request costs before Wingman does anything.
 

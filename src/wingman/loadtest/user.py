@@ -3,6 +3,9 @@
 The profile (DESIGN section 10) per cycle of ``cycle_seconds`` (60 by default), with think time
 spread between the steps: list sessions, open one session (its newest messages), send a message
 and watch its reply stream in over the socket, post a feedback event, read tones and config.
+
+In resilient mode (``Shared.resilience``, see ``resilience.py``) a user rides out an outage:
+failed requests are tried again and a dropped socket is reconnected and resumed.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import contextlib
 import random
 import ssl
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +26,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.typing import Subprotocol
 
 from wingman.loadtest.codes import LogCodes
+from wingman.loadtest.resilience import Resilience
 from wingman.loadtest.stats import Recorder
 
 # Request kinds whose latency counts against the REST budget.
@@ -51,22 +56,33 @@ class Shared:
 
     base_url: str
     # One TLS context for every user's client (building one per client costs milliseconds).
-    tls: ssl.SSLContext
-    codes: LogCodes
+    tls: ssl.SSLContext | None
+    # Where sign-in reads its one-time codes; None when every user comes with a token.
+    codes: LogCodes | None
     recorder: Recorder
     cycle_seconds: float
     stop: asyncio.Event
     # AI message id -> how many ``message.completed`` frames arrived (duplicates show as > 1).
     completions: dict[str, int] = field(default_factory=dict)
     posted: list[str] = field(default_factory=list)
+    # Resilient mode: retry, reconnect and resume, counting the outage (None: the default mode).
+    resilience: Resilience | None = None
 
 
 class SimUser:
-    def __init__(self, index: int, shared: Shared, run_tag: str) -> None:
+    def __init__(self, index: int, shared: Shared, run_tag: str, token: str = "") -> None:
+        """``token``: an access token to use instead of signing in with a one-time code."""
         self.index = index
         self.shared = shared
         self.email = f"load-{run_tag}-{index}@example.org"
-        self.token = ""
+        self.token = token
+        self.last_event_id: int | None = None
+        # The server process holding the socket (its hello says): which node a user is on.
+        self.server_pid = 0
+        # ``message.completed`` frames this user's socket received.
+        self.completed = 0
+        # Replies found done over REST after a ``resync_required`` (their events were lost).
+        self.caught_up: set[str] = set()
         self.headers: dict[str, str] = {}
         self.session_id = ""
         self.pending: dict[str, Pending] = {}
@@ -80,33 +96,76 @@ class SimUser:
         self.http = httpx.AsyncClient(
             timeout=30.0,
             limits=httpx.Limits(max_connections=2, max_keepalive_connections=1),
-            verify=shared.tls,
+            verify=shared.tls if shared.tls is not None else True,
         )
 
     # --- requests ----------------------------------------------------------------------------
 
     async def _call(
-        self, kind: str, method: str, path: str, *, json: Any = None, ok: int = 200
+        self,
+        kind: str,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        ok: int | tuple[int, ...] = 200,
     ) -> Any:
-        started = time.perf_counter()
-        try:
-            response = await self.http.request(
-                method, self.shared.base_url + path, json=json, headers=self.headers
-            )
-        except httpx.TimeoutException:
-            self.shared.recorder.error(f"{kind}:timeout")
-            return None
-        except httpx.TransportError as exc:
-            self.shared.recorder.error(f"{kind}:{type(exc).__name__}")
-            return None
+        resilience = self.shared.resilience
+        deadline = resilience.deadline() if resilience is not None else 0.0
+        attempt = 0
+        while True:
+            started = time.perf_counter()
+            try:
+                response = await self.http.request(
+                    method, self.shared.base_url + path, json=json, headers=self.headers
+                )
+            except httpx.TransportError as exc:
+                if resilience is not None and await resilience.after_connection_error(
+                    attempt, deadline
+                ):
+                    attempt += 1
+                    continue
+                name = "timeout" if isinstance(exc, httpx.TimeoutException) else type(exc).__name__
+                self.shared.recorder.error(f"{kind}:{name}")
+                return None
+            if resilience is None:
+                break
+            resilience.answered(response.status_code)
+            if response.status_code != 503 or not await resilience.after_unavailable(
+                response, attempt, deadline
+            ):
+                break
+            attempt += 1
         elapsed = (time.perf_counter() - started) * 1000
-        if response.status_code != ok:
+        if response.status_code not in (ok if isinstance(ok, tuple) else (ok,)):
             self.shared.recorder.error(f"{kind}:http_{response.status_code}")
             return None
         self.shared.recorder.observe(kind, elapsed)
         return response.json() if response.content else {}
 
     async def sign_in(self) -> bool:
+        if self.token:
+            self.headers = {"Authorization": f"Bearer {self.token}"}
+        elif not await self._sign_in_with_code():
+            return False
+        # Tones need a signed-in caller; users spread over them so every tone's phrases run.
+        tones = await self._call("tones", "GET", "/api/v1/tones") or []
+        tone = tones[self.index % len(tones)]["id"] if tones else None
+        chat = await self._call(
+            "create_session",
+            "POST",
+            "/api/v1/sessions",
+            json={"title": f"load {self.index}", "tone_id": tone},
+            ok=201,
+        )
+        if chat is None:
+            return False
+        self.session_id = chat["id"]
+        return True
+
+    async def _sign_in_with_code(self) -> bool:
+        if self.shared.codes is None:
+            raise RuntimeError("no one-time code source and no token for this user")
         started = time.perf_counter()
         self.headers = {}
         asked = await self._call(
@@ -134,19 +193,6 @@ class SimUser:
         self.token = tokens["access_token"]
         self.headers = {"Authorization": f"Bearer {self.token}"}
         self.shared.recorder.observe("sign_in", (time.perf_counter() - started) * 1000)
-        # Tones need a signed-in caller; users spread over them so every tone's phrases run.
-        tones = await self._call("tones", "GET", "/api/v1/tones") or []
-        tone = tones[self.index % len(tones)]["id"] if tones else None
-        chat = await self._call(
-            "create_session",
-            "POST",
-            "/api/v1/sessions",
-            json={"title": f"load {self.index}", "tone_id": tone},
-            ok=201,
-        )
-        if chat is None:
-            return False
-        self.session_id = chat["id"]
         return True
 
     # --- socket ------------------------------------------------------------------------------
@@ -168,18 +214,38 @@ class SimUser:
         if hello.get("type") != "hello":
             self.shared.recorder.error("ws_connect:no_hello")
             return False
-        await self.socket.send(msgspec.json.encode({"type": "resume", "last_event_id": None}))
+        self.server_pid = hello.get("data", {}).get("pid", 0)
+        if self.shared.resilience is not None and self.last_event_id is None:
+            # Start from now: a drop before the first event resumes from here.
+            self.last_event_id = hello.get("data", {}).get("event_id")
+        resume = {"type": "resume", "last_event_id": self.last_event_id}
+        await self.socket.send(msgspec.json.encode(resume))
         self.shared.recorder.observe("ws_connect", (time.perf_counter() - started) * 1000)
         self.connected = True
         return True
 
     async def read_socket(self, socket: ClientConnection) -> None:
+        """Read frames until the socket closes; in resilient mode reconnect, resume, read on."""
+        while True:
+            await self._read_frames(socket)
+            if not await self._reconnect():
+                return
+            if self.socket is None:  # pragma: no cover - connect() set it
+                return
+            socket = self.socket
+
+    async def _read_frames(self, socket: ClientConnection) -> None:
         try:
             async for raw in socket:
                 frame = msgspec.json.decode(raw)
                 kind = frame.get("type")
+                if isinstance(frame.get("event_id"), int):
+                    self.last_event_id = frame["event_id"]
                 if kind == "ping":
                     await socket.send(b'{"type":"pong"}')
+                elif kind == "resync_required" and self.shared.resilience is not None:
+                    self.shared.resilience.resyncs += 1
+                    await self._catch_up()
                 elif kind in ("message.delta", "message.completed", "message.failed"):
                     self._on_reply_frame(kind, frame["data"])
         except websockets.ConnectionClosed as exc:
@@ -189,9 +255,44 @@ class SimUser:
         finally:
             self.connected = False
 
+    async def _reconnect(self) -> bool:
+        """Resilient mode: connect again through the same base URL (waiting between tries) and
+        resume from the last event seen; whether the socket is back."""
+        resilience = self.shared.resilience
+        if resilience is None or self.shared.stop.is_set():
+            return False
+        dropped_at = time.monotonic()
+        deadline = resilience.deadline()
+        attempt = 0
+        while True:
+            if await self.connect():
+                resilience.reconnected(time.monotonic() - dropped_at)
+                if self.last_event_id is not None:
+                    resilience.resumes += 1
+                return True
+            if not await resilience.after_connection_error(attempt, deadline):
+                return False
+            attempt += 1
+
+    async def _catch_up(self) -> None:
+        """After ``resync_required`` (events the server no longer has): refetch the session's
+        newest messages over REST, as a client does, and take the replies found done as
+        arrived."""
+        page = await self._call(
+            "resync_messages", "GET", f"/api/v1/sessions/{self.session_id}/messages"
+        )
+        for item in (page or {}).get("items", []):
+            ai_id = str(item["id"])
+            if item["processing_status"] == "done" and ai_id in self.pending:
+                self._on_reply_frame("message.completed", {"id": ai_id})
+                self.caught_up.add(ai_id)
+
     def _on_reply_frame(self, kind: str, data: dict[str, Any]) -> None:
         message_id = str(data.get("message_id") or data.get("id"))
+        if kind == "message.completed" and message_id in self.caught_up:
+            return  # already taken as arrived when the stream was resynced
         if kind == "message.completed":
+            self.completed += 1
             self.shared.completions[message_id] = self.shared.completions.get(message_id, 0) + 1
         pending = self.pending.get(message_id)
         if pending is None:
@@ -235,12 +336,18 @@ class SimUser:
     async def send_message(self) -> None:
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
+        body = {"content": f"Message {self.rng.randrange(10**6)} about the weekend plans"}
+        ok: int | tuple[int, ...] = 202
+        if self.shared.resilience is not None:
+            # A retried post is the same post: a replay answers 200 with the first pair.
+            body["idempotency_key"] = uuid.uuid4().hex
+            ok = (200, 202)
         pair = await self._call(
             "post_message",
             "POST",
             f"/api/v1/sessions/{self.session_id}/messages",
-            json={"content": f"Message {self.rng.randrange(10**6)} about the weekend plans"},
-            ok=202,
+            json=body,
+            ok=ok,
         )
         if pair is None:
             return
@@ -285,7 +392,7 @@ class SimUser:
                 )
             while not self.shared.stop.is_set():
                 await self.cycle()
-                if not self.connected:
+                if not self.connected and self.shared.resilience is None:
                     self.failed = True
                     break
                 await self.think()

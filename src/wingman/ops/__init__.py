@@ -1,4 +1,5 @@
-"""Operations logic behind ``wingmanctl status``, ``backup``, ``restore``, ``doctor`` and ``logs``.
+"""Operations logic behind ``wingmanctl status``, ``backup``, ``restore``, ``doctor``, ``logs``
+and ``tune`` (where the tuned files live: ``tune_*``).
 
 Each module returns msgspec Structs that the commands render; nothing here prints.
 """

@@ -17,7 +17,7 @@ import msgspec
 
 from wingman.config import Settings
 from wingman.ops.monitoring import ALERTMANAGER_ADDRESS, ScrapeTargets, prometheus_config
-from wingman.tuning import Tuned
+from wingman.tuning.plan import Tuned
 
 # Prometheus keeps at most this share of the data volume (the volume also holds PostgreSQL,
 # its WAL and the backups, which matter more), within these bounds. A single host's few

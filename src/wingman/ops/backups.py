@@ -96,35 +96,48 @@ class BackupEntry(msgspec.Struct, kw_only=True):
 
 
 class Connection(msgspec.Struct, frozen=True):
-    """libpq parameters for the client tools; the password travels only in PGPASSWORD."""
+    """libpq parameters for the client tools; the password travels only in PGPASSWORD.
+
+    A URL may name several servers, as SQLAlchemy spells it (``?host=h1:5432&host=h2:5432``,
+    e.g. a Patroni cluster's members, docs/scale-out.md); libpq then takes comma-separated
+    ``host`` and ``port`` lists and tries them in order, and ``target_session_attrs=read-write``
+    makes it pass over standbys, so the tools reach the primary wherever it is.
+    """
 
     host: str
-    port: int
+    port: str
     user: str
     password: str
     database: str
+    target_session_attrs: str | None = None
 
     @classmethod
     def from_url(cls, url: str) -> Connection:
         parsed = make_url(url)
+        hosts, ports = _multihost(parsed.query.get("host", ()))
+        attrs = parsed.query.get("target_session_attrs")
         return cls(
-            host=parsed.host or "127.0.0.1",
-            port=parsed.port or 5432,
+            host=hosts or parsed.host or "127.0.0.1",
+            port=ports or str(parsed.port or 5432),
             user=parsed.username or "wingman",
             password=parsed.password or "",
             database=parsed.database or "wingman",
+            target_session_attrs=attrs if isinstance(attrs, str) else None,
         )
 
     def args(self) -> list[str]:
-        return ["--host", self.host, "--port", str(self.port), "--username", self.user]
+        return ["--host", self.host, "--port", self.port, "--username", self.user]
 
     def environ(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         if self.password:
             env["PGPASSWORD"] = self.password
+        if self.target_session_attrs:
+            env["PGTARGETSESSIONATTRS"] = self.target_session_attrs
         return env
 
     def conninfo(self) -> str:
+        extra = {"target_session_attrs": self.target_session_attrs}
         return psycopg.conninfo.make_conninfo(
             host=self.host,
             port=self.port,
@@ -132,7 +145,25 @@ class Connection(msgspec.Struct, frozen=True):
             password=self.password,
             dbname=self.database,
             connect_timeout=5,
+            **{key: value for key, value in extra.items() if value},
         )
+
+
+def _multihost(value: str | tuple[str, ...]) -> tuple[str, str]:
+    """``host`` query values (``h1:5432``, ``h2``) as libpq's host and port lists ("" if none)."""
+    entries = (value,) if isinstance(value, str) else value
+    hosts, ports = [], []
+    for entry in entries:
+        if entry.startswith("["):  # [::1]:5432
+            host, _, rest = entry[1:].partition("]")
+            port = rest.removeprefix(":")
+        elif entry.count(":") == 1:
+            host, _, port = entry.partition(":")
+        else:  # a bare name, IPv4 address or IPv6 address without a port
+            host, port = entry, ""
+        hosts.append(host)
+        ports.append(port or "5432")
+    return ",".join(hosts), ",".join(ports)
 
 
 # -- helpers -----------------------------------------------------------------------------------

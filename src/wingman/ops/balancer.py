@@ -14,6 +14,9 @@ What it is built for (docs/scale-out.md):
 - **Failures**: a request that could not reach a node (refused, reset before any answer) is
   retried on another node (``retry-on`` + ``redispatch``): every write the API takes is safe to
   repeat (messages carry an idempotency key, the rest are keyed updates).
+- **No node to answer**: HAProxy's own 503 (every node down or out) speaks the API's problem
+  format (``application/problem+json``, ``urn:wingman:problem:unavailable``) with
+  ``Retry-After``, like the app's own 503s, so a client backs off and retries the same way.
 - **Client addresses**: ``X-Forwarded-For`` gets the client's address appended; the app trusts
   it only from the balancer's address (``server.trusted_proxies`` on each app node).
 """
@@ -29,6 +32,12 @@ from wingman.config import RealtimeSettings
 CHECK_INTERVAL_S = 1
 CHECK_FALL = 2
 CHECK_RISE = 2
+# Seconds a client is told to wait when no node can answer (the app's own 503s say the same).
+NO_NODE_RETRY_AFTER_S = 2
+NO_NODE_PROBLEM = (
+    '{"type":"urn:wingman:problem:unavailable","title":"Service Unavailable","status":503,'
+    '"detail":"No server can answer right now; try again shortly."}'
+)
 # A WebSocket idle longer than this is cut by the balancer: hours, against a heartbeat of seconds.
 MIN_TUNNEL_TIMEOUT_S = 3600
 _SERVER_NAME = re.compile(r"[^A-Za-z0-9_.-]")
@@ -122,7 +131,12 @@ def render(config: BalancerConfig) -> str:
         "    # A request no node answered (refused, reset before any answer) goes to another.",
         "    retries 3",
         "    option redispatch 1",
-        "    retry-on conn-failure empty-response response-timeout",
+        "    # The whole request is buffered first, so that a retry can send it again.",
+        "    option http-buffer-request",
+        "    retry-on conn-failure empty-response junk-response response-timeout",
+        "    # No node to answer: a 503 in the API's problem format, with Retry-After.",
+        "    http-error status 503 content-type application/problem+json "
+        f"string '{NO_NODE_PROBLEM}' hdr Retry-After {NO_NODE_RETRY_AFTER_S}",
         "",
         "frontend wingman",
         f"    {bind}",

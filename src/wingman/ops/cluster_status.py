@@ -10,11 +10,11 @@ from __future__ import annotations
 import time
 
 import msgspec
-from redis.asyncio import Redis
 
 from wingman.config import NodeRole, Settings
 from wingman.ops.health import RowState, StatusRow, human_duration
 from wingman.server.cluster import MEMBER_DOWN_AFTER_SECONDS, read_members
+from wingman.server.redis import client as redis_client
 
 # Status's unit names (wingman.ops.units) a node of each role does not run.
 UNITS_NOT_HERE: dict[NodeRole, tuple[str, ...]] = {
@@ -26,7 +26,8 @@ UNITS_NOT_HERE: dict[NodeRole, tuple[str, ...]] = {
 
 async def cluster_rows(settings: Settings) -> list[StatusRow]:
     """One row per known member: up (seen lately), draining, or down (silent)."""
-    client = Redis.from_url(settings.redis.queue_url, socket_timeout=3, socket_connect_timeout=3)
+    # Through the shared factory: a ``redis+sentinel://`` URL asks the Sentinels for the master.
+    client = redis_client(settings.redis.queue_url, timeout=3)
     try:
         members = await read_members(client)
     except Exception as exc:  # noqa: BLE001 - the Redis row says why; here: no member list

@@ -33,6 +33,7 @@ from wingman.devstack.binaries import MIN_POSTGRES_MAJOR, MissingBinaryError
 from wingman.devstack.processes import port_open
 from wingman.ops.backups import BackupError, Connection, client_tool
 from wingman.ops.delivery_probe import delivery_findings
+from wingman.ops.diskspace import FIX, measure
 from wingman.ops.findings import Finding, Severity, ok, problem
 from wingman.ops.units import UnitSource
 from wingman.redis_address import is_sentinel_url, parse_sentinel_url
@@ -40,7 +41,6 @@ from wingman.server.redis import sync_client
 
 MIN_REDIS_MAJOR = 7
 MIN_SECRET_LENGTH = 32
-DISK_FREE_MIN = 0.10
 CLOCK_SKEW_MAX_S = 2.0
 AREAS = ("config", "secrets", "ports", "delivery", "disk", "clock", "versions", "tuning")
 GENERATE = "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
@@ -369,26 +369,14 @@ def tuning_file_finding(environ: dict[str, str], source: UnitSource) -> Finding:
 
 
 def disk_findings(paths: Iterable[Path]) -> list[Finding]:
+    """Free space per data folder: warn early, fail when nearly full (ops/diskspace.py)."""
     found = []
     for path in paths:
-        existing = path
-        while not existing.exists() and existing != existing.parent:
-            existing = existing.parent
-        usage = shutil.disk_usage(existing)
-        share = usage.free / usage.total if usage.total else 0.0
-        detail = f"{usage.free / 2**30:.1f} GiB free ({share:.0%})"
-        if share < DISK_FREE_MIN:
-            found.append(
-                problem(
-                    "disk",
-                    str(path),
-                    "fail",
-                    detail,
-                    "free space: lower backup.keep, move backups elsewhere, or grow the disk",
-                )
-            )
+        space = measure(path)
+        if space.state == "ok":
+            found.append(ok("disk", str(path), space.describe()))
         else:
-            found.append(ok("disk", str(path), detail))
+            found.append(problem("disk", str(path), space.state, space.describe(), FIX))
     return found
 
 

@@ -10,7 +10,6 @@ retention sweep that has not finished for two days; otherwise **healthy** (exit 
 from __future__ import annotations
 
 import asyncio
-import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -22,8 +21,9 @@ from saq.queue.redis import RedisQueue
 
 from wingman.config import QUEUE_NAMES, Settings
 from wingman.domain.retention.sweep import LAST_RUN_KEY, SweepReport
-from wingman.ops import metrics
+from wingman.ops import metrics, os_updates
 from wingman.ops.backups import Connection, backup_age_seconds
+from wingman.ops.diskspace import measure
 from wingman.ops.units import PROXY_UNIT, UnitSource, UnitState
 from wingman.server.redis import client as redis_client
 
@@ -34,7 +34,6 @@ EXIT_CODES: dict[Overall, int] = {"healthy": 0, "degraded": 1, "down": 2}
 # appliance's front proxy, answers no client (a development stack has no such unit).
 CRITICAL_UNITS = ("web", "postgres", "redis-queue", "redis-cache", PROXY_UNIT)
 NEAR_LIMIT = 0.9
-DISK_FREE_MIN = 0.10
 # A daily timer makes a backup every 24 h; a day and a half without one means it is failing.
 BACKUP_MAX_AGE_S = 36 * 3600
 NO_METRICS = "not available (no metrics endpoint)"
@@ -350,22 +349,85 @@ def web_rows(settings: Settings, web_up: bool, window_s: float) -> list[StatusRo
 
 
 def disk_rows(paths: list[Path]) -> list[StatusRow]:
+    """Free space per data folder, judged by :func:`wingman.ops.diskspace.verdict`."""
     rows = []
     for path in paths:
-        existing = path
-        while not existing.exists() and existing != existing.parent:
-            existing = existing.parent
-        usage = shutil.disk_usage(existing)
-        share = usage.free / usage.total if usage.total else 0.0
+        space = measure(path)
         rows.append(
             StatusRow(
                 group="disk",
                 name=str(path),
-                state="warn" if share < DISK_FREE_MIN else "ok",
-                value=f"{human_bytes(usage.free)} free of {human_bytes(usage.total)} ({share:.0%})",
-                figures={"free": usage.free, "total": usage.total},
+                state=space.state,
+                value=f"{human_bytes(space.free)} free of {human_bytes(space.total)} "
+                f"({space.share:.0%})",
+                figures={"free": space.free, "total": space.total},
             )
         )
+    return rows
+
+
+# Security upgrades wait for the daily unattended run; pending this long after one (or this long
+# after boot without any), the automatic upgrades are not working.
+UPGRADE_RUN_MAX_AGE_S = 48 * 3600
+
+
+def updates_rows(report: os_updates.UpdatesReport, restart_window: str) -> list[StatusRow]:
+    """The operating system's security upgrades, services on replaced files, a newer kernel."""
+    security = report.security
+    names = [u.name for u in security]
+    last = datetime.fromisoformat(report.last_upgrade_run) if report.last_upgrade_run else None
+    since = (datetime.now(UTC) - last).total_seconds() if last else report.uptime_s
+    late = since > UPGRADE_RUN_MAX_AGE_S
+    state: RowState
+    if report.apt_error:
+        state, text = "warn", f"pending upgrades unknown: {report.apt_error}"
+    elif not report.lists_fetched:
+        state = "warn" if late else "n/a"
+        text = "package lists not fetched yet (apt-daily.timer; it needs the Debian mirrors)"
+    elif security:
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        state = "warn" if late else "ok"
+        text = f"{len(security)} pending ({shown}); last unattended run: {last or 'never'}"
+    else:
+        state, text = "ok", f"none pending; last unattended run: {last or 'never'}"
+    rows = [
+        StatusRow(
+            group="updates",
+            name="security",
+            state=state,
+            value=text,
+            figures={
+                "pending": len(security),
+                "packages": names,
+                "other_pending": len(report.upgrades) - len(security),
+                "last_run": report.last_upgrade_run,
+            },
+        )
+    ]
+    ours, others = os_updates.restart_plan(report.units)
+    when = f"in the window {restart_window}" if restart_window else "within 15 minutes"
+    parts = [f"{', '.join(ours)} (restarted {when})"] if ours else []
+    parts += [f"{', '.join(others)} (reboot, or restart by hand)"] if others else []
+    rows.append(
+        StatusRow(
+            group="updates",
+            name="restart",
+            state="warn" if parts else "ok",
+            value="; ".join(parts) or "no service runs replaced files",
+            figures={"wingman": ours, "other": others},
+        )
+    )
+    rows.append(
+        StatusRow(
+            group="updates",
+            name="reboot",
+            state="warn" if report.newer_kernel else "ok",
+            value=f"kernel {report.newer_kernel} installed: reboot to run it"
+            if report.newer_kernel
+            else "not needed",
+            figures={"newer_kernel": report.newer_kernel},
+        )
+    )
     return rows
 
 
@@ -404,6 +466,8 @@ def collect(
     position = max((i for i, r in enumerate(rows) if r.group == "postgres"), default=len(rows) - 1)
     rows.insert(position + 1, backup_row(settings, backup_dir))
     rows += disk_rows([*source.data_paths(), backup_dir])
+    if source.kind == "appliance":  # a development machine's own updates are not Wingman's
+        rows += updates_rows(os_updates.collect(), settings.updates.restart_window)
     verdict = overall(rows)
     return StatusReport(
         layout=source.kind,

@@ -82,9 +82,9 @@ def quantile(buckets: dict[float, float], q: float) -> float | None:
                 return lower_bound
             if count == lower_count:
                 return bound
-            return lower_bound + (bound - lower_bound) * (rank - lower_count) / (
-                count - lower_count
-            )
+            share = (rank - lower_count) / (count - lower_count)
+            # Within the bucket even where the float arithmetic rounds up past its bound.
+            return min(bound, lower_bound + (bound - lower_bound) * share)
         lower_bound, lower_count = bound, count
     return lower_bound
 

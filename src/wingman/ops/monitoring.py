@@ -15,7 +15,7 @@ from pathlib import Path
 
 import msgspec
 
-from wingman.devstack.templates import render
+from wingman.ops.templates import render
 from wingman.resources import shipped_dir
 
 PROMETHEUS_ADDRESS = "127.0.0.1:9090"

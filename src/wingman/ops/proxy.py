@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Literal
 
 from wingman.config import PublicSettings, Settings
-from wingman.devstack.templates import render
+from wingman.ops.templates import render
 
 CertificateMode = Literal["acme", "internal", "imported"]
 PROXY_UNIT = "wingman-proxy.service"

@@ -32,7 +32,6 @@ import msgspec
 import structlog
 from litestar import Request
 from litestar.connection import ASGIConnection
-from litestar.datastructures import State
 from litestar.exceptions import NotAuthorizedException
 from litestar.security.jwt import JWTAuth, Token
 from redis.asyncio import Redis
@@ -43,6 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from wingman.config import Settings
 from wingman.db.models import User, UserRole, UserStatus, UserTier
+from wingman.server.app_resources import Resources, app_resources
 from wingman.server.errors import Problem
 
 log = structlog.get_logger(__name__)
@@ -275,13 +275,13 @@ def decode_access_token(settings: Settings, encoded: str) -> tuple[AuthUser, dat
 
 async def account_is_active(connection: ASGIConnection[Any, Any, Any, Any], user_id: UUID) -> bool:
     """Whether the account may still use the API, through the process's status cache."""
-    state = connection.app.state
-    engine: AsyncEngine = state.alchemy.get_engine()
+    resources = app_resources(connection.app)
+    engine: AsyncEngine = resources.alchemy.get_engine()
 
     async def load(user_id: UUID) -> Standing | None:
         return await load_standing(engine, user_id)
 
-    active: bool = await state.user_status.is_active(user_id, load)
+    active: bool = await resources.user_status.is_active(user_id, load)
     return active
 
 
@@ -304,26 +304,26 @@ def verify_bearer(jwt_auth: JWTAuth[AuthUser, Token], encoded: str) -> Token:
 
 async def retrieve_user(token: Token, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthUser:
     """JWTAuth's user handler: see :func:`signed_in_user`."""
-    return await signed_in_user(token, connection.app.state)
+    return await signed_in_user(token, app_resources(connection.app))
 
 
-async def signed_in_user(token: Token, state: State) -> AuthUser:
+async def signed_in_user(token: Token, resources: Resources) -> AuthUser:
     """The caller of a verified token: claims, then the cached status check (which also brings
     the current tier), then last-seen. Raises a 401 problem for a disabled or deleted account."""
     user = _claims_user(token)
     # The plugin's engine (its state key is made unique per app, so ask the config for it).
-    engine: AsyncEngine = state.alchemy.get_engine()
+    engine: AsyncEngine = resources.alchemy.get_engine()
 
     async def load(user_id: UUID) -> Standing | None:
         return await load_standing(engine, user_id)
 
-    standing = await state.user_status.standing(user.id, load)
+    standing = await resources.user_status.standing(user.id, load)
     if standing is None or standing.status is not UserStatus.ACTIVE:
         raise Problem(401, "account-disabled", "This account is disabled or deleted.")
     if standing.tier is not user.tier:
         user = msgspec.structs.replace(user, tier=standing.tier)
     try:
-        await state.last_seen.touch(user.id, state.redis.cache, engine)
+        await resources.last_seen.touch(user.id, resources.redis.cache, engine)
     except (RedisError, SQLAlchemyError, OSError) as exc:
         # Bookkeeping only: a Redis or database hiccup must not fail the caller's request.
         log.warning("last_seen_update_failed", user_id=str(user.id), error=type(exc).__name__)

@@ -25,7 +25,7 @@ expired (:data:`VERSION_SECONDS` after it was created) is larger than any the us
 A bump of a missing version does nothing (:data:`_BUMP`): nobody holds a current version then.
 
 **No extra round trip.** Every signed-in API request already runs the request limiter's script
-on the queue Redis; that same script returns the caller's version (server/request_limits.py
+on the queue Redis; that same script returns the caller's version (domain/catalog/request_limits.py
 asks for it, :func:`remember_version` keeps it in the ASGI scope), and a cached read passes its
 request's scope, so a hit is one ``GET`` on the cache Redis after the limiter's call, as before.
 Only without the limiter (``server.rate_limits`` off, or its store unreachable) or for a version
@@ -36,8 +36,8 @@ ask at once, one of them loads it: the first takes a short Redis lock (``SET NX 
 poll the entry every :data:`POLL_SECONDS` until it appears, and load it themselves only if the
 lock holder has not stored it within ``lock_seconds`` (a crashed or slow loader costs latency,
 never an error). N concurrent cold reads, in one process or across processes, make one loader
-call (tests/integration/test_cache.py); the waiters pay at most one poll interval over the
-loader's time.
+call (tests/integration/server/test_read_cache.py); the waiters pay at most one poll interval
+over the loader's time.
 
 If either Redis is unreachable, reads go straight to the loader and writes log the failed bump:
 a stale entry can then live until its TTL.
@@ -60,6 +60,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from wingman.config import CacheSettings
+from wingman.server.app_resources import scope_resources
 from wingman.server.metrics import CACHE_REQUESTS
 from wingman.server.redis_mux import RedisMux
 
@@ -287,7 +288,7 @@ class WriteBarrier:
 
 
 async def _bump(scope: Scope, user_id: UUID) -> None:
-    redis: RedisMux = scope["litestar_app"].state.redis.queue_mux
+    redis: RedisMux = scope_resources(scope).redis.queue_mux
     try:
         await invalidate_user(redis, user_id)
     except RedisError as exc:

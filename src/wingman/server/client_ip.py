@@ -88,9 +88,3 @@ class ClientAddresses:
             if name.lower() == b"x-forwarded-for"
         ]
         return forwarded_client(peer, forwarded, self.trusted)
-
-
-def client_ip(scope: Scope) -> str:
-    """The client IP of a request or WebSocket of the Wingman app (uses its settings)."""
-    addresses: ClientAddresses = scope["litestar_app"].state.client_addresses
-    return addresses.of(scope)

@@ -23,7 +23,6 @@ from typing import Literal
 
 import msgspec
 import structlog
-from litestar import Litestar
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -115,18 +114,6 @@ async def membership(client: Redis, settings: Settings, draining: Draining) -> A
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-
-
-@asynccontextmanager
-async def cluster_lifespan(app: Litestar) -> AsyncIterator[None]:
-    """A web process's membership, once the Redis lifespan has opened the clients; a node that
-    is not part of a cluster (all-in-one) reports nothing."""
-    settings: Settings = app.state.settings
-    if settings.node.role == "all-in-one":
-        yield
-        return
-    async with membership(app.state.redis.queue, settings, app.state.draining):
-        yield
 
 
 class Draining:

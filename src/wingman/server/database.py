@@ -7,6 +7,7 @@ import functools
 from typing import Any
 
 import psycopg
+import structlog
 from advanced_alchemy.extensions.litestar import (
     AsyncSessionConfig,
     EngineConfig,
@@ -25,6 +26,8 @@ from wingman.config import DatabaseSettings
 
 SESSION_DEPENDENCY_KEY = "db_session"
 
+log = structlog.get_logger(__name__)
+
 
 def engine_config(db: DatabaseSettings, application_name: str) -> EngineConfig:
     connect_args: dict[str, Any] = {
@@ -41,15 +44,25 @@ def engine_config(db: DatabaseSettings, application_name: str) -> EngineConfig:
         # next server connection: never prepare. PgBouncer refuses the ``options`` startup
         # parameter, so the statement timeout is set per transaction (see _on_begin).
         connect_args["prepare_threshold"] = None
+    if db.max_overflow:
+        # The pool never overflows: an older tuning file's max_overflow is added to pool_size.
+        log.warning(
+            "database_max_overflow_deprecated",
+            pool_size=db.pool_size,
+            max_overflow=db.max_overflow,
+            pool=db.effective_pool_size,
+            fix="set database.pool_size to the whole pool and drop max_overflow "
+            "(wingmanctl tune --apply rewrites tuning.toml so)",
+        )
     return EngineConfig(
-        # Every connection the process may open (pool_size + max_overflow, as the tuning plan
-        # budgets them against max_connections) stays open once opened: SQLAlchemy closes an
-        # overflow connection at check-in whenever pool_size others are idle, and a web worker's
-        # load swings across that line many times a second. Each new connection is a backend
-        # fork and a SCRAM exchange on both sides: an uncached message page cost 5 ms of worker
-        # CPU with one new connection per ~14 requests, against about a third of that without.
+        # One fixed pool: every connection the process may open (as the tuning plan budgets them
+        # against max_connections) stays open once opened. SQLAlchemy closes an overflow
+        # connection at check-in whenever pool_size others are idle, and a web worker's load
+        # swings across that line many times a second. Each new connection is a backend fork and
+        # a SCRAM exchange on both sides: an uncached message page cost 5 ms of worker CPU with
+        # one new connection per ~14 requests, against about a third of that without.
         # Connections are still opened only when needed and retired after pool_recycle.
-        pool_size=db.pool_size + db.max_overflow,
+        pool_size=db.effective_pool_size,
         max_overflow=0,
         pool_timeout=db.pool_timeout,
         pool_recycle=db.pool_recycle,

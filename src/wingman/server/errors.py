@@ -7,7 +7,9 @@ traceback and answered with a plain 500 that reveals nothing about the internals
 Database errors are answered by what the database said, whether or not a repository wrapped
 them: no free pool connection is 503 ``server-busy``, an unreachable server 503 ``unavailable``
 (both with Retry-After), a value PostgreSQL cannot store 422 ``unstorable-value``, a broken
-constraint 409 ``conflict``.
+constraint 409 ``conflict``. A Redis server that cannot be reached or does not answer in time
+(stopped, or its master failing over to a replica) is 503 ``unavailable`` with Retry-After too:
+a Sentinel failover takes seconds, and the client should come back, not report a bug.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from litestar.plugins.problem_details import (
     ProblemDetailsPlugin,
 )
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.exc import IntegrityError as SQLAlchemyIntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -179,6 +183,28 @@ def _unreachable(request: Request[Any, Any, Any], exc: DBAPIError) -> Response[A
     ).to_response(request)
 
 
+def _redis_unreachable(
+    request: Request[Any, Any, Any], exc: RedisConnectionError | RedisTimeoutError
+) -> Response[Any]:
+    # Redis is down, or its master is being replaced (Sentinel): clients that follow the master
+    # find the new one on their next connection. Nothing the handler committed is undone, and
+    # every write the API takes is safe to repeat (idempotency keys), so the client retries.
+    held = _warnings.open("redis")
+    if held is not None:
+        log.warning(
+            "redis_unreachable",
+            path=request.url.path,
+            error=type(exc).__name__,
+            suppressed=held,
+        )
+    return Problem(
+        503,
+        "unavailable",
+        "A service the server needs cannot be reached right now; try again shortly.",
+        headers={"Retry-After": RETRY_AFTER_SECONDS},
+    ).to_response(request)
+
+
 def _database(request: Request[Any, Any, Any], exc: DBAPIError) -> Response[Any]:
     if database_unreachable(exc):
         return _unreachable(request, exc)
@@ -213,4 +239,6 @@ EXCEPTION_HANDLERS = {
     DataError: _unstorable,
     PoolTimeout: _busy,
     RepositoryError: _repository,
+    RedisConnectionError: _redis_unreachable,
+    RedisTimeoutError: _redis_unreachable,
 }

@@ -1,13 +1,13 @@
 """The folder where one Wingman instance's processes keep their Prometheus values.
 
 prometheus-client decides between single- and multi-process mode when it is first imported,
-from ``PROMETHEUS_MULTIPROC_DIR``. So the entry points (``wingman serve``, ``wingman worker``)
+from ``PROMETHEUS_MULTIPROC_DIR``. So the entry points (``wingmanctl serve``, ``wingmanctl worker``)
 call :func:`use_for_web` / :func:`use_for_worker` *before* importing the app or the worker, and
 this module must not import prometheus-client itself.
 
 Layout under the instance folder (``[metrics] dir``):
 
-- ``web/``: every Granian worker of ``wingman serve``. Wiped once by the serving process before
+- ``web/``: every Granian worker of ``wingmanctl serve``. Wiped once by the serving process before
   it starts its workers (a worker that wiped it would delete its siblings' live files).
 - ``worker-<queue>-<pid>/``: one SAQ worker process. A new process gets a new folder; folders of
   processes that no longer exist are removed when a worker of the same queue starts, so a
@@ -29,7 +29,7 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 def instance_folder(settings: Settings, port: int | None = None) -> Path:
     """``[metrics] dir``, or a temp folder named for the web port when that is empty.
 
-    ``port`` is the one ``wingman serve --port`` binds, when it differs from the settings';
+    ``port`` is the one ``wingmanctl serve --port`` binds, when it differs from the settings';
     workers only know the settings' port, so such an instance should set ``[metrics] dir``.
     """
     if settings.metrics.dir:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import ipaddress
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
 import structlog
 from litestar import Request, Response, get
+from litestar.di import NamedDependency
 from litestar.exceptions import NotAuthorizedException
 from redis.exceptions import RedisError
 from saq import Queue
@@ -22,9 +24,10 @@ from saq.queue.redis import RedisQueue
 
 from wingman.config import PublicSettings, Settings
 from wingman.ops.backups import latest_backup
+from wingman.queues import Queues
 from wingman.server.auth import ALGORITHM, AccessToken, AuthUser, retrieve_user
 from wingman.server.certificate_expiry import sample_certificate_expiry
-from wingman.server.client_ip import client_ip
+from wingman.server.client_ip import ClientAddresses
 from wingman.server.errors import Problem
 from wingman.server.metrics import (
     BACKUP_LAST_SUCCESS,
@@ -84,7 +87,7 @@ async def oldest_waiting_seconds(queue: Queue) -> float:
     return max(0.0, time.time() - since)
 
 
-async def sample_queue_depths(queues: dict[str, Queue]) -> None:
+async def sample_queue_depths(queues: Mapping[str, Queue]) -> None:
     """Set ``wingman_queue_depth`` and ``wingman_queue_oldest_seconds`` from the queue Redis.
 
     Skipped (and logged) for a queue whose Redis is unreachable.
@@ -137,13 +140,17 @@ def _read_everything(backup_folder: Path, public: PublicSettings) -> bytes:
     # Anonymous from loopback, an admin's bearer token from anywhere else.
     security=[{}, {"BearerToken": []}],
 )
-async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
-    state = request.app.state
-    if not is_loopback(client_ip(request.scope)):
-        await _require_admin(request, state.settings)
-    await sample_queue_depths(state.queues)
+async def metrics(
+    request: Request[Any, Any, Any],
+    settings: NamedDependency[Settings],
+    queues: NamedDependency[Queues],
+    client_addresses: NamedDependency[ClientAddresses],
+) -> Response[bytes]:
+    if not is_loopback(client_addresses.of(request.scope)):
+        await _require_admin(request, settings)
+    await sample_queue_depths(queues)
     # The backup manifests, the proxy's certificate and every process's metric files are read
     # with blocking calls: off the event loop.
-    backup_folder = Path(state.settings.backup.dir)
-    body = await anyio.to_thread.run_sync(_read_everything, backup_folder, state.settings.public)
+    backup_folder = Path(settings.backup.dir)
+    body = await anyio.to_thread.run_sync(_read_everything, backup_folder, settings.public)
     return Response(body)

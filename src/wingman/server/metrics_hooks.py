@@ -25,10 +25,10 @@ _BLOCKING = frozenset({"BLPOP", "BRPOP", "BLMOVE", "BRPOPLPUSH", "BZPOPMIN", "BZ
 def watch_pool(engine: AsyncEngine) -> None:
     """Keep ``wingman_db_pool_connections{state}`` current on every checkout and checkin.
 
-    ``size`` is what the pool may keep open (``pool_size`` + ``max_overflow``, see
-    server/database.py), ``open`` what it holds now, ``checked_out`` what is in use. SQLAlchemy's
-    queue pool does not say how many callers wait for a connection, so ``waiting`` is not
-    reported; ``checked_out`` at ``size`` is the sign.
+    ``size`` is what the pool may keep open (``database.pool_size``, see server/database.py),
+    ``open`` what it holds now, ``checked_out`` what is in use. SQLAlchemy's queue pool does not
+    say how many callers wait for a connection, so ``waiting`` is not reported; ``checked_out``
+    at ``size`` is the sign.
     """
     pool: Pool = engine.sync_engine.pool
     size = getattr(pool, "size", None)

@@ -4,7 +4,7 @@ Every client connection is a file descriptor in the Granian worker that holds it
 starts with the soft limit its parent had (often 1,024 in a login shell), far below the
 ``server.connections_per_worker`` a tuned host plans for. Past the limit, accept() fails with
 EMFILE and clients wait unanswered, which looks like the connection wall the setting exists to
-remove. So ``wingman serve`` raises its own soft limit before Granian starts its workers (they
+remove. So ``wingmanctl serve`` raises its own soft limit before Granian starts its workers (they
 inherit it), up to the hard limit (the unit's ``LimitNOFILE``, or the shell's ``ulimit -Hn``),
 and holds fewer connections than configured when even the hard limit is too low, saying so.
 Under the appliance's unit, ``LimitNOFILE`` sets the soft limit as high as the hard one, so

@@ -7,6 +7,12 @@ master's address whenever it opens a connection, and a connection that gets ``RE
 server was demoted to a replica) is dropped and raises :class:`redis.exceptions.ConnectionError`,
 so the next command re-discovers. Idle connections to a former master are closed as soon as a
 new connection learns the new address.
+
+Under uvloop (the web server's loop), writing to a connection whose transport the server has
+just closed raises ``RuntimeError`` ("the handler is closed"), which redis-py does not take for
+a lost connection: a request then failed with a 500 during a failover. The connections built
+here turn it into :class:`redis.exceptions.ConnectionError`, which the callers already handle
+(a cache miss, a 503, a retried job write); the next call opens a new connection.
 """
 
 from __future__ import annotations
@@ -17,11 +23,32 @@ from typing import Any
 import redis
 import redis.sentinel
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.asyncio.connection import Connection
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from wingman.config import RedisSettings
 from wingman.redis_address import SentinelAddress, is_sentinel_url, parse_sentinel_url
 from wingman.server.redis_mux import RedisMux
+
+
+class _ClosedTransportIsLost:
+    """Mixed into a redis-py connection: a write on a closed transport is a lost connection."""
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        try:
+            await super().send_packed_command(command, check_health)  # type: ignore[misc]
+        except RuntimeError as exc:
+            await self.disconnect(nowait=True)  # type: ignore[attr-defined]
+            raise RedisConnectionError(f"Connection to Redis lost: {exc}") from exc
+
+
+class _Connection(_ClosedTransportIsLost, Connection):
+    pass
+
+
+class _SentinelConnection(_ClosedTransportIsLost, SentinelManagedConnection):
+    pass
 
 
 class _SentinelPool(SentinelConnectionPool):
@@ -73,6 +100,7 @@ def _sentinel_master(url: str, timeout: float | None, pool: type, /, **kwargs: A
     return sentinel.master_for(  # type: ignore[no-any-return]
         address.master_name,
         connection_pool_class=pool,
+        connection_class=_SentinelConnection,
         **_master_kwargs(address, timeout),
         **kwargs,
     )
@@ -92,8 +120,10 @@ def connect(url: str, settings: RedisSettings, name: str) -> Redis:
     }
     if is_sentinel_url(url):
         return _sentinel_master(url, settings.socket_timeout, _BlockingSentinelPool, **options)
+    # ``rediss://`` and ``unix://`` URLs bring their own connection class, which wins.
     pool = BlockingConnectionPool.from_url(
         url,
+        connection_class=_Connection,
         socket_timeout=settings.socket_timeout,
         socket_connect_timeout=settings.socket_timeout,
         **options,
@@ -107,7 +137,13 @@ def client(url: str, *, timeout: float | None, name: str | None = None) -> Redis
     options: dict[str, Any] = {"client_name": name}
     if is_sentinel_url(url):
         return _sentinel_master(url, timeout, _SentinelPool, **options)
-    return Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, **options)
+    return Redis.from_url(
+        url,
+        connection_class=_Connection,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        **options,
+    )
 
 
 def sync_client(url: str, *, timeout: float, decode_responses: bool = False) -> redis.Redis:

@@ -22,7 +22,7 @@ from wingman.config import Settings
 
 @dataclass
 class WorkerLog:
-    """A running ``wingman worker --queue default`` and the JSON log lines it wrote."""
+    """A running ``wingmanctl worker --queue default`` and the JSON log lines it wrote."""
 
     process: subprocess.Popen[bytes]
     path: Path

@@ -24,6 +24,7 @@ from tests.integration.accounts.conftest import WorkerLog, bearer, request_code,
 from tests.support.services import child_env
 from wingman.app import create_app
 from wingman.config import AuthSettings, Settings
+from wingman.server.app_resources import app_resources
 
 
 async def refresh(client: AsyncTestClient[Litestar], token: str) -> Any:
@@ -169,7 +170,7 @@ async def test_status_is_cached_between_requests(settings: Settings, otp_worker:
         assert (await client.get("/api/v1/me", headers=bearer(tokens))).status_code == 200
         await _set_status(settings, tokens["user"]["id"], "deleted")
         assert (await client.get("/api/v1/me", headers=bearer(tokens))).status_code == 200
-        client.app.state.user_status.forget(uuid.UUID(tokens["user"]["id"]))
+        app_resources(client.app).user_status.forget(uuid.UUID(tokens["user"]["id"]))
         assert (await client.get("/api/v1/me", headers=bearer(tokens))).status_code == 401
 
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
 from prometheus_client import REGISTRY
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.integration.ai.conftest import Harness, assemble, send, start_session, user_events
 from tests.support.openai_server import OpenAIServer, Script
+from tests.support.polling import eventually
 from wingman.config import OpenAISettings
 from wingman.db.models import GlobalConfig, Message, ProcessingStatus
 from wingman.domain.ai.generation import GAVE_UP, REFUSED, UNAVAILABLE, ReplyRun
@@ -85,10 +87,67 @@ async def test_offline_reply_is_stored_once_and_streamed(
     assert assemble(events, ai_id) == row.content
     assert events[-1].data["content"] == row.content
 
-    # A second run of the same message (a duplicate job) finds nothing to do.
+    # A second run of the same message (a duplicate job) stores nothing and, although it
+    # announces the finished reply again, no second ``message.completed`` goes out.
     again = await ReplyRun(ai.deps(), UUID(ai_id)).execute()
-    assert again["outcome"] == "not-in-flight"
+    assert again["outcome"] == "announced-again"
     assert (await stored(ai.engine, ai_id)).content == row.content
+    assert await user_events(ai.redis, ai.user.id) == events
+
+
+async def finished_without_event(ai: Harness, text: str, **finished: Any) -> str:
+    """A posted message's AI reply, set finished in the database (``finished``: the columns) as
+    a run that committed and died before publishing would leave it; its id."""
+    chat = await start_session(ai.client, ai.user)
+    pair = await send(ai.client, ai.user, chat["id"], text)
+    ai_id = str(pair["ai_message"]["id"])
+    async with ai.engine.begin() as connection:
+        await connection.execute(
+            update(Message).where(Message.id == UUID(ai_id)).values(**finished)
+        )
+    return ai_id
+
+
+async def test_a_reply_stored_by_a_run_that_died_before_publishing_is_announced_again(
+    ai: Harness,
+) -> None:
+    """A worker killed between its commit and its publish: SAQ runs the job again, and that run
+    tells the user's sockets the reply is done (once, however often the job runs)."""
+    ai_id = await finished_without_event(
+        ai,
+        "Did the run finish?",
+        processing_status=ProcessingStatus.DONE,
+        content="Stored, never announced.",
+        attempts=1,
+        completed_at=func.now(),
+    )
+    for _ in range(2):
+        result = await ReplyRun(ai.deps(), UUID(ai_id)).execute()
+        assert result["outcome"] == "announced-again"
+    completed = [
+        e for e in await user_events(ai.redis, ai.user.id) if e.type == "message.completed"
+    ]
+    assert [(e.data["id"], e.data["content"]) for e in completed] == [
+        (ai_id, "Stored, never announced.")
+    ]
+
+
+async def test_a_reply_finished_before_the_event_history_is_not_announced_again(
+    ai: Harness,
+) -> None:
+    """Past the history window no client can resume to it, and the mark that keeps the event
+    from going out twice has expired: a late run leaves it to a REST refetch."""
+    ai_id = await finished_without_event(
+        ai,
+        "An old question",
+        processing_status=ProcessingStatus.FAILED,
+        error=UNAVAILABLE,
+        completed_at=func.now() - timedelta(seconds=601),
+    )
+    result = await ReplyRun(ai.deps(), UUID(ai_id)).execute()
+    assert result["outcome"] == "not-in-flight"
+    events = await user_events(ai.redis, ai.user.id)
+    assert not [e for e in events if e.type in ("message.completed", "message.failed")]
 
 
 async def test_openai_stream_with_a_503_then_success(
@@ -232,7 +291,12 @@ async def test_a_superseded_run_writes_nothing(
         ai_id = UUID(pair["ai_message"]["id"])
         deps = ai.deps(provider)
         zombie = asyncio.create_task(ReplyRun(deps, ai_id).execute())
-        await asyncio.sleep(0.2)  # the zombie has claimed and is streaming slowly
+
+        async def zombie_asked() -> bool:
+            # Its request is in once it has claimed the message and taken the slow script.
+            return bool(openai_server.requests)
+
+        await eventually(zombie_asked, 10, "the zombie's request to the model")
         fresh = await ReplyRun(deps, ai_id).execute()
         late = await zombie
     finally:

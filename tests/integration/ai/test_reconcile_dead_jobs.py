@@ -12,7 +12,7 @@ from saq.utils import now
 from tests.integration.ai.conftest import Harness, send, start_session
 from tests.integration.ai.test_worker_replies import wait_for, worker, worker_settings
 from wingman.db.models import ProcessingStatus
-from wingman.domain.ai.jobs import reply_job_key
+from wingman.domain.chat.replies import reply_job_key
 from wingman.queues import create_queue
 
 
@@ -52,3 +52,36 @@ async def test_a_reply_whose_job_was_left_aborting_is_enqueued_again(
     assert row.attempts == 1
     assert row.content
     assert row.tokens_out == len(row.content.split(" "))
+
+
+async def test_a_replayed_post_enqueues_a_reply_whose_job_was_lost(ai: Harness) -> None:
+    """A post that committed but died before its enqueue (its node killed), then sent again
+    with its idempotency key (by the client or a proxy): the replay enqueues the reply."""
+    chat = await start_session(ai.client, ai.user)
+    url = f"/api/v1/sessions/{chat['id']}/messages"
+    body = {"content": "Is the bakery open on Sundays?", "idempotency_key": "bakery-sunday"}
+    first = await ai.client.post(url, json=body, headers=ai.user.headers)
+    assert first.status_code == 202, first.text
+    ai_id = UUID(first.json()["ai_message"]["id"])
+    queue = create_queue(ai.settings, "ai")
+    try:
+        job = await queue.job(reply_job_key(ai_id))
+        assert job is not None
+        # As if the enqueue had never happened.
+        await queue.redis.lrem(queue.namespace("queued"), 0, job.id)
+        await queue.redis.zrem(queue.namespace("incomplete"), job.id)
+        await queue.redis.delete(job.id)
+        assert await queue.job(reply_job_key(ai_id)) is None
+
+        replay = await ai.client.post(url, json=body, headers=ai.user.headers)
+        assert replay.status_code == 200, replay.text
+        assert replay.json() == first.json()
+        again = await queue.job(reply_job_key(ai_id))
+        assert again is not None
+        assert again.kwargs == {"message_id": str(ai_id)}
+        # A second replay while that job is queued adds nothing: the key absorbs it.
+        await ai.client.post(url, json=body, headers=ai.user.headers)
+        queued = await queue.redis.lrange(queue.namespace("queued"), 0, -1)
+        assert [entry.decode() for entry in queued].count(again.id) == 1
+    finally:
+        await queue.disconnect()

@@ -1,4 +1,4 @@
-"""Replies produced by real ``wingman worker`` processes: lifecycle, cancel, regenerate, crashes,
+"""Replies produced by real ``wingmanctl worker`` processes: lifecycle, cancel, regenerate, crashes,
 a lost queue and a burst of posts. Exactly one stored reply per AI message, always."""
 
 from __future__ import annotations
@@ -116,6 +116,8 @@ async def test_cancel_stops_a_running_generation(ai: Harness, tmp_path: Path) ->
         answer = await ai.client.post(f"/api/v1/messages/{ai_id}/cancel", headers=ai.user.headers)
         assert answer.status_code == 200, answer.text
         assert answer.json()["processing_status"] == "cancelled"
+        # Nothing must happen from here on, so these sleeps are the test: a second for deltas
+        # already in flight to land, then a second in which no new one may appear.
         await asyncio.sleep(1.0)
         deltas_after_a_second = len(
             [e for e in await user_events(ai.redis, ai.user.id) if e.type == "message.delta"]

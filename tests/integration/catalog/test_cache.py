@@ -68,18 +68,19 @@ async def test_a_drop_during_a_load_is_not_undone_by_it() -> None:
 async def test_entries_expire_after_the_ttl() -> None:
     cache, load = CatalogCache(ttl=0.05), Loads()
     await cache.get("tones", load)
-    await asyncio.sleep(0.08)
+    await asyncio.sleep(0.08)  # the expiry is what is tested: let the 50 ms TTL pass
     await cache.get("tones", load)
     assert load.count == 2
 
 
 async def test_an_announcement_drops_the_cache(redis_queue: Redis) -> None:
     cache, load = CatalogCache(), Loads()
+    await cache.get("tones", load)
     async with invalidation_listener(redis_queue, cache):
-        await asyncio.sleep(0.2)  # subscribed
+        # The listener drops the cache once subscribed: from that drop on it hears announcements.
+        await wait_dropped(cache, load, budget=5.0)
         await cache.get("tones", load)
-        await cache.get("tones", load)
-        assert load.count == 1
+        assert load.count == 2
         await announce_change(redis_queue, "tones")
         assert await wait_dropped(cache, load) < 1.0
 
@@ -90,14 +91,14 @@ async def test_the_listener_comes_back_after_its_connection_is_killed(
     cache, load = CatalogCache(), Loads()
     listener_redis = Redis.from_url(settings.redis.queue_url, client_name="catalog-listener-test")
     try:
+        await cache.get("tones", load)
         async with invalidation_listener(listener_redis, cache):
-            await asyncio.sleep(0.2)
-            await cache.get("tones", load)
+            await wait_dropped(cache, load, budget=5.0)  # subscribed (see above)
             killed = await redis_queue.client_kill_filter(_type="pubsub", skipme=True)
             assert killed >= 1
-            # Whatever was announced while it was away is unknown: it starts from empty.
+            # Whatever was announced while it was away is unknown: it drops the cache again once
+            # subscribed anew, so after this drop it hears announcements.
             await wait_dropped(cache, load, budget=2.0)
-            await asyncio.sleep(0.2)
             await announce_change(redis_queue, "tones")
             assert await wait_dropped(cache, load) < 1.0
     finally:

@@ -27,7 +27,7 @@ PROPAGATION_BUDGET = 1.0
 
 @pytest.fixture(scope="module")
 def server(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real ``wingman serve`` process (its own cache, its own subscription)."""
+    """A real ``wingmanctl serve`` process (its own cache, its own subscription)."""
     folder = tmp_path_factory.mktemp("catalog-server")
     port = free_port()
     log = (folder / "server.log").open("wb")

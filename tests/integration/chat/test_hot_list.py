@@ -17,6 +17,7 @@ from tests.support.ratelimits import clear_rate_limit_counts, set_rate_limits
 from wingman.config import Settings
 from wingman.db.models import User, UserStatus
 from wingman.domain.chat.hot_list import CachedSessionList
+from wingman.server.app_resources import app_resources
 
 LIST = "/api/v1/sessions"
 # The route's own URL for the same page: the query string keeps the layer out of it.
@@ -122,7 +123,7 @@ async def test_only_a_cache_hit_of_an_active_caller_skips_routing(
         await connection.execute(
             update(User).where(User.id == caller.id).values(status=UserStatus.DISABLED)
         )
-    app.state.user_status.forget(caller.id)
+    app_resources(app).user_status.forget(caller.id)
     answer = await client.get(LIST, headers=caller.headers)
     assert answer.status_code == 401
     assert answer.json()["type"].endswith("account-disabled")

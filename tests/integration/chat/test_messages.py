@@ -14,6 +14,7 @@ from tests.support.accounts import Caller, create_caller
 from wingman.config import Settings
 from wingman.db.models import GlobalConfig, Message, UserTier
 from wingman.domain.catalog.registry import MessageLimits
+from wingman.server.app_resources import app_resources
 
 SESSIONS = "/api/v1/sessions"
 
@@ -93,7 +94,7 @@ async def test_content_limit_comes_from_config(
         await connection.execute(
             insert(GlobalConfig).values(key="limits.message", value={"max_content_length": 10})
         )
-    app.state.catalog.drop()
+    app_resources(app).catalog.drop()
     try:
         over = await client.post(url, json={"content": "x" * 11}, headers=alice.headers)
         assert over.status_code == 422, over.text
@@ -105,7 +106,7 @@ async def test_content_limit_comes_from_config(
             await connection.execute(
                 delete(GlobalConfig).where(GlobalConfig.key == "limits.message")
             )
-        app.state.catalog.drop()
+        app_resources(app).catalog.drop()
 
 
 async def test_counters_exact_under_concurrent_posts(

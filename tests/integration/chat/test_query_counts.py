@@ -1,5 +1,5 @@
-"""Statements per request: the session detail costs the same few whatever the page size, and a
-message post reads nothing back after its inserts."""
+"""Statements per request: the session detail costs the same few whatever the page size, a
+message page is one statement, and a message post is one statement that reads nothing back."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from uuid_utils.compat import uuid7
 from tests.integration.chat.conftest import add_tone, new_session
 from tests.support.accounts import Caller
 from wingman.db.models import Message, MessageSender, ProcessingStatus, utcnow
+from wingman.server.app_resources import app_resources
 
 
 async def statements_of(
@@ -32,7 +33,7 @@ async def statements_of(
     def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         executed.append(statement)
 
-    engine = app.state.alchemy.get_engine().sync_engine
+    engine = app_resources(app).alchemy.get_engine().sync_engine
     event.listen(engine, "before_cursor_execute", count)
     try:
         response = await client.request(method, url, json=body, headers=caller.headers)
@@ -98,6 +99,43 @@ async def test_a_message_post_reads_nothing_back(
     executed = await statements_of(
         client, app, "POST", url, alice, body={"content": "How was your weekend?"}, status=202
     )
-    kinds = [statement.split(None, 1)[0].upper() for statement in executed]
-    # The session check, both messages (each INSERT returns its row), the session's counters.
-    assert kinds == ["SELECT", "INSERT", "INSERT", "UPDATE"], executed
+    # One statement: the session's counters (the ownership check), both messages, returned.
+    assert len(executed) == 1, executed
+    assert executed[0].split(None, 1)[0].upper() == "WITH", executed
+
+
+async def test_a_message_page_is_one_statement_with_its_ownership_check(
+    app: Litestar, client: AsyncTestClient[Litestar], alice: Caller, bob: Caller
+) -> None:
+    """The page reads the caller's session's messages in one statement; only an empty page
+    costs a second, to tell an empty session from somebody else's (404 either way for Bob)."""
+    chat = await new_session(client, alice)
+    url = f"/api/v1/sessions/{chat['id']}/messages"
+    await client.get(url, headers=alice.headers)  # warm the per-process caches
+
+    empty = await statements_of(client, app, "GET", url, alice)
+    assert len(empty) == 2, empty
+    await client.post(url, json={"content": "Hello"}, headers=alice.headers)
+    full = await statements_of(client, app, "GET", url, alice)
+    assert len(full) == 1, full
+    assert "chat_sessions" in full[0]
+    body = (await client.get(url, headers=alice.headers)).json()
+    assert [(m["sender"], m["processing_status"]) for m in body["items"]] == [
+        ("ai", "queued"),
+        ("user", "done"),
+    ]
+    assert set(body["items"][1]) == {
+        "id",
+        "session_id",
+        "sender",
+        "content",
+        "processing_status",
+        "error",
+        "reply_to_id",
+        "idempotency_key",
+        "created_at",
+        "completed_at",
+    }
+    refused = await client.get(url, headers=bob.headers)
+    assert refused.status_code == 404
+    assert refused.json()["type"].endswith(":session-not-found")

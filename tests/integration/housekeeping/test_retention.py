@@ -128,11 +128,14 @@ async def seed(engine: AsyncEngine, user_id: UUID, now: datetime) -> dict[str, t
         await connection.execute(insert(RefreshToken), tokens)
         plan["refresh_tokens"] = (gone, kept)
         imports: dict[str, set[UUID]] = {"gone": set(), "kept": set()}
-        for moment, status, fate in (
-            (old, ImportStatus.DONE, "gone"),
-            (old, ImportStatus.FAILED, "gone"),
-            (old, ImportStatus.QUEUED, "kept"),  # still owed to its user: never swept
-            (recent, ImportStatus.DONE, "kept"),
+        # The sweep finds rows by their id's time, the heavy worker's minutely reconciler fails
+        # imports queued for a day by ``created_at``; the queued row is old to the first and
+        # young to the second, or the reconciler could fail it (and make it sweepable) first.
+        for moment, created, status, fate in (
+            (old, old, ImportStatus.DONE, "gone"),
+            (old, old, ImportStatus.FAILED, "gone"),
+            (old, now, ImportStatus.QUEUED, "kept"),  # still owed to its user: never swept
+            (recent, recent, ImportStatus.DONE, "kept"),
         ):
             import_id = id_at(moment)
             imports[fate].add(import_id)
@@ -145,7 +148,7 @@ async def seed(engine: AsyncEngine, user_id: UUID, now: datetime) -> dict[str, t
                     me="Me",
                     size_bytes=1,
                     status=status,
-                    created_at=moment,
+                    created_at=created,
                 )
             )
         plan["session_imports"] = (imports["gone"], imports["kept"])

@@ -172,7 +172,7 @@ def inst() -> Iterator[Installation]:
             'op.create_table("upgrade_probe", sa.Column("id", sa.Integer, primary_key=True))',
         )
         broken = copy_tree(root / "tree-1.2")
-        with (broken / "src" / "wingman" / "app.py").open("a") as fh:
+        with (broken / "src" / "wingman" / "app" / "__init__.py").open("a") as fh:
             fh.write('\nraise ImportError("this build is broken on purpose")\n')
         failing = copy_tree(root / "tree-1.3")
         add_migration(failing, "upgrade_fails", 'op.execute("SELECT 1 / 0")')
@@ -308,7 +308,7 @@ def test_a_build_that_does_not_import_is_rolled_back(inst: Installation) -> None
     assert not inst.venv.with_name("wingman.previous").exists()
     assert not inst.venv.with_name("wingman.failed").exists()
     assert_unchanged(inst)
-    app = next(inst.venv.glob("lib/python3*/site-packages/wingman/app.py"))
+    app = next(inst.venv.glob("lib/python3*/site-packages/wingman/app/__init__.py"))
     assert "broken on purpose" not in app.read_text()
 
 

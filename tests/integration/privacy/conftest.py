@@ -108,7 +108,7 @@ async def bob(privacy_engine: AsyncEngine, privacy_settings: Settings) -> Caller
 
 @contextmanager
 def heavy_worker(settings: Settings, folder: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """A real ``wingman worker --queue heavy``; SIGTERM (then SIGKILL) when the block ends."""
+    """A real ``wingmanctl worker --queue heavy``; SIGTERM (then SIGKILL) when the block ends."""
     home = folder / f"heavy-{os.urandom(3).hex()}"
     env = child_env(settings, home)
     with (home / "worker.log").open("wb") as log_file:

@@ -5,9 +5,11 @@ another account's rows are untouched."""
 from __future__ import annotations
 
 import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
@@ -29,6 +31,18 @@ from wingman.db.models import AuditLogEntry, UserRole
 from wingman.domain.privacy.archive import verify
 
 
+@pytest.fixture
+async def no_deletion_grace(privacy_settings: Settings) -> AsyncIterator[None]:
+    """Deleted accounts are purged at once, for this test only: the config row is shared by every
+    test on the privacy database, so it is put back even when the test fails."""
+    await set_config(privacy_settings, "privacy", {"deletion_grace_days": 0})
+    try:
+        yield
+    finally:
+        await set_config(privacy_settings, "privacy", {})
+
+
+@pytest.mark.usefixtures("no_deletion_grace")
 async def test_killed_heavy_workers_finish_an_export_and_a_purge_exactly_once(  # noqa: PLR0917
     privacy_client: AsyncTestClient[Litestar],
     privacy_settings: Settings,
@@ -72,7 +86,6 @@ async def test_killed_heavy_workers_finish_an_export_and_a_purge_exactly_once(  
 
         # Now the purge: deleted with no grace, so it is enqueued at once.
         admin = await create_caller(engine, privacy_settings, role=UserRole.ADMIN)
-        await set_config(privacy_settings, "privacy", {"deletion_grace_days": 0})
         deleted = await client.delete(f"/api/v1/admin/users/{alice.id}", headers=admin.headers)
         assert deleted.status_code == 202, deleted.text
 
@@ -95,7 +108,6 @@ async def test_killed_heavy_workers_finish_an_export_and_a_purge_exactly_once(  
 
     with heavy_worker(privacy_settings, tmp_path):
         await poll(purged, 90, "the retried purge", every=0.25)
-    await set_config(privacy_settings, "privacy", {})
     async with engine.connect() as connection:
         records = await connection.scalar(
             select(func.count()).where(

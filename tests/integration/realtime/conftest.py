@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 import msgspec
 import pytest
 from granian.constants import Interfaces
@@ -22,6 +23,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.support.accounts import Caller, create_caller
+from tests.support.polling import eventually
 from wingman.app import create_app
 from wingman.config import RealtimeSettings, Settings
 from wingman.devstack.processes import free_port, port_open
@@ -51,12 +53,19 @@ async def serving(settings: Settings) -> AsyncIterator[str]:
     port = free_port()
     server = Server(create_app(settings), interface=Interfaces.ASGI, port=port, log_enabled=False)
     task = asyncio.create_task(server.serve())
-    for _ in range(100):
-        if port_open(port):
-            break
-        await asyncio.sleep(0.05)
-    # The lifespan (Redis, the dispatcher's subscription) may lag the listener a little.
-    await asyncio.sleep(0.3)
+
+    async def ready() -> bool:
+        # The lifespan (Redis, the database) may lag the listener: wait until the app is ready.
+        if not port_open(port):
+            return False
+        async with httpx.AsyncClient() as client:
+            try:
+                answer = await client.get(f"http://127.0.0.1:{port}/health/ready")
+            except httpx.TransportError:
+                return False
+        return answer.status_code == 200
+
+    await eventually(ready, 30, "the served app's /health/ready")
     try:
         yield f"ws://127.0.0.1:{port}/api/v1/ws"
     finally:

@@ -5,13 +5,23 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from uuid import uuid4
+from datetime import UTC, datetime
+from uuid import UUID, uuid4
 
 import pytest
 from redis.asyncio import Redis
 
 from wingman.config import Settings
-from wingman.domain.realtime.events import EventBus, decode_frame, user_channel
+from wingman.db.models import MessageSender, ProcessingStatus
+from wingman.domain.chat.schemas import MessageOut
+from wingman.domain.realtime.event_frames import MessageFailed
+from wingman.domain.realtime.events import (
+    EventBus,
+    decode_frame,
+    final_key,
+    history_key,
+    user_channel,
+)
 from wingman.server.redis_mux import RedisMux
 
 
@@ -105,3 +115,45 @@ async def test_a_lost_sequence_starts_again_above_every_earlier_id(
     # Resuming from before the loss: the history starts after a gap, so resync again.
     assert (await bus.replay(user, before[-1])).resync_required
     assert not (await bus.replay(user, after)).resync_required
+
+
+async def test_a_final_event_is_published_once_per_message(
+    bus: EventBus, redis_queue: Redis
+) -> None:
+    """Publishing a message's terminal event again (a retried job, a retry after a lost answer)
+    adds nothing: one frame, one id, and the mark lives as long as the history does."""
+    user, message, other = uuid4(), uuid4(), uuid4()
+    first = await bus.publish(
+        user, "message.completed", {"id": str(message)}, once=final_key(message)
+    )
+    again = await bus.publish(
+        user, "message.completed", {"id": str(message)}, once=final_key(message)
+    )
+    assert again == first
+    await bus.publish_final(user, other, _failed(other))
+    await bus.publish_final(user, other, _failed(other))
+    frames = [decode_frame(f) for f in await redis_queue.zrange(history_key(user), 0, -1)]
+    assert [(f.type, f.data["id"]) for f in frames] == [
+        ("message.completed", str(message)),
+        ("message.failed", str(other)),
+    ]
+    assert frames[1].event_id == first + 1
+    assert 55 <= await redis_queue.ttl(final_key(message)) <= 60
+
+
+def _failed(message_id: UUID) -> MessageFailed:
+    now = datetime.now(UTC)
+    return MessageFailed(
+        data=MessageOut(
+            id=message_id,
+            session_id=uuid4(),
+            sender=MessageSender.AI,
+            content="",
+            processing_status=ProcessingStatus.FAILED,
+            error="The AI service could not write a reply to this message.",
+            reply_to_id=None,
+            idempotency_key=None,
+            created_at=now,
+            completed_at=now,
+        )
+    )

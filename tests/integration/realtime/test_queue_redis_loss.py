@@ -8,9 +8,7 @@ event skipped in silence.
 
 from __future__ import annotations
 
-import secrets
 import shutil
-import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -30,8 +28,8 @@ from tests.integration.realtime.conftest import (
     token_of,
 )
 from tests.support.accounts import Caller
+from tests.support.services import private_redis
 from wingman.config import RedisSettings, Settings
-from wingman.devstack.processes import free_port
 from wingman.devstack.redis import RedisServer
 from wingman.domain.realtime.events import EventBus
 from wingman.domain.realtime.protocol import CloseCode
@@ -39,16 +37,8 @@ from wingman.domain.realtime.protocol import CloseCode
 
 @pytest.fixture(scope="module")
 def queue_redis() -> Iterator[RedisServer]:
-    # Not under pytest's tmp dir, which the server's unprivileged user cannot reach.
-    root = Path(tempfile.mkdtemp(prefix="wingman-queue-redis-"))
-    root.chmod(0o755)
-    server = RedisServer(root, "queue", free_port(), secrets.token_urlsafe(16))
-    try:
-        server.start()
+    with private_redis("wingman-queue-redis-") as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -38,6 +38,8 @@ from wingman.devstack.sentinel import SentinelGroup
 from wingman.domain.realtime.events import EventBus
 from wingman.domain.realtime.protocol import CloseCode
 from wingman.job_recovery import RecoveringQueue
+from wingman.ops.cluster_status import cluster_rows
+from wingman.server.cluster import member_of, report
 from wingman.server.redis import client, connect
 from wingman.server.redis_mux import RedisMux
 
@@ -279,3 +281,17 @@ async def test_sockets_resubscribe_and_resume_from_history_after_a_failover(
                     assert (await next_frame(ws))["event_id"] == live == missed + 1
                     break
             assert time.monotonic() - killed_at < FAILOVER_WITHIN_S, "the server did not recover"
+
+
+async def test_status_reads_the_cluster_members_through_the_sentinels(
+    healthy: SentinelGroup, watcher: Redis, settings: Settings
+) -> None:
+    node = msgspec.structs.replace(settings.node, role="app", name=f"node-{uuid.uuid4().hex[:8]}")
+    redis = msgspec.structs.replace(settings.redis, queue_url=healthy.url())
+    on_node = msgspec.structs.replace(settings, node=node, redis=redis)
+    await report(watcher, member_of(on_node, "up", time.time()))
+
+    rows = {row.name: row for row in await cluster_rows(on_node)}
+
+    assert rows[node.name].state == "ok", rows[node.name].value
+    assert rows[node.name].value.startswith("up, app at ")

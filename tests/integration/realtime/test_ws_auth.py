@@ -118,7 +118,8 @@ async def test_fresh_token_in_auth_frame_outlives_the_first(
         await send(kept, {"type": "auth", "token": token_of(caller)})
         assert (await receive(kept))["type"] == "authenticated"
         assert await close_code(dropped) == CloseCode.TOKEN_EXPIRED
-        # Past the first token's expiry the refreshed socket still answers.
+        # Past the first token's expiry the refreshed socket still answers: the sleep is the
+        # period in which nothing may close it.
         await asyncio.sleep(0.5)
         await send(kept, {"type": "ping"})
         frame = await receive(kept)

@@ -7,14 +7,14 @@ from typing import Any
 import msgspec
 import structlog
 from litestar import Controller, MediaType, Request, get, patch, post, put
-from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
-from sqlalchemy.ext.asyncio import AsyncSession
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from wingman.config import Settings
-from wingman.db.models import AuditLogEntry, OtpChannel, User, UserSettings, UserStatus
+from wingman.db.models import AuditLogEntry, OtpChannel, User, UserStatus
 from wingman.domain.accounts.delivery import OtpMessage, backend_for
 from wingman.domain.accounts.destinations import InvalidDestination, normalise
 from wingman.domain.accounts.login_links import login_link_asset, parse_link_token
@@ -29,6 +29,8 @@ from wingman.domain.accounts.schemas import (
     SettingsOut,
     TokensOut,
     UserOut,
+    settings_out,
+    user_out,
 )
 from wingman.domain.accounts.services import (
     LINK,
@@ -40,36 +42,16 @@ from wingman.domain.accounts.services import (
     restore_deleted,
     schedule_delivery,
 )
+from wingman.domain.catalog.cache import CatalogCache
+from wingman.domain.catalog.request_limits import rate_limits, rule_for
 from wingman.domain.realtime.account_changes import announce_account_change
-from wingman.server.auth import AuthUser, issue_access_token, provide_current_user
-from wingman.server.client_ip import client_ip
+from wingman.queues import Queues
+from wingman.server.auth import AuthUser, UserStatusCache, issue_access_token, provide_current_user
+from wingman.server.client_ip import ClientAddresses
 from wingman.server.errors import Problem
 from wingman.server.ratelimit import RateLimiter
-from wingman.server.request_limits import rate_limits, rule_for
 
 log = structlog.get_logger(__name__)
-
-
-def user_out(user: User) -> UserOut:
-    return UserOut(
-        id=user.id,
-        email=user.email,
-        phone=user.phone,
-        display_name=user.display_name,
-        locale=user.locale,
-        timezone=user.timezone,
-        tier=user.tier,
-        role=user.role,
-        status=user.status,
-        created_at=user.created_at,
-        last_seen_at=user.last_seen_at,
-    )
-
-
-def settings_out(row: UserSettings) -> SettingsOut:
-    return SettingsOut(
-        default_tone_id=row.default_tone_id, reply_length=row.reply_length, language=row.language
-    )
 
 
 def tokens_for(settings: Settings, user: User, refresh_token: str) -> TokensOut:
@@ -103,17 +85,22 @@ class AuthController(Controller):
     )
     async def request_code(
         self,
+        *,
         data: JSONBody[OtpRequestIn],
         request: Request[Any, Any, Any],
-        state: State,
+        queue_redis: NamedDependency[Redis],
+        settings: NamedDependency[Settings],
+        queues: NamedDependency[Queues],
+        catalog: NamedDependency[CatalogCache],
+        rate_limiter: NamedDependency[RateLimiter],
+        db_engine: NamedDependency[AsyncEngine],
+        client_addresses: NamedDependency[ClientAddresses],
         db_session: NamedDependency[AsyncSession],
     ) -> OtpRequestOut:
-        settings: Settings = state.settings
-        limiter: RateLimiter = state.rate_limiter
         # Fail closed: codes cost money to send, so none go out while they cannot be counted.
-        allowance = (await rate_limits(state)).otp.notation
-        ip = client_ip(request.scope)
-        await limiter.enforce((rule_for("otp:ip", allowance), ip), fail_closed=True)
+        allowance = (await rate_limits(catalog, db_engine)).otp.notation
+        ip = client_addresses.of(request.scope)
+        await rate_limiter.enforce((rule_for("otp:ip", allowance), ip), fail_closed=True)
         channel = OtpChannel(data.channel)
         if backend_for(settings.delivery, channel.value) == "disabled":
             raise Problem(
@@ -131,14 +118,14 @@ class AuthController(Controller):
                 extra={"errors": [{"key": "destination", "message": str(exc), "source": "body"}]},
             ) from None
         otp = OtpService(db_session, settings)
-        await limiter.enforce(
+        await rate_limiter.enforce(
             (rule_for("otp:destination", allowance), otp.destination_hash(channel, destination)),
             fail_closed=True,
         )
         issued = await otp.issue(channel, destination, ip)
         await schedule_delivery(
-            state.redis.queue,
-            state.queues["default"],
+            queue_redis,
+            queues["default"],
             settings,
             OtpMessage(
                 request_id=str(issued.request_id),
@@ -158,12 +145,14 @@ class AuthController(Controller):
     )
     async def verify_code(
         self,
+        *,
         data: JSONBody[OtpVerifyIn],
         request: Request[Any, Any, Any],
-        state: State,
+        queue_redis: NamedDependency[Redis],
+        settings: NamedDependency[Settings],
+        user_status: NamedDependency[UserStatusCache],
         db_session: NamedDependency[AsyncSession],
     ) -> TokensOut:
-        settings: Settings = state.settings
         verified = await OtpService(db_session, settings).verify(data.request_id, data.code)
         users = UserService(session=db_session)
         user, created = await users.find_or_create(verified.channel, verified.destination)
@@ -179,9 +168,9 @@ class AuthController(Controller):
         )
         await db_session.commit()
         if restored:
-            state.user_status.forget(user.id)
+            user_status.forget(user.id)
             await announce_account_change(
-                state.redis.queue, user.id, status=user.status, tier=user.tier, role=user.role
+                queue_redis, user.id, status=user.status, tier=user.tier, role=user.role
             )
         log.info("user_signed_in", user_id=str(user.id), created=created, restored=restored)
         return tokens_for(settings, user, refresh)
@@ -213,10 +202,9 @@ class AuthController(Controller):
         self,
         data: JSONBody[LoginLinkIn],
         request: Request[Any, Any, Any],
-        state: State,
+        settings: NamedDependency[Settings],
         db_session: NamedDependency[AsyncSession],
     ) -> TokensOut:
-        settings: Settings = state.settings
         request_id, secret = parse_link_token(data.token)
         verified = await OtpService(db_session, settings).verify(request_id, secret, LINK)
         user = await UserService(session=db_session).find_by_destination(
@@ -250,10 +238,9 @@ class AuthController(Controller):
         self,
         data: JSONBody[RefreshIn],
         request: Request[Any, Any, Any],
-        state: State,
+        settings: NamedDependency[Settings],
         db_session: NamedDependency[AsyncSession],
     ) -> TokensOut:
-        settings: Settings = state.settings
         issued = await RefreshTokenService(db_session, settings).rotate(
             data.refresh_token, request.headers.get("user-agent")
         )
@@ -265,9 +252,12 @@ class AuthController(Controller):
         summary="Revoke the refresh token and every token rotated from the same sign-in",
     )
     async def logout(
-        self, data: JSONBody[RefreshIn], state: State, db_session: NamedDependency[AsyncSession]
+        self,
+        data: JSONBody[RefreshIn],
+        settings: NamedDependency[Settings],
+        db_session: NamedDependency[AsyncSession],
     ) -> None:
-        await RefreshTokenService(db_session, state.settings).logout(data.refresh_token)
+        await RefreshTokenService(db_session, settings).logout(data.refresh_token)
 
 
 class MeController(Controller):

@@ -8,12 +8,8 @@ from uuid import UUID
 
 import msgspec
 
-from wingman.db.models import ReplyLength, UserRole, UserStatus, UserTier
-
-
-class Schema(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Base for API bodies: unknown fields are refused (a typo is an error, not ignored)."""
-
+from wingman.db.models import ReplyLength, User, UserRole, UserSettings, UserStatus, UserTier
+from wingman.server.schema import Schema
 
 # --- Auth -------------------------------------------------------------------------------------
 
@@ -98,3 +94,25 @@ class SettingsOut(Schema):
     default_tone_id: UUID | None
     reply_length: ReplyLength
     language: str | None
+
+
+def user_out(user: User) -> UserOut:
+    return UserOut(
+        id=user.id,
+        email=user.email,
+        phone=user.phone,
+        display_name=user.display_name,
+        locale=user.locale,
+        timezone=user.timezone,
+        tier=user.tier,
+        role=user.role,
+        status=user.status,
+        created_at=user.created_at,
+        last_seen_at=user.last_seen_at,
+    )
+
+
+def settings_out(row: UserSettings) -> SettingsOut:
+    return SettingsOut(
+        default_tone_id=row.default_tone_id, reply_length=row.reply_length, language=row.language
+    )

@@ -6,17 +6,18 @@ from typing import Annotated
 from uuid import UUID
 
 from litestar import Controller, get, patch
-from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, Parameter, QueryParameter
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from wingman.domain.admin.schemas import AdminUserOut, AdminUserPage, AdminUserPatch
-from wingman.domain.admin.services import AdminUserService, user_out
+from wingman.config import Settings
+from wingman.domain.admin.schemas import AdminUserOut, AdminUserPage, AdminUserPatch, admin_user_out
+from wingman.domain.admin.services import AdminUserService
 from wingman.domain.catalog.services import api_actor
-from wingman.domain.chat.pagination import MAX_CURSOR_CHARS, cursor_key
 from wingman.domain.realtime.account_changes import announce_account_change
 from wingman.server.auth import AuthUser, UserStatusCache, provide_current_user
+from wingman.server.cursors import MAX_CURSOR_CHARS, cursor_key
 from wingman.server.guards import requires_admin
 
 DEFAULT_PAGE = 20
@@ -29,9 +30,9 @@ PageSize = Annotated[int, Parameter(ge=1, le=MAX_PAGE)]
 
 
 def provide_admin_users(
-    state: State, db_session: NamedDependency[AsyncSession]
+    settings: NamedDependency[Settings], db_session: NamedDependency[AsyncSession]
 ) -> AdminUserService:
-    return AdminUserService(db_session, cursor_key(state.settings.security.secret_key))
+    return AdminUserService(db_session, cursor_key(settings.security.secret_key))
 
 
 class AdminUserController(Controller):
@@ -60,13 +61,13 @@ class AdminUserController(Controller):
         limit: PageSize = DEFAULT_PAGE,
     ) -> AdminUserPage:
         rows, next_cursor = await users.search(search_text, cursor, limit)
-        return AdminUserPage(items=[user_out(row) for row in rows], next_cursor=next_cursor)
+        return AdminUserPage(items=[admin_user_out(row) for row in rows], next_cursor=next_cursor)
 
     @get("/{user_id:uuid}", summary="One account")
     async def get_one(
         self, user_id: FromPath[UUID], users: NamedDependency[AdminUserService]
     ) -> AdminUserOut:
-        return user_out(await users.get_user(user_id))
+        return admin_user_out(await users.get_user(user_id))
 
     @patch(
         "/{user_id:uuid}",
@@ -82,21 +83,22 @@ class AdminUserController(Controller):
     )
     async def update(
         self,
+        *,
         user_id: FromPath[UUID],
         data: JSONBody[AdminUserPatch],
         current_user: NamedDependency[AuthUser],
         users: NamedDependency[AdminUserService],
-        state: State,
+        user_status: NamedDependency[UserStatusCache],
+        queue_redis: NamedDependency[Redis],
     ) -> AdminUserOut:
         actor = await api_actor(users.session, current_user.id)
         user = await users.patch_user(user_id, data, actor)
-        out = user_out(user)
+        out = admin_user_out(user)
         await users.session.commit()
-        status_cache: UserStatusCache = state.user_status
-        status_cache.forget(user_id)
+        user_status.forget(user_id)
         # Every process: open sockets close (disabled) or learn the new tier and role, and
         # each status cache forgets the account.
         await announce_account_change(
-            state.redis.queue, user_id, status=out.status, tier=out.tier, role=out.role
+            queue_redis, user_id, status=out.status, tier=out.tier, role=out.role
         )
         return out

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Controller, get, post
-from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, Parameter
 from litestar.status_codes import HTTP_200_OK
@@ -26,6 +25,7 @@ from wingman.domain.admin.queues import (
     retry_job,
 )
 from wingman.domain.catalog.services import api_actor, audit
+from wingman.queues import Queues
 from wingman.server.auth import AuthUser, provide_current_user
 from wingman.server.errors import RETRY_AFTER_SECONDS, Problem
 from wingman.server.guards import requires_admin
@@ -34,9 +34,9 @@ ListLimit = Annotated[int, Parameter(ge=1, le=200)]
 JobKey = Annotated[str, Parameter(min_length=1, max_length=200)]
 
 
-def _queue(state: State, name: str) -> RedisQueue:
+def _queue(queues: Queues, name: str) -> RedisQueue:
     try:
-        queue: RedisQueue = state.queues[check_queue(name)]
+        queue: RedisQueue = queues[check_queue(name)]
     except UnknownQueue:
         raise Problem(
             404, "queue-not-found", f"No such queue (known: {', '.join(QUEUE_NAMES)})."
@@ -60,7 +60,7 @@ def _job_problem(exc: UnknownJob | WrongJobState) -> Problem:
 
 
 async def _act(
-    state: State,
+    queues: Queues,
     db_session: AsyncSession,
     current_user: AuthUser,
     *,
@@ -69,7 +69,7 @@ async def _act(
 ) -> QueueJob:
     """Retry or abort ``job`` (queue name, key) and audit it as ``queues.<action>``."""
     queue_name, key = job
-    queue = _queue(state, queue_name)
+    queue = _queue(queues, queue_name)
     actor = await api_actor(db_session, current_user.id)
     act = retry_job if action == "retry" else abort_job
     try:
@@ -107,10 +107,10 @@ class AdminQueueController(Controller):
             " error). Failed jobs stay listed for a day."
         ),
     )
-    async def overview(self, state: State, limit: ListLimit = 20) -> QueuesView:
+    async def overview(self, queues: NamedDependency[Queues], limit: ListLimit = 20) -> QueuesView:
         try:
             return QueuesView(
-                queues=[await queue_view(_queue(state, name), limit) for name in QUEUE_NAMES]
+                queues=[await queue_view(_queue(queues, name), limit) for name in QUEUE_NAMES]
             )
         except (RedisError, OSError):
             raise _queue_down() from None
@@ -124,11 +124,11 @@ class AdminQueueController(Controller):
         self,
         queue_name: FromPath[str],
         key: FromPath[JobKey],
-        state: State,
+        queues: NamedDependency[Queues],
         current_user: NamedDependency[AuthUser],
         db_session: NamedDependency[AsyncSession],
     ) -> QueueJob:
-        return await _act(state, db_session, current_user, job=(queue_name, key), action="retry")
+        return await _act(queues, db_session, current_user, job=(queue_name, key), action="retry")
 
     @post(
         "/{queue_name:str}/jobs/{key:str}/abort",
@@ -139,8 +139,8 @@ class AdminQueueController(Controller):
         self,
         queue_name: FromPath[str],
         key: FromPath[JobKey],
-        state: State,
+        queues: NamedDependency[Queues],
         current_user: NamedDependency[AuthUser],
         db_session: NamedDependency[AsyncSession],
     ) -> QueueJob:
-        return await _act(state, db_session, current_user, job=(queue_name, key), action="abort")
+        return await _act(queues, db_session, current_user, job=(queue_name, key), action="abort")

@@ -8,8 +8,8 @@ from uuid import UUID
 
 import msgspec
 
-from wingman.db.models import UserRole, UserStatus, UserTier
-from wingman.domain.accounts.schemas import Schema
+from wingman.db.models import User, UserRole, UserStatus, UserTier
+from wingman.server.schema import Schema
 
 
 class AdminUserOut(Schema):
@@ -39,3 +39,19 @@ class AdminUserPatch(Schema):
     tier: UserTier | msgspec.UnsetType = msgspec.UNSET
     role: UserRole | msgspec.UnsetType = msgspec.UNSET
     status: Literal["active", "disabled"] | msgspec.UnsetType = msgspec.UNSET
+
+
+def admin_user_out(user: User) -> AdminUserOut:
+    return AdminUserOut(
+        id=user.id,
+        email=user.email,
+        phone=user.phone,
+        display_name=user.display_name,
+        tier=user.tier,
+        role=user.role,
+        status=user.status,
+        created_at=user.created_at,
+        last_seen_at=user.last_seen_at,
+        deleted_at=user.deleted_at,
+        purge_after=user.purge_after,
+    )

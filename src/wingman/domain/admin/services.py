@@ -22,11 +22,11 @@ import msgspec
 from sqlalchemy import exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from wingman.db.keyset import newest_first
 from wingman.db.models import User, UserRole, UserStatus
-from wingman.domain.admin.schemas import AdminUserOut, AdminUserPatch
+from wingman.domain.admin.schemas import AdminUserPatch
 from wingman.domain.catalog.services import Actor, audit
 from wingman.server.errors import Problem
+from wingman.server.keyset import newest_first
 
 USERS_CURSOR = "admin-users"
 LIKE_ESCAPE = "\\"
@@ -43,22 +43,6 @@ def like_prefix(text: str) -> str:
         .replace("_", LIKE_ESCAPE + "_")
     )
     return escaped + "%"
-
-
-def user_out(user: User) -> AdminUserOut:
-    return AdminUserOut(
-        id=user.id,
-        email=user.email,
-        phone=user.phone,
-        display_name=user.display_name,
-        tier=user.tier,
-        role=user.role,
-        status=user.status,
-        created_at=user.created_at,
-        last_seen_at=user.last_seen_at,
-        deleted_at=user.deleted_at,
-        purge_after=user.purge_after,
-    )
 
 
 def user_not_found() -> Problem:

@@ -2,10 +2,11 @@
 
 ``POST /messages/{id}/cancel`` marks the message ``cancelled`` in PostgreSQL (the truth: a run
 that finishes later writes nothing, see ``generation``), then announces the id on one Redis
-pub/sub channel. Every ``ai`` worker process listens there with one connection and cancels its
-local task for that message, if it runs one; the announcement reaches the right process in
-milliseconds instead of waiting for a poll. A worker that misses it (disconnected from Redis)
-only wastes the rest of that generation; nothing it produces is kept.
+pub/sub channel (``domain/chat/replies.py``). Every ``ai`` worker process listens there with
+one connection and cancels its local task for that message, if it runs one; the announcement
+reaches the right process in milliseconds instead of waiting for a poll. A worker that misses
+it (disconnected from Redis) only wastes the rest of that generation; nothing it produces is
+kept.
 """
 
 from __future__ import annotations
@@ -19,14 +20,11 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from wingman.domain.chat.replies import CANCEL_CHANNEL
+
 log = structlog.get_logger(__name__)
 
-CANCEL_CHANNEL = "wingman:ai:cancel"
 RECONNECT_DELAY = 1.0
-
-
-async def announce_cancel(redis: Redis, message_id: UUID) -> None:
-    await redis.publish(CANCEL_CHANNEL, str(message_id))
 
 
 class RunningReplies:

@@ -11,7 +11,10 @@ Exactly one reply per AI message, whatever crashes or retries happen, rests on P
   client that writes ``text`` at ``offset`` never shows doubled text.
 - **Store.** The finished text, model, token counts and latency are written in one UPDATE that
   matches only ``run_id`` and ``processing``: a superseded run or a cancelled message writes
-  nothing. Then ``message.completed`` (or ``message.failed``) is published.
+  nothing. Then ``message.completed`` (or ``message.failed``) is published, tried again while
+  Redis is unreachable; a run that finds its message already finished (its worker died between
+  the commit and that publish, and SAQ ran the job again) publishes it again. The bus publishes a
+  message's terminal event at most once (``EventBus.publish_final``), so both are safe.
 """
 
 from __future__ import annotations
@@ -239,15 +242,45 @@ class ReplyRun:
         )
         await db.commit()
         if given_up is None:
-            return "not-in-flight"
+            return await self._announce_again(db)
         user_id = await owner_of(db, given_up.session_id)
         self.log.warning("reply_given_up", attempts=given_up.attempts)
         AI_REPLIES.labels(ProcessingStatus.FAILED.value).inc()
         await self.deps.on_change(user_id)
-        await self.deps.events.publish_event_quietly(
-            user_id, MessageFailed(data=message_out(given_up))
-        )
+        await self._announce(user_id, given_up)
         return "given-up"
+
+    async def _announce_again(self, db: AsyncSession) -> str:
+        """A run for a message that is no longer in flight: when it finished recently, its
+        terminal event goes out again (a no-op when it was published: the run that finished it
+        may have died before it could publish)."""
+        row = (
+            await db.execute(
+                select(Message, ChatSession.user_id)
+                .join(ChatSession, ChatSession.id == Message.session_id)
+                .where(Message.id == self.message_id, Message.sender == MessageSender.AI)
+            )
+        ).first()
+        if row is None:
+            return "not-in-flight"
+        message, user_id = row
+        finished_at = message.completed_at or message.updated_at
+        if message.processing_status in IN_FLIGHT_STATUSES or not (
+            self.deps.events.still_resumable(finished_at)
+        ):
+            return "not-in-flight"
+        await self._announce(UUID(str(user_id)), message)
+        return "announced-again"
+
+    async def _announce(self, user_id: UUID, message: Message) -> None:
+        """The terminal event of a finished message: ``message.completed`` or ``.failed``."""
+        body = message_out(message)
+        event = (
+            MessageCompleted(data=body)
+            if message.processing_status is ProcessingStatus.DONE
+            else MessageFailed(data=body)
+        )
+        await self.deps.events.publish_final(user_id, message.id, event)
 
     @property
     def claimed(self) -> Target:
@@ -349,9 +382,7 @@ class ReplyRun:
             latency_ms=latency_ms,
         )
         await self.deps.on_change(self.claimed.user_id)
-        await self.deps.events.publish_event_quietly(
-            self.claimed.user_id, MessageCompleted(data=message_out(stored))
-        )
+        await self._announce(self.claimed.user_id, stored)
         return True
 
     async def _fail(self, error: str, detail: str) -> None:
@@ -373,9 +404,7 @@ class ReplyRun:
         if failed is not None:
             AI_REPLIES.labels(ProcessingStatus.FAILED.value).inc()
             await self.deps.on_change(self.claimed.user_id)
-            await self.deps.events.publish_event_quietly(
-                self.claimed.user_id, MessageFailed(data=message_out(failed))
-            )
+            await self._announce(self.claimed.user_id, failed)
 
     def _fenced(self) -> Any:
         return update(Message).where(

@@ -19,7 +19,6 @@ from uuid import UUID
 
 import structlog
 from redis.exceptions import RedisError
-from saq import Queue
 from saq.job import CronJob
 from sqlalchemy import select
 
@@ -29,7 +28,7 @@ from wingman.domain.ai.cancel import RunningReplies
 from wingman.domain.ai.generation import Providers, ReplyDeps, ReplyRun
 from wingman.domain.ai.offline import OfflineProvider
 from wingman.domain.ai.openai import OpenAICompatibleProvider
-from wingman.queues import enqueue
+from wingman.domain.chat.replies import enqueue_reply, reply_job_key
 from wingman.server.cache import invalidate_user
 from wingman.server.redis_mux import RedisMux
 
@@ -40,23 +39,6 @@ log = structlog.get_logger(__name__)
 
 # In-flight messages looked at per reconciler round (oldest first); the rest wait a round.
 RECONCILE_BATCH = 500
-
-
-def reply_job_key(message_id: UUID) -> str:
-    """One key per AI message: while a job for it is queued or running, another collapses."""
-    return f"reply:{message_id}"
-
-
-async def enqueue_reply(queue: Queue, settings: Settings, message_id: UUID) -> bool:
-    """Enqueue the reply job; False when a live job for the message already exists."""
-    job = await enqueue(
-        queue,
-        settings,
-        "generate_reply",
-        key=reply_job_key(message_id),
-        message_id=str(message_id),
-    )
-    return job is not None
 
 
 async def generate_reply(ctx: WorkerContext, *, message_id: str) -> dict[str, Any]:

@@ -7,10 +7,10 @@ from uuid import UUID
 
 import structlog
 from litestar import Controller, delete, get, patch, post, put
-from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,13 +32,14 @@ from wingman.server.guards import requires_admin
 log = structlog.get_logger(__name__)
 
 
-async def committed_and_announced(state: State, session: AsyncSession, what: str) -> None:
+async def committed_and_announced(
+    cache: CatalogCache, redis: Redis, session: AsyncSession, what: str
+) -> None:
     """Commit, drop this process's cache at once, and tell every other process to drop theirs."""
     await session.commit()
-    cache: CatalogCache = state.catalog
     cache.drop()
     try:
-        await announce_change(state.redis.queue, what)
+        await announce_change(redis, what)
     except (RedisError, OSError) as exc:
         # The change is committed; other processes pick it up when their entries expire.
         log.warning("catalog_announce_failed", what=what, error=type(exc).__name__)
@@ -60,10 +61,10 @@ class CatalogController(Controller):
     async def list_tones(
         self,
         current_user: NamedDependency[AuthUser],
-        state: State,
+        catalog: NamedDependency[CatalogCache],
         db_session: NamedDependency[AsyncSession],
     ) -> list[ToneOut]:
-        return [tone.public() for tone in await active_tones(state.catalog, db_session)]
+        return [tone.public() for tone in await active_tones(catalog, db_session)]
 
     @get(
         "/config",
@@ -73,10 +74,10 @@ class CatalogController(Controller):
     async def public_config(
         self,
         current_user: NamedDependency[AuthUser],
-        state: State,
+        catalog: NamedDependency[CatalogCache],
         db_session: NamedDependency[AsyncSession],
     ) -> dict[str, dict[str, Any]]:
-        return registry.public_view(await current_config(state.catalog, db_session))
+        return registry.public_view(await current_config(catalog, db_session))
 
 
 class AdminToneController(Controller):
@@ -100,28 +101,31 @@ class AdminToneController(Controller):
         self,
         data: JSONBody[ToneCreate],
         current_user: NamedDependency[AuthUser],
-        state: State,
+        catalog: NamedDependency[CatalogCache],
+        queue_redis: NamedDependency[Redis],
         db_session: NamedDependency[AsyncSession],
     ) -> ToneRecord:
         actor = await api_actor(db_session, current_user.id)
         tone = await ToneService(session=db_session).create_tone(data, actor)
         record = tone_record(tone)
-        await committed_and_announced(state, db_session, "tones")
+        await committed_and_announced(catalog, queue_redis, db_session, "tones")
         return record
 
     @patch("/{tone_id:uuid}", summary="Change a tone's fields (is_active true re-activates it)")
     async def update(
         self,
+        *,
         tone_id: FromPath[UUID],
         data: JSONBody[TonePatch],
         current_user: NamedDependency[AuthUser],
-        state: State,
+        catalog: NamedDependency[CatalogCache],
+        queue_redis: NamedDependency[Redis],
         db_session: NamedDependency[AsyncSession],
     ) -> ToneRecord:
         actor = await api_actor(db_session, current_user.id)
         tone = await ToneService(session=db_session).patch_tone(tone_id, data, actor)
         record = tone_record(tone)
-        await committed_and_announced(state, db_session, "tones")
+        await committed_and_announced(catalog, queue_redis, db_session, "tones")
         return record
 
     @delete(
@@ -137,12 +141,13 @@ class AdminToneController(Controller):
         self,
         tone_id: FromPath[UUID],
         current_user: NamedDependency[AuthUser],
-        state: State,
+        catalog: NamedDependency[CatalogCache],
+        queue_redis: NamedDependency[Redis],
         db_session: NamedDependency[AsyncSession],
     ) -> None:
         actor = await api_actor(db_session, current_user.id)
         if await ToneService(session=db_session).deactivate_tone(tone_id, actor):
-            await committed_and_announced(state, db_session, "tones")
+            await committed_and_announced(catalog, queue_redis, db_session, "tones")
 
 
 class AdminConfigController(Controller):
@@ -175,10 +180,12 @@ class AdminConfigController(Controller):
     )
     async def replace(
         self,
+        *,
         key: FromPath[str],
         data: JSONBody[dict[str, Any]],
         current_user: NamedDependency[AuthUser],
-        state: State,
+        catalog: NamedDependency[CatalogCache],
+        queue_redis: NamedDependency[Redis],
         db_session: NamedDependency[AsyncSession],
     ) -> ConfigItemOut:
         service = ConfigService(db_session)
@@ -199,5 +206,5 @@ class AdminConfigController(Controller):
                     ]
                 },
             ) from None
-        await committed_and_announced(state, db_session, f"config:{key}")
+        await committed_and_announced(catalog, queue_redis, db_session, f"config:{key}")
         return await service.item(key)

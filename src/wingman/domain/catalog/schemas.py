@@ -8,7 +8,7 @@ from uuid import UUID
 
 import msgspec
 
-from wingman.domain.accounts.schemas import Schema
+from wingman.server.schema import Schema
 
 Slug = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9-]*$")]
 # PostgreSQL text cannot hold NUL: refuse it here (422) instead of failing the insert.

@@ -1,4 +1,5 @@
-"""Routes: ``/api/v1/sessions`` with their messages and feedback events."""
+"""Routes: ``/api/v1/sessions`` with their messages and feedback events, and
+``/api/v1/messages/{id}/regenerate|cancel``: every message route in one place."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from uuid import UUID
 
 import msgspec
 from litestar import Controller, Response, delete, get, patch, post
-from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, Parameter
@@ -20,17 +20,25 @@ from litestar.status_codes import (
     HTTP_204_NO_CONTENT,
 )
 from litestar.types import Scope
-from sqlalchemy.ext.asyncio import AsyncSession
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from wingman.db.models import ChatSession, SessionEvent
-from wingman.domain.ai.services import ReplyDispatch, enforce_quota
+from wingman.config import Settings
+from wingman.db.models import ProcessingStatus
+from wingman.domain.catalog.cache import CatalogCache
 from wingman.domain.catalog.registry import MessageLimits
 from wingman.domain.catalog.services import config_value
-from wingman.domain.chat.pagination import MAX_CURSOR_CHARS, cursor_key
+from wingman.domain.chat.replies import (
+    ReplyDispatch,
+    ReplyService,
+    enforce_quota,
+    stop_running,
+)
 from wingman.domain.chat.schemas import (
     EventIn,
     EventOut,
     MessageIn,
+    MessageOut,
     MessagePage,
     MessagePair,
     SessionDetail,
@@ -39,13 +47,20 @@ from wingman.domain.chat.schemas import (
     SessionPage,
     SessionPatch,
     ToneBrief,
+    event_out,
     message_out,
+    session_out,
 )
 from wingman.domain.chat.services import ChatService
-from wingman.domain.profiles.controllers import profile_out
+from wingman.domain.profiles.schemas import profile_out
+from wingman.domain.realtime.event_frames import MessageFailed
+from wingman.domain.realtime.events import EventBus
 from wingman.server.auth import AuthUser, provide_current_user
 from wingman.server.cache import ReadCache
+from wingman.server.cursors import MAX_CURSOR_CHARS, cursor_key
 from wingman.server.errors import Problem
+from wingman.server.metrics import AI_REPLIES
+from wingman.server.ratelimit import RateLimiter
 
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
@@ -62,44 +77,23 @@ Cursor = Annotated[str | None, Parameter(max_length=MAX_CURSOR_CHARS)]
 PageSize = Annotated[int, Parameter(ge=1, le=MAX_PAGE)]
 
 
-def session_out(chat: ChatSession) -> SessionOut:
-    return SessionOut(
-        id=chat.id,
-        title=chat.title,
-        profile_id=chat.profile_id,
-        tone_id=chat.tone_id,
-        status=chat.status,
-        message_count=chat.message_count,
-        last_message_at=chat.last_message_at,
-        created_at=chat.created_at,
-        updated_at=chat.updated_at,
-    )
-
-
-def event_out(event: SessionEvent) -> EventOut:
-    return EventOut(
-        id=event.id,
-        session_id=event.session_id,
-        message_id=event.message_id,
-        type=event.type,
-        payload=dict(event.payload),
-        created_at=event.created_at,
-    )
-
-
 def provide_chat(
-    state: State, current_user: NamedDependency[AuthUser], db_session: NamedDependency[AsyncSession]
+    settings: NamedDependency[Settings],
+    current_user: NamedDependency[AuthUser],
+    db_session: NamedDependency[AsyncSession],
 ) -> ChatService:
-    return ChatService(db_session, current_user.id, cursor_key(state.settings.security.secret_key))
+    return ChatService(db_session, current_user.id, cursor_key(settings.security.secret_key))
 
 
 @asynccontextmanager
-async def chat_reader(state: State, user: AuthUser) -> AsyncIterator[ChatService]:
+async def chat_reader(
+    engine: AsyncEngine, settings: Settings, user: AuthUser
+) -> AsyncIterator[ChatService]:
     """A :class:`ChatService` on a session of its own, for a cached read's loader: a request
     answered from the cache then opens no database session at all (the ``chat`` dependency
     would make, commit and close one per request, a tenth of a cached read's time)."""
-    async with AsyncSession(state.alchemy.get_engine()) as db:
-        yield ChatService(db, user.id, cursor_key(state.settings.security.secret_key))
+    async with AsyncSession(engine) as db:
+        yield ChatService(db, user.id, cursor_key(settings.security.secret_key))
 
 
 def set_fields(data: msgspec.Struct) -> dict[str, object]:
@@ -120,11 +114,11 @@ def content_problem(detail: str, message: str) -> Problem:
     )
 
 
-async def check_content(state: State, db_session: AsyncSession, content: str) -> str:
+async def check_content(catalog: CatalogCache, db_session: AsyncSession, content: str) -> str:
     """Refuse whitespace-only text and text over ``limits.message`` (read from the cache)."""
     if not content.strip():
         raise content_problem("The message has no text.", "must not be blank")
-    limits = await config_value(state.catalog, db_session, "limits.message", MessageLimits)
+    limits = await config_value(catalog, db_session, "limits.message", MessageLimits)
     if len(content) > limits.max_content_length:
         raise content_problem(
             "The message is too long.",
@@ -142,7 +136,7 @@ async def session_detail(chat: ChatService, session_id: UUID, limit: int) -> Ses
         session=session_out(found),
         profile=profile_out(found.profile) if found.profile is not None else None,
         tone=ToneBrief(id=tone.id, slug=tone.slug, name=tone.name) if tone else None,
-        messages=MessagePage(items=[message_out(row) for row in messages], next_cursor=next_cursor),
+        messages=MessagePage(items=messages, next_cursor=next_cursor),
     )
 
 
@@ -158,23 +152,25 @@ class ChatSessionController(Controller):
     @get("", summary="The caller's sessions, most recently active first")
     async def list_sessions(
         self,
-        state: State,
+        *,
+        settings: NamedDependency[Settings],
+        db_engine: NamedDependency[AsyncEngine],
+        read_cache: NamedDependency[ReadCache],
         scope: Scope,
         current_user: NamedDependency[AuthUser],
         cursor: Cursor = None,
         limit: PageSize = DEFAULT_PAGE,
     ) -> SessionPage:
         async def load() -> SessionPage:
-            async with chat_reader(state, current_user) as chat:
+            async with chat_reader(db_engine, settings, current_user) as chat:
                 rows, next_cursor = await chat.list_sessions(cursor, limit)
             return SessionPage(items=[session_out(row) for row in rows], next_cursor=next_cursor)
 
         if cursor is not None:
             return await load()
         # The first page is the hot read (every app start); any write of the user's drops it.
-        cache: ReadCache = state.read_cache
         key = first_page_key(limit)
-        return await cache.get_or_load(
+        return await read_cache.get_or_load(
             SESSION_LIST_CACHE, current_user.id, key, load, SessionPage, scope=scope
         )
 
@@ -192,20 +188,22 @@ class ChatSessionController(Controller):
     )
     async def get_session(
         self,
+        *,
         session_id: FromPath[UUID],
-        state: State,
+        settings: NamedDependency[Settings],
+        db_engine: NamedDependency[AsyncEngine],
+        read_cache: NamedDependency[ReadCache],
         scope: Scope,
         current_user: NamedDependency[AuthUser],
         limit: PageSize = DEFAULT_PAGE,
     ) -> SessionDetail:
         async def load() -> SessionDetail:
-            async with chat_reader(state, current_user) as chat:
+            async with chat_reader(db_engine, settings, current_user) as chat:
                 return await session_detail(chat, session_id, limit)
 
         # Keyed by the caller: another user's id misses and gets the 404 from the database.
-        cache: ReadCache = state.read_cache
         key = f"{session_id}:{limit}"
-        return await cache.get_or_load(
+        return await read_cache.get_or_load(
             "session", current_user.id, key, load, SessionDetail, scope=scope
         )
 
@@ -236,9 +234,8 @@ class ChatSessionController(Controller):
         before: Cursor = None,
         limit: PageSize = DEFAULT_PAGE,
     ) -> MessagePage:
-        await chat.get_session(session_id)
-        rows, next_cursor = await chat.message_page(session_id, before, limit)
-        return MessagePage(items=[message_out(row) for row in rows], next_cursor=next_cursor)
+        items, next_cursor = await chat.message_page(session_id, before, limit)
+        return MessagePage(items=items, next_cursor=next_cursor)
 
     @post(
         "/{session_id:uuid}/messages",
@@ -258,25 +255,27 @@ class ChatSessionController(Controller):
         *,
         session_id: FromPath[UUID],
         data: JSONBody[MessageIn],
-        state: State,
+        catalog: NamedDependency[CatalogCache],
+        rate_limiter: NamedDependency[RateLimiter],
+        dispatch: NamedDependency[ReplyDispatch],
         current_user: NamedDependency[AuthUser],
         chat: NamedDependency[ChatService],
         db_session: NamedDependency[AsyncSession],
     ) -> Response[MessagePair]:
-        content = await check_content(state, db_session, data.content)
-        await enforce_quota(
-            state.rate_limiter, state.catalog, db_session, current_user, "chat", "ai"
-        )
+        content = await check_content(catalog, db_session, data.content)
+        await enforce_quota(rate_limiter, catalog, db_session, current_user, "chat", "ai")
         pair = await chat.post_message(session_id, content, data.idempotency_key)
         # Committed here, not by the after-response hook: the reply job and the events can only
         # follow once the rows are durable and visible.
         await db_session.commit()
         if pair.created:
-            dispatch = ReplyDispatch(state.settings, state.queues["ai"], state.events)
             await dispatch.created(current_user.id, [pair.user_message, pair.ai_message])
-        body = MessagePair(
-            user_message=message_out(pair.user_message), ai_message=message_out(pair.ai_message)
-        )
+        elif pair.ai_message.processing_status is ProcessingStatus.QUEUED:
+            # A replayed post: the first try may have committed and died before its enqueue (a
+            # node killed, a proxy sending the request again elsewhere). Enqueue again; a job
+            # that does exist under the message's key absorbs it.
+            await dispatch.enqueue(pair.ai_message.id)
+        body = MessagePair(user_message=pair.user_message, ai_message=pair.ai_message)
         return Response(body, status_code=HTTP_202_ACCEPTED if pair.created else HTTP_200_OK)
 
     @post(
@@ -292,3 +291,75 @@ class ChatSessionController(Controller):
     ) -> EventOut:
         event = await chat.add_event(session_id, data.type.value, data.message_id, data.payload)
         return event_out(event)
+
+
+def provide_replies(
+    current_user: NamedDependency[AuthUser], db_session: NamedDependency[AsyncSession]
+) -> ReplyService:
+    return ReplyService(db_session, current_user.id)
+
+
+class MessageController(Controller):
+    path = "/messages"
+    tags = ("chat",)
+    dependencies = {  # noqa: RUF012 - Litestar reads this class attribute
+        "current_user": Provide(provide_current_user, sync_to_thread=False),
+        "replies": Provide(provide_replies, sync_to_thread=False),
+    }
+
+    @post(
+        "/{message_id:uuid}/regenerate",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Queue another AI reply to the same user message",
+        description="`message_id` is an AI reply or the user message it answered. The earlier "
+        "replies are kept; the new one is `queued` and streams like any other. Counts against "
+        "the `ai` quota.",
+    )
+    async def regenerate(
+        self,
+        *,
+        message_id: FromPath[UUID],
+        catalog: NamedDependency[CatalogCache],
+        rate_limiter: NamedDependency[RateLimiter],
+        current_user: NamedDependency[AuthUser],
+        db_session: NamedDependency[AsyncSession],
+        replies: NamedDependency[ReplyService],
+        dispatch: NamedDependency[ReplyDispatch],
+    ) -> MessageOut:
+        await replies.check_regenerate_allowed(catalog)
+        await enforce_quota(rate_limiter, catalog, db_session, current_user, "ai")
+        reply = await replies.regenerate(message_id)
+        await db_session.commit()
+        body = message_out(reply)
+        await dispatch.created(current_user.id, [body])
+        return body
+
+    @post(
+        "/{message_id:uuid}/cancel",
+        status_code=HTTP_200_OK,
+        summary="Stop an AI reply that is queued or being written",
+        description="The reply becomes `cancelled` at once and its generation stops within a "
+        "second; a `message.failed` event carries the cancelled message. 409 when it already "
+        "finished.",
+    )
+    async def cancel(
+        self,
+        *,
+        message_id: FromPath[UUID],
+        queue_redis: NamedDependency[Redis],
+        events: NamedDependency[EventBus],
+        current_user: NamedDependency[AuthUser],
+        db_session: NamedDependency[AsyncSession],
+        replies: NamedDependency[ReplyService],
+    ) -> MessageOut:
+        cancelled = await replies.cancel(message_id)
+        await db_session.commit()
+        AI_REPLIES.labels(ProcessingStatus.CANCELLED.value).inc()
+        await stop_running(queue_redis, cancelled.id)
+        body = message_out(cancelled)
+        # One try: the answer carries the outcome, and the event is marked published, so a
+        # reply job that runs again for this message never announces the cancel twice.
+        await events.publish_final(
+            current_user.id, cancelled.id, MessageFailed(data=body), keep_trying_s=0
+        )
+        return body

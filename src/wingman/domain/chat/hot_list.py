@@ -44,11 +44,12 @@ from litestar.security.jwt import JWTAuth, Token
 from litestar.serialization import encode_json
 from litestar.types import ASGIApp, HTTPResponseStartEvent, Receive, Scope, Send
 
+from wingman.domain.catalog.request_limits import budget_headers, request_decision
 from wingman.domain.chat.controllers import DEFAULT_PAGE, SESSION_LIST_CACHE, first_page_key
 from wingman.domain.chat.schemas import SessionPage
+from wingman.server.app_resources import Resources, app_resources
 from wingman.server.auth import AuthUser, signed_in_user, verify_bearer
 from wingman.server.cache import ReadCache
-from wingman.server.request_limits import budget_headers, request_decision
 
 PATH = "/api/v1/sessions"
 _JSON = (b"content-type", b"application/json")
@@ -95,20 +96,20 @@ class CachedSessionList:
                 return None
         if not authorization:
             return None
-        state = self.litestar.state
+        resources = app_resources(self.litestar)
         try:
             # As the JWT middleware reads the header: whatever follows the first space.
             token = verify_bearer(self.jwt_auth, authorization.decode("latin-1").partition(" ")[-1])
-            user = await signed_in_user(token, state)
+            user = await signed_in_user(token, resources)
         except Exception:  # noqa: BLE001  # Litestar does the same again and answers the error
             return None
         scope["user"] = user
         scope["path_template"] = PATH
-        budget = await self._budget(scope)
+        budget = await self._budget(resources, scope)
         if budget is None:
             return None
         headers = [_JSON, *budget]
-        cache: ReadCache = state.read_cache
+        cache: ReadCache = resources.read_cache
         raw = await cache.peek(SESSION_LIST_CACHE, user.id, self.key, scope)
         if raw is None:
             return None
@@ -119,14 +120,13 @@ class CachedSessionList:
         headers.append((b"content-length", str(len(body)).encode()))
         return headers, body
 
-    async def _budget(self, scope: Scope) -> list[tuple[bytes, bytes]] | None:
+    async def _budget(self, resources: Resources, scope: Scope) -> list[tuple[bytes, bytes]] | None:
         """The ``RateLimit-*`` headers of an allowed request (none when it is not counted), or
         None to leave it to Litestar: refused, or the allowances could not be read."""
-        state = self.litestar.state
-        if not state.settings.server.rate_limits:
+        if not resources.settings.server.rate_limits:
             return []
         try:
-            _, decision = await request_decision(state, scope)
+            _, decision = await request_decision(resources, scope)
         except Exception:  # noqa: BLE001  # the database is down: Litestar answers the 503
             return None
         if decision is None:

@@ -9,14 +9,16 @@ from uuid import UUID
 import msgspec
 
 from wingman.db.models import (
+    ChatSession,
     ChatSessionStatus,
     Message,
     MessageSender,
     ProcessingStatus,
+    SessionEvent,
     SessionEventType,
 )
-from wingman.domain.accounts.schemas import Schema
 from wingman.domain.profiles.schemas import ProfileOut
+from wingman.server.schema import Schema
 
 # A hard ceiling on the request body only: the limit in force is global config
 # ``limits.message`` (max_content_length, itself at most this), checked by the controller.
@@ -134,4 +136,29 @@ def message_out(message: Message) -> MessageOut:
         idempotency_key=message.idempotency_key,
         created_at=message.created_at,
         completed_at=message.completed_at,
+    )
+
+
+def session_out(chat: ChatSession) -> SessionOut:
+    return SessionOut(
+        id=chat.id,
+        title=chat.title,
+        profile_id=chat.profile_id,
+        tone_id=chat.tone_id,
+        status=chat.status,
+        message_count=chat.message_count,
+        last_message_at=chat.last_message_at,
+        created_at=chat.created_at,
+        updated_at=chat.updated_at,
+    )
+
+
+def event_out(event: SessionEvent) -> EventOut:
+    return EventOut(
+        id=event.id,
+        session_id=event.session_id,
+        message_id=event.message_id,
+        type=event.type,
+        payload=dict(event.payload),
+        created_at=event.created_at,
     )

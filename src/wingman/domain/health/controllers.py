@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from litestar import Controller, Response, get
-from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from wingman.domain.health.checks import CheckResult, Readiness, readiness
+from wingman.server.cluster import Draining
 
 
 class HealthController(Controller):
@@ -28,17 +29,20 @@ class HealthController(Controller):
         cache=False,
     )
     async def ready(
-        self, state: State, db_engine: NamedDependency[AsyncEngine]
+        self,
+        db_engine: NamedDependency[AsyncEngine],
+        queue_redis: NamedDependency[Redis],
+        cache_redis: NamedDependency[Redis],
+        migration_head: NamedDependency[str],
+        draining: NamedDependency[Draining],
     ) -> Response[Readiness]:
-        if state.draining.active:
+        if draining.active:
             # Stopping: a load balancer takes this node out while it still serves.
             result = Readiness(
                 "fail", {"draining": CheckResult("fail", 0.0, "this process is stopping")}
             )
             return Response(result, status_code=HTTP_503_SERVICE_UNAVAILABLE)
-        result = await readiness(
-            db_engine, state.redis.queue, state.redis.cache, state.migration_head
-        )
+        result = await readiness(db_engine, queue_redis, cache_redis, migration_head)
         return Response(
             result, status_code=HTTP_200_OK if result.ok else HTTP_503_SERVICE_UNAVAILABLE
         )

@@ -21,7 +21,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
+from wingman.config import Settings
 from wingman.db.models import ImportFormat, SessionImport
+from wingman.domain.catalog.cache import CatalogCache
 from wingman.domain.catalog.registry import Features
 from wingman.domain.catalog.services import config_value
 from wingman.domain.chat.controllers import provide_chat
@@ -29,6 +31,7 @@ from wingman.domain.chat.services import ChatService
 from wingman.domain.imports.jobs import enqueue_import
 from wingman.domain.imports.schemas import ImportOut, import_out
 from wingman.domain.imports.storage import TooLarge, remove_upload, store_upload
+from wingman.queues import Queues
 from wingman.server.auth import AuthUser, provide_current_user
 from wingman.server.errors import Problem
 
@@ -78,21 +81,22 @@ class SessionImportController(Controller):
         *,
         session_id: FromPath[UUID],
         request: Request[AuthUser, object, State],
-        state: State,
+        settings: NamedDependency[Settings],
+        catalog: NamedDependency[CatalogCache],
+        queues: NamedDependency[Queues],
         current_user: NamedDependency[AuthUser],
         chat: NamedDependency[ChatService],
         db_session: NamedDependency[AsyncSession],
         kind: Annotated[ImportFormat, QueryParameter(name="format")],
         me: Me,
     ) -> ImportOut:
-        features = await config_value(state.catalog, db_session, "features", Features)
+        features = await config_value(catalog, db_session, "features", Features)
         if not features.transcript_imports:
             raise Problem(403, "feature-disabled", "Transcript imports are switched off.")
         await chat.get_session(session_id)
         # Hand the connection back to the pool while the body streams in (a slow upload must
         # not hold one); the row is written in a transaction of its own afterwards.
         await db_session.commit()
-        settings = state.settings
         import_id = uuid7()
         try:
             size = await store_upload(settings, import_id, request.stream(), request.content_length)
@@ -123,7 +127,7 @@ class SessionImportController(Controller):
             remove_upload(settings, import_id)
             raise
         try:
-            await enqueue_import(state.queues["heavy"], settings, import_id)
+            await enqueue_import(queues["heavy"], settings, import_id)
         except RedisError as exc:
             # The reconcile_imports cron enqueues it once the queue answers again.
             log.warning("import_enqueue_failed", import_id=str(import_id), error=type(exc).__name__)

@@ -7,7 +7,7 @@ from typing import Any
 from uuid import UUID
 
 from wingman.db.models import ImportFormat, ImportStatus, SessionImport
-from wingman.domain.accounts.schemas import Schema
+from wingman.server.schema import Schema
 
 
 class ImportProblem(Schema):

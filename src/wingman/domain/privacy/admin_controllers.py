@@ -5,17 +5,18 @@ from __future__ import annotations
 from uuid import UUID
 
 from litestar import Controller, delete, post
-from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
+from redis.asyncio import Redis
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from wingman.config import Settings
 from wingman.db.models import User, UserStatus
-from wingman.domain.admin.schemas import AdminUserOut
-from wingman.domain.admin.services import LastAdminError, last_admin, user_not_found, user_out
+from wingman.domain.admin.schemas import AdminUserOut, admin_user_out
+from wingman.domain.admin.services import LastAdminError, last_admin, user_not_found
+from wingman.domain.catalog.cache import CatalogCache
 from wingman.domain.catalog.services import api_actor, audit
 from wingman.domain.privacy import exports
 from wingman.domain.privacy.controllers import problem_responses
@@ -26,8 +27,9 @@ from wingman.domain.privacy.deletion import (
     mark_deleted,
     restore,
 )
-from wingman.domain.privacy.schemas import ExportOut
-from wingman.server.auth import AuthUser, provide_current_user
+from wingman.domain.privacy.schemas import ExportOut, export_out
+from wingman.queues import Queues
+from wingman.server.auth import AuthUser, UserStatusCache, provide_current_user
 from wingman.server.errors import Problem
 from wingman.server.guards import requires_admin
 
@@ -60,9 +62,9 @@ class AdminPrivacyController(Controller):
         user_id: FromPath[UUID],
         current_user: NamedDependency[AuthUser],
         db_session: NamedDependency[AsyncSession],
-        state: State,
+        settings: NamedDependency[Settings],
+        queues: NamedDependency[Queues],
     ) -> ExportOut:
-        settings: Settings = state.settings
         await locked_user(db_session, user_id)
         try:
             row = await exports.start_export(db_session, user_id)
@@ -70,9 +72,9 @@ class AdminPrivacyController(Controller):
             raise exports.in_progress_problem(exc.export_id) from None
         actor = await api_actor(db_session, current_user.id)
         audit(db_session, actor, "users.export", f"user:{user_id}", export_id=str(row.id))
-        out = exports.export_out(row, download_base=None)
+        out = export_out(row, download_base=None)
         await db_session.commit()
-        await exports.enqueue_export(state.queues["heavy"], settings, row.id)
+        await exports.enqueue_export(queues["heavy"], settings, row.id)
         return out
 
     @delete(
@@ -87,10 +89,15 @@ class AdminPrivacyController(Controller):
     )
     async def delete_user(
         self,
+        *,
         user_id: FromPath[UUID],
         current_user: NamedDependency[AuthUser],
         db_session: NamedDependency[AsyncSession],
-        state: State,
+        queue_redis: NamedDependency[Redis],
+        settings: NamedDependency[Settings],
+        queues: NamedDependency[Queues],
+        catalog: NamedDependency[CatalogCache],
+        user_status: NamedDependency[UserStatusCache],
     ) -> AdminUserOut:
         if user_id == current_user.id:
             raise Problem(
@@ -99,15 +106,13 @@ class AdminPrivacyController(Controller):
         user = await locked_user(db_session, user_id)
         actor = await api_actor(db_session, current_user.id)
         try:
-            await mark_deleted(db_session, user, await grace_days(db_session, state.catalog), actor)
+            await mark_deleted(db_session, user, await grace_days(db_session, catalog), actor)
         except LastAdminError:
             raise last_admin() from None
-        out = user_out(user)
+        out = admin_user_out(user)
         await db_session.commit()
-        state.user_status.forget(user_id)
-        await after_deletion(
-            state.redis.queue, state.queues["heavy"], state.settings, user, status=out.status
-        )
+        user_status.forget(user_id)
+        await after_deletion(queue_redis, queues["heavy"], settings, user, status=out.status)
         return out
 
     @post(
@@ -119,10 +124,14 @@ class AdminPrivacyController(Controller):
     )
     async def restore_user(
         self,
+        *,
         user_id: FromPath[UUID],
         current_user: NamedDependency[AuthUser],
         db_session: NamedDependency[AsyncSession],
-        state: State,
+        queue_redis: NamedDependency[Redis],
+        settings: NamedDependency[Settings],
+        queues: NamedDependency[Queues],
+        user_status: NamedDependency[UserStatusCache],
     ) -> AdminUserOut:
         user = await locked_user(db_session, user_id)
         if user.status is not UserStatus.DELETED:
@@ -133,10 +142,8 @@ class AdminPrivacyController(Controller):
             raise Problem(
                 409, "purge-due", "The grace period is over: this account is being purged."
             ) from None
-        out = user_out(user)
+        out = admin_user_out(user)
         await db_session.commit()
-        state.user_status.forget(user_id)
-        await after_deletion(
-            state.redis.queue, state.queues["heavy"], state.settings, user, status=out.status
-        )
+        user_status.forget(user_id)
+        await after_deletion(queue_redis, queues["heavy"], settings, user, status=out.status)
         return out

@@ -8,11 +8,11 @@ from uuid import UUID
 
 import structlog
 from litestar import Controller, Request, Response, delete, get, post
-from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_202_ACCEPTED
+from redis.asyncio import Redis
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,17 +20,19 @@ from wingman.config import Settings
 from wingman.db.models import OtpChannel, User, UserStatus
 from wingman.domain.accounts.services import OtpService
 from wingman.domain.admin.services import LastAdminError, last_admin
+from wingman.domain.catalog.cache import CatalogCache
 from wingman.domain.catalog.registry import RateLimits
+from wingman.domain.catalog.request_limits import rule_for
 from wingman.domain.catalog.services import config_value
 from wingman.domain.privacy import exports
 from wingman.domain.privacy.deletion import account_actor, after_deletion, grace_days, mark_deleted
-from wingman.domain.privacy.schemas import DeleteMeIn, DeletionOut, ExportOut
-from wingman.server.auth import AuthUser, provide_current_user
+from wingman.domain.privacy.schemas import DeleteMeIn, DeletionOut, ExportOut, export_out
+from wingman.queues import Queues
+from wingman.server.auth import AuthUser, UserStatusCache, provide_current_user
 from wingman.server.byte_ranges import file_download
 from wingman.server.compression import SKIP_COMPRESSION
 from wingman.server.errors import Problem
 from wingman.server.ratelimit import RateLimiter
-from wingman.server.request_limits import rule_for
 
 log = structlog.get_logger(__name__)
 
@@ -62,13 +64,16 @@ class PrivacyController(Controller):
     )
     async def request_export(
         self,
+        *,
         current_user: NamedDependency[AuthUser],
         db_session: NamedDependency[AsyncSession],
-        state: State,
+        settings: NamedDependency[Settings],
+        queues: NamedDependency[Queues],
+        catalog: NamedDependency[CatalogCache],
+        rate_limiter: NamedDependency[RateLimiter],
     ) -> ExportOut:
-        settings: Settings = state.settings
-        limiter: RateLimiter = state.rate_limiter
-        limits = await config_value(state.catalog, db_session, "rate_limits", RateLimits)
+        limiter: RateLimiter = rate_limiter
+        limits = await config_value(catalog, db_session, "rate_limits", RateLimits)
         await limiter.enforce(
             (rule_for("export:user", limits.export.notation), str(current_user.id))
         )
@@ -76,9 +81,9 @@ class PrivacyController(Controller):
             row = await exports.start_export(db_session, current_user.id)
         except exports.ExportInProgress as exc:
             raise exports.in_progress_problem(exc.export_id) from None
-        out = exports.export_out(row)
+        out = export_out(row)
         await db_session.commit()
-        await exports.enqueue_export(state.queues["heavy"], settings, row.id)
+        await exports.enqueue_export(queues["heavy"], settings, row.id)
         log.info("export_requested", export_id=str(row.id))
         return out
 
@@ -89,7 +94,7 @@ class PrivacyController(Controller):
         current_user: NamedDependency[AuthUser],
         db_session: NamedDependency[AsyncSession],
     ) -> ExportOut:
-        return exports.export_out(await exports.get_export(db_session, current_user.id, export_id))
+        return export_out(await exports.get_export(db_session, current_user.id, export_id))
 
     @get(
         "/exports/{export_id:uuid}/download",
@@ -108,11 +113,11 @@ class PrivacyController(Controller):
         export_id: FromPath[UUID],
         current_user: NamedDependency[AuthUser],
         db_session: NamedDependency[AsyncSession],
-        state: State,
+        settings: NamedDependency[Settings],
         request: Request[Any, Any, Any],
     ) -> Response[Any]:
         row = await exports.get_export(db_session, current_user.id, export_id)
-        path = exports.file_of(state.settings, row)
+        path = exports.file_of(settings, row)
         if path is None:
             raise Problem(404, "export-not-ready", "This export is not ready, or has expired.")
         # An export's file never changes once written: its id and size name its content.
@@ -141,12 +146,16 @@ class PrivacyController(Controller):
     )
     async def delete_me(
         self,
+        *,
         data: JSONBody[DeleteMeIn],
         current_user: NamedDependency[AuthUser],
         db_session: NamedDependency[AsyncSession],
-        state: State,
+        queue_redis: NamedDependency[Redis],
+        settings: NamedDependency[Settings],
+        queues: NamedDependency[Queues],
+        catalog: NamedDependency[CatalogCache],
+        user_status: NamedDependency[UserStatusCache],
     ) -> DeletionOut:
-        settings: Settings = state.settings
         verified = await OtpService(db_session, settings).verify(data.request_id, data.code)
         user = await db_session.scalar(
             select(User).where(User.id == current_user.id).with_for_update()
@@ -165,7 +174,7 @@ class PrivacyController(Controller):
                 "otp-not-for-this-account",
                 "The code was not sent to this account's email or phone.",
             )
-        grace = await grace_days(db_session, state.catalog)
+        grace = await grace_days(db_session, catalog)
         try:
             await mark_deleted(db_session, user, grace, account_actor(user.id))
         except LastAdminError:
@@ -176,9 +185,9 @@ class PrivacyController(Controller):
             status=UserStatus.DELETED, deleted_at=user.deleted_at, purge_after=user.purge_after
         )
         await db_session.commit()
-        state.user_status.forget(user.id)
+        user_status.forget(user.id)
         await after_deletion(
-            state.redis.queue, state.queues["heavy"], settings, user, status=UserStatus.DELETED
+            queue_redis, queues["heavy"], settings, user, status=UserStatus.DELETED
         )
         log.info("account_deleted", user_id=str(user.id), grace_days=grace)
         return out

@@ -21,11 +21,9 @@ from uuid_utils.compat import uuid7
 
 from wingman.config import Settings
 from wingman.db.models import DataExport, DataExportStatus, utcnow
-from wingman.domain.privacy.schemas import ExportOut
 from wingman.queues import enqueue
 from wingman.server.errors import Problem
 
-API_PREFIX = "/api/v1"
 IN_PROGRESS = (DataExportStatus.PENDING, DataExportStatus.RUNNING)
 
 
@@ -50,21 +48,6 @@ def file_of(settings: Settings, row: DataExport) -> Path | None:
         return None
     path = Path(settings.exports.dir) / Path(row.file_path).name
     return path if path.is_file() else None
-
-
-def export_out(
-    row: DataExport, *, download_base: str | None = f"{API_PREFIX}/me/exports"
-) -> ExportOut:
-    ready = row.status is DataExportStatus.READY
-    return ExportOut(
-        id=row.id,
-        status=row.status,
-        created_at=row.created_at,
-        completed_at=row.completed_at,
-        expires_at=row.expires_at,
-        size_bytes=row.size_bytes,
-        download_url=f"{download_base}/{row.id}/download" if ready and download_base else None,
-    )
 
 
 def export_not_found() -> Problem:

@@ -27,6 +27,7 @@ from wingman.domain.privacy.archive import ArchiveWriter
 from wingman.domain.privacy.deletion import enqueue_purge
 from wingman.domain.privacy.export_rows import write_export
 from wingman.domain.privacy.purge import purge_account as run_purge
+from wingman.domain.privacy.schemas import export_out
 from wingman.domain.realtime.event_frames import ExportReady, ExportReadyData
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ async def export_account(ctx: WorkerContext, *, export_id: str) -> dict[str, Any
         # The row went meanwhile (the account was purged): its file must not stay behind.
         exports.remove_files(folder, wanted)
         return exports.job_result(export_id=wanted, skipped="export gone")
-    out = exports.export_out(row)
+    out = export_out(row)
     if out.download_url is not None:  # always, for a ready export
         ready = ExportReady(data=ExportReadyData(id=out.id, download_url=out.download_url))
         await ctx["events"].publish_event_quietly(user_id, ready)

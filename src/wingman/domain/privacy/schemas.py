@@ -8,8 +8,8 @@ from uuid import UUID
 
 import msgspec
 
-from wingman.db.models import DataExportStatus, UserStatus
-from wingman.domain.accounts.schemas import Schema
+from wingman.db.models import DataExport, DataExportStatus, UserStatus
+from wingman.server.schema import API_PREFIX, Schema
 
 
 class ExportOut(Schema):
@@ -36,3 +36,18 @@ class DeletionOut(Schema):
     deleted_at: datetime
     # Signing in before this restores the account; after it every row is purged.
     purge_after: datetime
+
+
+def export_out(
+    row: DataExport, *, download_base: str | None = f"{API_PREFIX}/me/exports"
+) -> ExportOut:
+    ready = row.status is DataExportStatus.READY
+    return ExportOut(
+        id=row.id,
+        status=row.status,
+        created_at=row.created_at,
+        completed_at=row.completed_at,
+        expires_at=row.expires_at,
+        size_bytes=row.size_bytes,
+        download_url=f"{download_base}/{row.id}/download" if ready and download_base else None,
+    )

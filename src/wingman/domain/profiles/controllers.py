@@ -7,40 +7,33 @@ from uuid import UUID
 
 import msgspec
 from litestar import Controller, delete, get, patch, post
-from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, Parameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from wingman.db.models import TargetProfile
-from wingman.domain.chat.pagination import cursor_key
-from wingman.domain.profiles.schemas import ProfileIn, ProfileOut, ProfilePage, ProfilePatch
+from wingman.config import Settings
+from wingman.domain.profiles.schemas import (
+    ProfileIn,
+    ProfileOut,
+    ProfilePage,
+    ProfilePatch,
+    profile_out,
+)
 from wingman.domain.profiles.services import ProfileService
 from wingman.server.auth import AuthUser, provide_current_user
+from wingman.server.cursors import cursor_key
 
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
 
 
-def profile_out(profile: TargetProfile) -> ProfileOut:
-    return ProfileOut(
-        id=profile.id,
-        name=profile.name,
-        notes=profile.notes,
-        interests=list(profile.interests),
-        attributes=dict(profile.attributes),
-        created_at=profile.created_at,
-        updated_at=profile.updated_at,
-    )
-
-
 def provide_profiles(
-    state: State, current_user: NamedDependency[AuthUser], db_session: NamedDependency[AsyncSession]
+    settings: NamedDependency[Settings],
+    current_user: NamedDependency[AuthUser],
+    db_session: NamedDependency[AsyncSession],
 ) -> ProfileService:
-    return ProfileService(
-        db_session, current_user.id, cursor_key(state.settings.security.secret_key)
-    )
+    return ProfileService(db_session, current_user.id, cursor_key(settings.security.secret_key))
 
 
 class ProfileController(Controller):

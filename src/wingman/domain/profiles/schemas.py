@@ -8,7 +8,8 @@ from uuid import UUID
 
 import msgspec
 
-from wingman.domain.accounts.schemas import Schema
+from wingman.db.models import TargetProfile
+from wingman.server.schema import Schema
 
 ProfileName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 ProfileNotes = Annotated[str, msgspec.Meta(max_length=10_000)]
@@ -48,3 +49,15 @@ class ProfilePage(Schema):
     items: list[ProfileOut]
     # Pass as ``cursor`` for the next page; null on the last page.
     next_cursor: str | None
+
+
+def profile_out(profile: TargetProfile) -> ProfileOut:
+    return ProfileOut(
+        id=profile.id,
+        name=profile.name,
+        notes=profile.notes,
+        interests=list(profile.interests),
+        attributes=dict(profile.attributes),
+        created_at=profile.created_at,
+        updated_at=profile.updated_at,
+    )

@@ -8,9 +8,9 @@ from uuid import UUID
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from wingman.db.keyset import newest_first
 from wingman.db.models import TargetProfile
 from wingman.server.errors import Problem
+from wingman.server.keyset import newest_first
 
 CURSOR_KIND = "profiles"
 

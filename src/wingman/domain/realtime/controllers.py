@@ -2,45 +2,56 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
+from uuid import UUID
 
-from litestar import Litestar, WebSocket, websocket
+from litestar import WebSocket, websocket
+from litestar.di import NamedDependency
+from redis.asyncio import Redis
 
+from wingman.config import Settings
 from wingman.domain.realtime.connection import Connection
 from wingman.domain.realtime.dispatcher import Dispatcher
+from wingman.domain.realtime.events import EventBus
 from wingman.domain.realtime.shutdown import close_sockets_before_stop
+from wingman.server.cluster import Draining
 
 
 @websocket("/ws", name="realtime-socket")
-async def realtime_socket(socket: WebSocket[Any, Any, Any]) -> None:
+async def realtime_socket(
+    socket: WebSocket[Any, Any, Any],
+    realtime: NamedDependency[Dispatcher],
+    events: NamedDependency[EventBus],
+    settings: NamedDependency[Settings],
+) -> None:
     """One client's event stream. It authenticates itself: the JWT middleware skips this path."""
-    state = socket.app.state
-    await Connection(socket, state.realtime, state.events, state.settings).serve()
+    await Connection(socket, realtime, events, settings).serve()
 
 
 @asynccontextmanager
-async def realtime_lifespan(app: Litestar) -> AsyncIterator[None]:
-    """The process's dispatcher, on the queue-role Redis opened by the Redis lifespan.
+async def running_dispatcher(
+    redis: Redis,
+    settings: Settings,
+    draining: Draining,
+    on_account_change: Callable[[UUID], None],
+) -> AsyncIterator[Dispatcher]:
+    """The process's dispatcher, on the queue-role Redis, for the duration of the block.
 
     Under Granian the sockets are closed with 1001 when the stop signal arrives, before Granian
-    stops serving them (see :mod:`.shutdown`); registered after the Redis lifespan, so that on
-    shutdown this one ends first and any socket left is closed before the Redis clients go away.
+    stops serving them (see :mod:`.shutdown`); entered after the Redis clients open, so that on
+    shutdown it ends first and any socket left is closed before the Redis clients go away.
+    ``on_account_change`` is called with the user id of every account change (the process's
+    status cache: REST follows it at once).
     """
-    dispatcher = Dispatcher(
-        app.state.redis.queue,
-        app.state.settings.realtime,
-        # An account change reaches this process's status cache too: REST follows it at once.
-        on_account_change=app.state.user_status.forget,
-    )
-    app.state.realtime = dispatcher
+    dispatcher = Dispatcher(redis, settings.realtime, on_account_change=on_account_change)
     await dispatcher.start()
-    node = app.state.settings.node
+    node = settings.node
     # Only an app node has a load balancer to wait for.
     drain_seconds = node.drain_seconds if node.role == "app" else 0.0
-    close_sockets_before_stop(dispatcher, app.state.draining, drain_seconds)
+    close_sockets_before_stop(dispatcher, draining, drain_seconds)
     try:
-        yield
+        yield dispatcher
     finally:
         await dispatcher.stop()

@@ -31,6 +31,17 @@ A frame is the JSON object ``{"event_id": 7, "type": "message.delta", "at": "<RF
 typed events of :mod:`.event_frames` (:meth:`EventBus.publish_event`), whose Structs the
 AsyncAPI document is generated from.
 
+*A reply's last event: at least once, never twice.* ``message.completed`` and
+``message.failed`` follow a committed row, and a client that never gets one keeps waiting while
+its event ids show no gap. :meth:`EventBus.publish_final` therefore keeps trying while Redis is
+unreachable (a Sentinel failover takes seconds), and a reply job that runs again after its worker
+died between the commit and the publish announces the finished message again
+(``domain/ai/generation``). Both are safe because the script takes an optional third key, the
+message's :func:`final_key`: when it exists the event was already numbered and published, and the
+script returns that id without publishing; otherwise it publishes and sets the key for
+``history_seconds`` (a finished message never changes again, so one key per message suffices, and
+past that window a client that missed the event resyncs over REST anyway).
+
 :meth:`EventBus.replay` serves ``resume {last_event_id}``: every retained frame after that id, in
 order, or "resync required" when some of the missed events are no longer retained (too many, too
 old, or the history expired), so the client refetches over REST instead of showing a gap.
@@ -38,6 +49,8 @@ old, or the history expired), so the client refetches over REST instead of showi
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -46,7 +59,9 @@ from uuid import UUID
 import msgspec
 import structlog
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from wingman.config import Settings
 from wingman.server.redis import RedisClients
@@ -65,8 +80,17 @@ CONTROL_CHANNEL = f"{KEY_PREFIX}:control"
 # The sequence outlives the history by far. After this long without any event a user's
 # numbering starts again, from the clock (see above), so still above any id a client may hold.
 SEQUENCE_TTL_SECONDS = 30 * 24 * 3600
+# How long a reply's terminal event is tried again while Redis cannot be reached (as long as a
+# job's outcome is: ``job_recovery.OUTCOME_RETRY_S``), and the longest wait between two tries.
+FINAL_RETRY_S = 45.0
+FINAL_BACKOFF_MAX_S = 2.0
+_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
 _PUBLISH = """
+if KEYS[3] then
+  local sent = redis.call('GET', KEYS[3])
+  if sent then return tonumber(sent) end
+end
 if redis.call('EXISTS', KEYS[1]) == 0 then
   local now = redis.call('TIME')
   redis.call('SET', KEYS[1], now[1] .. string.format('%06d', tonumber(now[2])))
@@ -78,6 +102,7 @@ redis.call('ZADD', KEYS[2], id, frame)
 redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[3]) + 1))
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 redis.call('PUBLISH', ARGV[1], frame)
+if KEYS[3] then redis.call('SET', KEYS[3], id, 'EX', ARGV[4]) end
 return id
 """
 
@@ -94,6 +119,11 @@ def _sequence_key(user_id: UUID) -> str:
 def history_key(user_id: UUID) -> str:
     """The sorted set of a user's retained frames, scored by event id."""
     return f"{KEY_PREFIX}:history:{user_id}"
+
+
+def final_key(message_id: UUID) -> str:
+    """Set once a message's terminal event is published: the event id it was given."""
+    return f"{KEY_PREFIX}:final:{message_id}"
 
 
 def user_keys(user_id: UUID) -> tuple[str, str]:
@@ -173,13 +203,61 @@ class EventBus:
         try:
             await self.publish_event(user_id, event)
         except RedisError as exc:
-            log.warning("event_publish_failed", event=_type_of(event), error=str(exc))
+            # ``event_type``: structlog's first argument is already called ``event``.
+            log.warning("event_publish_failed", event_type=_type_of(event), error=str(exc))
 
-    async def publish(self, user_id: UUID, type_: str, data: Any) -> int:
+    def still_resumable(self, at: datetime) -> bool:
+        """Whether an event of ``at`` is within the history's time window: a terminal event
+        published then is still remembered (:func:`final_key`), so publishing it again is safe."""
+        return datetime.now(UTC) - at < timedelta(seconds=self._history_seconds)
+
+    async def publish_final(
+        self,
+        user_id: UUID,
+        message_id: UUID,
+        event: ServerEvent,
+        *,
+        keep_trying_s: float = FINAL_RETRY_S,
+    ) -> None:
+        """Publish a message's terminal event once: again and again while Redis cannot be
+        reached, for up to ``keep_trying_s`` (0: one try), and never a second time once it was
+        published (see above), so calling it again for the same message is always safe.
+        A failure that remains is logged, as in :meth:`publish_event_quietly`."""
+        deadline = time.monotonic() + keep_trying_s
+        pause = 0.1
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                await self.publish(user_id, _type_of(event), event.data, once=final_key(message_id))
+            except _UNREACHABLE as exc:
+                if time.monotonic() + pause <= deadline:
+                    await asyncio.sleep(pause)
+                    pause = min(FINAL_BACKOFF_MAX_S, pause * 2)
+                    continue
+                error = str(exc)
+            except RedisError as exc:
+                error = str(exc)
+            else:
+                if tries > 1:
+                    log.info("final_event_published", event_type=_type_of(event), tries=tries)
+                return
+            log.warning(
+                "event_publish_failed", event_type=_type_of(event), tries=tries, error=error
+            )
+            return
+
+    async def publish(
+        self, user_id: UUID, type_: str, data: Any, *, once: str | None = None
+    ) -> int:
         """Number, keep and fan out a frame of any ``type`` and ``data``: the bus itself, below
-        the typed events (tests of the transport use it; the server uses :meth:`publish_event`)."""
+        the typed events (tests of the transport use it; the server uses :meth:`publish_event`).
+        With ``once`` (a :func:`final_key`), a frame already published under that key is not
+        published again: its event id is returned instead."""
         body = _encoder.encode(_Unnumbered(type=type_, at=datetime.now(UTC), data=data))
         keys = [_sequence_key(user_id), history_key(user_id)]
+        if once is not None:
+            keys.append(once)
         args: list[str | bytes | int] = [
             user_channel(user_id),
             body,

@@ -1,4 +1,4 @@
-"""The WebSocket against real processes: ``wingman serve`` with two Granian workers, events
+"""The WebSocket against real processes: ``wingmanctl serve`` with two Granian workers, events
 published by a separate Python process through the event bus, and a real SAQ ``ai`` worker.
 
 Checks what only real processes show: fan-out through Redis to sockets on both workers, a
@@ -63,7 +63,7 @@ asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
 
 
 class WebServer:
-    """``wingman serve`` with ``workers`` Granian workers on a fixed port, restartable."""
+    """``wingmanctl serve`` with ``workers`` Granian workers on a fixed port, restartable."""
 
     def __init__(
         self,
@@ -76,7 +76,11 @@ class WebServer:
         self.settings = msgspec.structs.replace(
             settings,
             server=ServerSettings(port=self.port, graceful_timeout=10),
-            realtime=realtime or RealtimeSettings(max_sockets_per_user=32),
+            # A 10 s close timeout: the slow-reader test's sleeper starts reading only once the
+            # reader has all its frames, which took over 2 s (the default) on a busy 2-core host;
+            # after the timeout the server drops the connection and the 4008 is never read.
+            realtime=realtime
+            or RealtimeSettings(max_sockets_per_user=32, close_timeout_seconds=10.0),
         )
         self.folder = folder
         self.env = child_env(self.settings, folder)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import os
 import pwd
@@ -98,16 +99,31 @@ class RunAs:
             os.chown(path, self.uid, self.gid)
 
 
+_USER_LOCK = Path("/run/lock/wingman-system-user.lock")
+
+
 @functools.cache
 def service_identity() -> RunAs:
     """Run as ourselves unless we are root; then as the ``wingman`` system user (created once)."""
     if os.geteuid() != 0:
         return RunAs()
-    try:
-        entry = pwd.getpwnam(SERVICE_USER)
-    except KeyError:
-        # check=False: another process (a parallel test run, a second `dev run`) may create the
-        # user between the lookup and here; the lookup below is what decides.
+    entry = system_user(SERVICE_USER)
+    return RunAs(uid=entry.pw_uid, gid=entry.pw_gid, name=SERVICE_USER)
+
+
+def system_user(name: str) -> pwd.struct_passwd:
+    """The entry of system user ``name``, created first when missing (root only).
+
+    Looked up and created under an exclusive lock: ``useradd`` run by two processes at once for
+    one user (two test workers starting on a fresh machine) left it created twice over, and the
+    first process then ran PostgreSQL as a uid that no longer existed.
+    """
+    # /run/lock where the system has it; /etc otherwise (root can write both, users neither).
+    folder = _USER_LOCK.parent if _USER_LOCK.parent.is_dir() else Path("/etc")
+    with (folder / _USER_LOCK.name).open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with contextlib.suppress(KeyError):
+            return pwd.getpwnam(name)
         created = subprocess.run(
             [
                 "useradd",
@@ -118,21 +134,20 @@ def service_identity() -> RunAs:
                 "/nonexistent",
                 "--shell",
                 "/usr/sbin/nologin",
-                SERVICE_USER,
+                name,
             ],
             check=False,
             capture_output=True,
             text=True,
         )
         try:
-            entry = pwd.getpwnam(SERVICE_USER)
+            return pwd.getpwnam(name)
         except KeyError:
             raise RuntimeError(
-                f"could not create the {SERVICE_USER!r} system user the services run as when "
+                f"could not create the {name!r} system user the services run as when "
                 f"started by root (useradd: {created.stderr.strip() or created.returncode}); "
                 "create it, or run as a normal user"
             ) from None
-    return RunAs(uid=entry.pw_uid, gid=entry.pw_gid, name=SERVICE_USER)
 
 
 def launch(argv: list[str], run_as: RunAs, netns: str = "") -> tuple[list[str], dict[str, Any]]:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
+import subprocess
+import sys
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,3 +67,26 @@ def test_dev_up_from_an_unreachable_checkout_fails_clearly(home: Path) -> None:
     # Nothing was initialised or started.
     assert not (data / "postgres" / "data").exists()
     assert not (data / "redis").exists()
+
+
+@root_only
+def test_processes_creating_the_service_user_at_once_all_get_the_one_it_ends_with() -> None:
+    """Eight processes start on a machine without the user (as test workers or two `dev run`s
+    do): each gets the same uid, and it is the uid the user has afterwards."""
+    name = f"wm-race-{uuid.uuid4().hex[:8]}"
+    script = (
+        "import sys\n"
+        "from wingman.devstack.processes import system_user\n"
+        "print(system_user(sys.argv[1]).pw_uid)\n"
+    )
+    try:
+        workers = [
+            subprocess.Popen(
+                [sys.executable, "-c", script, name], stdout=subprocess.PIPE, text=True
+            )
+            for _ in range(8)
+        ]
+        uids = {int(worker.communicate(timeout=60)[0]) for worker in workers}
+        assert uids == {pwd.getpwnam(name).pw_uid}
+    finally:
+        subprocess.run(["userdel", name], check=False, capture_output=True)

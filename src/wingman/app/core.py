@@ -65,6 +65,7 @@ from wingman.server.cluster import Draining, membership
 from wingman.server.compression import SKIP_COMPRESSION
 from wingman.server.connection_cap import ConnectionCap
 from wingman.server.database import alchemy_config
+from wingman.server.dependencies import install as resolve_dependencies_in_sequence
 from wingman.server.errors import EXCEPTION_HANDLERS, problem_details_plugin
 from wingman.server.header_limits import HeaderLimits
 from wingman.server.metrics import mark_process_dead
@@ -339,6 +340,8 @@ class CorePlugin(InitPluginProtocol):
             [HealthController, metrics, api_router(), WebClient().router()]
         )
         app_config.dependencies.update(providers(self.resources))
+        # Each batch of a handler's dependencies in turn, not in a task group (see the module).
+        resolve_dependencies_in_sequence()
         app_config.lifespan.extend(LIFESPANS)
         app_config.state[STATE_KEY] = self.resources
         app_config.on_startup.append(complete_document)

@@ -65,6 +65,14 @@ def rows_by_name(report: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]
     return {(row["group"], row["name"]): row for row in report["rows"]}
 
 
+def not_ok_rows(report: dict[str, Any]) -> list[str]:
+    return [
+        f"{row['group']}/{row['name']}: {row['state']} ({row['value']})"
+        for row in report["rows"]
+        if row["state"] in ("warn", "fail")
+    ]
+
+
 def assert_table_matches(report: dict[str, Any], table: str) -> None:
     """Every JSON row is one table line with the same group, name, state and value."""
     lines = [
@@ -179,9 +187,19 @@ def test_backup_then_restore_restarts_the_writers(stack_dir: Path) -> None:
     assert "worker-heavy: stopped" in restored.stderr
     assert "web: started" in restored.stderr
 
-    code, report, _ = status(stack_dir)
-    assert code == 0, report
-    rows = rows_by_name(report)
+    # What the restarted units report settles within seconds (a worker registers with its queue
+    # once it runs; until then the queue's row is a warning); on a busy host the first status
+    # can come before that. Wait for healthy, and name the rows that are not if it never is.
+    seen: list[dict[str, Any]] = []
+
+    def healthy() -> bool:
+        code, report, _ = status(stack_dir)
+        seen[:] = [report]
+        return code == 0
+
+    if not wait_for(healthy, 60, interval=1.0):
+        pytest.fail(f"not healthy after the restore: {not_ok_rows(seen[0])}")
+    rows = rows_by_name(seen[0])
     assert rows[("units", "web")]["figures"]["pid"] != web_before
     assert rows[("postgres", "last backup")]["figures"]["age_s"] < 600
 

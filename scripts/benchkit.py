@@ -53,8 +53,8 @@ POOL = {"pool_size": 15}
 def write_results(
     name: str, fields: dict[str, Any], body: list[str], tag: str | None = None
 ) -> None:
-    """Write bench/results/<date>-<name>[-<tag>].json (``fields`` with the name, time and core
-    count) and .md (a heading, then ``body``), and print the Markdown."""
+    """Write bench/results/<date>-<name>[-<tag>][-<n>].json (``fields`` with the name, time and
+    core count) and .md (a heading, then ``body``), and print the Markdown."""
     now = datetime.now(UTC)
     report = {
         "name": name,
@@ -63,7 +63,12 @@ def write_results(
         "code": code_version(),
         **fields,
     }
-    out = RESULTS / "-".join([now.date().isoformat(), name, *([tag] if tag else [])])
+    base = "-".join([now.date().isoformat(), name, *([tag] if tag else [])])
+    # Never over an earlier run's files: a second run of one name on one day gets "-2", "-3"...
+    out, number = RESULTS / base, 1
+    while out.with_suffix(".json").exists() or out.with_suffix(".md").exists():
+        number += 1
+        out = RESULTS / f"{base}-{number}"
     out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [f"# {name} ({report['at']})", "", f"Code: {report['code']}.", "", *body]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
@@ -306,7 +311,8 @@ def bench_arguments(
     parser.add_argument(
         "--tag",
         type=_tag,
-        help="appended to the results files' name (a second run on one day keeps the first)",
+        help="appended to the results files' name (without it, a second run on one day is "
+        "written as <name>-2)",
     )
     if more is not None:
         more(parser)

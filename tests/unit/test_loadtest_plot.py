@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from wingman.ctl.main import main
 from wingman.loadtest.plot import capacity_svg, nice_ticks
-from wingman.loadtest.report import markdown
+from wingman.loadtest.report import markdown, write_results
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -38,6 +38,27 @@ def capacity(steps: list[dict[str, Any]]) -> dict[str, Any]:
         "capacity": 20,
         "steps": steps,
     }
+
+
+def reportable_capacity() -> dict[str, Any]:
+    """A one-step capacity result with every field the Markdown report reads."""
+    result = capacity([step(10, 12.0, 30.0)])
+    result["steps"][0] |= {
+        "users_held": 10,
+        "duration_s": 5,
+        "requests_per_s": 1.0,
+        "host": {"cores": 2, "ram_gb": 4},
+        "by_kind": {},
+        "errors": {},
+        "generators": {
+            "count": 1,
+            "pinning": "-",
+            "cpu_ms_per_user_minute": 1,
+            "processes": [],
+            "warnings": [],
+        },
+    }
+    return result
 
 
 def test_one_polyline_per_series_with_a_point_per_step() -> None:
@@ -68,23 +89,25 @@ def test_a_single_step_is_still_a_picture() -> None:
 
 
 def test_the_capacity_markdown_links_its_picture() -> None:
-    result = capacity([step(10, 12.0, 30.0)])
-    result["steps"][0] |= {
-        "users_held": 10,
-        "duration_s": 5,
-        "requests_per_s": 1.0,
-        "host": {"cores": 2, "ram_gb": 4},
-        "by_kind": {},
-        "errors": {},
-        "generators": {
-            "count": 1,
-            "pinning": "-",
-            "cpu_ms_per_user_minute": 1,
-            "processes": [],
-            "warnings": [],
-        },
-    }
+    result = reportable_capacity()
     assert "](2026-12-05-capacity.svg)" in markdown(result)
+
+
+def test_a_second_run_of_one_name_and_day_keeps_the_first_files(tmp_path: Path) -> None:
+    result = reportable_capacity()
+    first = write_results(result, tmp_path)
+    kept = {path: path.read_bytes() for path in first}
+    second = write_results(result | {"capacity": 30}, tmp_path)
+    third = write_results(result, tmp_path)
+    assert [p.name for p in first] == [f"2026-12-05-capacity{s}" for s in (".json", ".md", ".svg")]
+    assert [p.name for p in second] == [
+        f"2026-12-05-capacity-2{s}" for s in (".json", ".md", ".svg")
+    ]
+    assert third[0].name == "2026-12-05-capacity-3.json"
+    assert {path: path.read_bytes() for path in first} == kept
+    assert json.loads(second[0].read_text())["capacity"] == 30
+    # Each Markdown links its own picture.
+    assert "](2026-12-05-capacity-2.svg)" in second[1].read_text()
 
 
 @given(st.floats(-1e6, 1e6), st.floats(0, 1e6))

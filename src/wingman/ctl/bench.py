@@ -46,7 +46,7 @@ def _finish(result: dict[str, Any], out: Path, as_json: bool) -> None:
     if as_json:
         emit_object(result, as_json=True)
     else:
-        click.echo(markdown(result))
+        click.echo(markdown(result, files=written[0].stem))
     progress("results written to " + ", ".join(map(str, written)))
 
 

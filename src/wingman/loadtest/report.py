@@ -16,17 +16,30 @@ def stem(result: dict[str, Any]) -> str:
     return f"{result['taken_at'][:10]}-{result['name']}"
 
 
+def free_stem(result: dict[str, Any], folder: Path) -> str:
+    """:func:`stem`, or ``<stem>-2``, ``-3``... when a run of the same name and day already wrote
+    files in ``folder``: results are never overwritten."""
+    base = candidate = stem(result)
+    number = 1
+    while any((folder / f"{candidate}{suffix}").exists() for suffix in (".json", ".md", ".svg")):
+        number += 1
+        candidate = f"{base}-{number}"
+    return candidate
+
+
 def write_results(result: dict[str, Any], folder: Path) -> list[Path]:
     """The JSON and the Markdown; for a capacity search also its picture (SVG), which the
-    Markdown links to."""
+    Markdown links to. Under a new name when the run's name was taken that day (see
+    :func:`free_stem`)."""
     folder.mkdir(parents=True, exist_ok=True)
-    json_path = folder / f"{stem(result)}.json"
-    md_path = folder / f"{stem(result)}.md"
+    name = free_stem(result, folder)
+    json_path = folder / f"{name}.json"
+    md_path = folder / f"{name}.md"
     json_path.write_bytes(msgspec.json.format(msgspec.json.encode(result)) + b"\n")
-    md_path.write_text(markdown(result))
+    md_path.write_text(markdown(result, files=name))
     written = [json_path, md_path]
     if "steps" in result:
-        written.append(write_capacity_svg(result, folder / f"{stem(result)}.svg"))
+        written.append(write_capacity_svg(result, folder / f"{name}.svg"))
     return written
 
 
@@ -112,13 +125,15 @@ def cost_lines(model: dict[str, Any]) -> list[str]:
     return lines
 
 
-def markdown(result: dict[str, Any]) -> str:
+def markdown(result: dict[str, Any], files: str | None = None) -> str:
+    """The Markdown report; ``files``: the name its files were written under (the picture's
+    link), :func:`stem` when not given."""
     title = f"# Load run `{result['name']}` ({result['taken_at']})"
     if "steps" in result:
         body = [
             f"Highest user count that met the budget: **{result['capacity']}**.",
             "",
-            f"![REST latency and CPU per process tree against users]({stem(result)}.svg)",
+            f"![REST latency and CPU per process tree against users]({files or stem(result)}.svg)",
             "",
         ]
         for step in result["steps"]:

@@ -57,6 +57,21 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def child_exit_status(child: subprocess.Popen[bytes], settle_s: float = 2.0) -> int | None:
+    """``child``'s exit status (negative: the signal that killed it), None while it runs.
+
+    A multi-threaded process killed by a signal shows as a zombie (what :func:`pid_alive` goes
+    by) before its status can be collected, while its other threads are still exiting: seen in
+    about half of the SIGKILLs of an eight-thread process. Polling then would report it as
+    still running; once it is seen dead, its status is waited for (``settle_s`` at most).
+    """
+    status = child.poll()
+    if status is None and not pid_alive(child.pid):
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            status = child.wait(timeout=settle_s)
+    return status
+
+
 def read_pid(pidfile: Path) -> int | None:
     """The live pid recorded in ``pidfile``, or None if absent or stale."""
     try:

@@ -33,6 +33,7 @@ from wingman.config import QUEUE_NAMES
 from wingman.devstack.binaries import find_postgres, find_redis
 from wingman.devstack.postgres import PostgresCluster
 from wingman.devstack.processes import (
+    child_exit_status,
     free_port,
     pid_alive,
     port_open,
@@ -278,7 +279,7 @@ class DevStack:
     def exit_status(self, name: str) -> int | None:
         """How a process this object started ended (None: running, or not started here)."""
         child = self._children.get(name)
-        return None if child is None else child.poll()
+        return None if child is None else child_exit_status(child)
 
     def restart_app(self, name: str) -> int:
         """Start ``name`` again, after killing whatever is left of its old process group."""

@@ -24,6 +24,8 @@ from wingman.devstack.processes import free_port, pid_alive, stop_process_group,
 from wingman.devstack.stack import DevStack
 from wingman.ops.units import UNIT_NAMES
 
+VAR_TMP = Path("/var/tmp")  # noqa: S108 - a fixed, shared place on the root disk
+
 pytestmark = pytest.mark.e2e
 
 
@@ -41,7 +43,10 @@ def ctl(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def stack_dir() -> Iterator[Path]:
-    root = Path(tempfile.mkdtemp(prefix="wingman-ops-"))
+    # /var/tmp, not /tmp: the status reports the data folder's disk, and /tmp can be a small
+    # tmpfs (2.4 GiB in the Debian 13 container) whose free space, moved by the other tests'
+    # files, crosses the 2 GiB warning line between two status calls.
+    root = Path(tempfile.mkdtemp(prefix="wingman-ops-", dir=VAR_TMP if VAR_TMP.is_dir() else None))
     root.chmod(0o755)
     data_dir = root / "var"
     try:

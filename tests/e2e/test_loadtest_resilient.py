@@ -96,7 +96,8 @@ async def test_resilient_users_ride_out_a_server_restart(
     running = [asyncio.create_task(user.run()) for user in users]
     await _until(lambda: all(u.connected for u in users) and len(shared.posted) >= USERS, 30)
     await asyncio.to_thread(served.web.stop)
-    await asyncio.sleep(1.0)  # requests meanwhile find nothing listening
+    # Down until the users have met it: requests that find nothing listening.
+    await _until(lambda: resilience.connection_errors > 0, 30)
     await asyncio.to_thread(served.web.start)
     restarted_with = len(shared.posted)
     await _until(lambda: len(shared.posted) >= restarted_with + USERS, 60)

@@ -19,10 +19,24 @@ async def test_session_lifecycle(
 ) -> None:
     tone_id = str(await add_tone(engine))
     profile = (
-        await client.post("/api/v1/profiles", json={"name": "Kim"}, headers=alice.headers)
+        await client.post(
+            "/api/v1/profiles",
+            json={
+                "name": "Kim",
+                "notes": "met at the climbing gym",
+                "interests": ["bouldering"],
+                "attributes": {"city": "Lyon"},
+            },
+            headers=alice.headers,
+        )
     ).json()
     chat = await new_session(
         client, alice, title="First date", profile_id=profile["id"], tone_id=tone_id
+    )
+    tone = next(
+        {"id": t["id"], "slug": t["slug"], "name": t["name"]}
+        for t in (await client.get("/api/v1/tones", headers=alice.headers)).json()
+        if t["id"] == tone_id
     )
     assert chat["status"] == "active"
     assert chat["message_count"] == 0
@@ -31,8 +45,9 @@ async def test_session_lifecycle(
     url = f"{SESSIONS}/{chat['id']}"
     detail = (await client.get(url, headers=alice.headers)).json()
     assert detail["session"] == chat
-    assert detail["profile"]["name"] == "Kim"
-    assert detail["tone"]["id"] == tone_id
+    # The profile as its own route shows it, and the tone's brief, from one joined row.
+    assert detail["profile"] == profile
+    assert detail["tone"] == tone
     assert detail["messages"] == {"items": [], "next_cursor": None}
 
     patched = await client.patch(

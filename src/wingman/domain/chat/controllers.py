@@ -46,13 +46,10 @@ from wingman.domain.chat.schemas import (
     SessionOut,
     SessionPage,
     SessionPatch,
-    ToneBrief,
-    event_out,
     message_out,
     session_out,
 )
 from wingman.domain.chat.services import ChatService
-from wingman.domain.profiles.schemas import profile_out
 from wingman.domain.realtime.event_frames import MessageFailed
 from wingman.domain.realtime.events import EventBus
 from wingman.server.auth import AuthUser, provide_current_user
@@ -129,13 +126,12 @@ async def check_content(catalog: CatalogCache, db_session: AsyncSession, content
 
 async def session_detail(chat: ChatService, session_id: UUID, limit: int) -> SessionDetail:
     """A session with its profile, tone and newest page of messages (two queries)."""
-    found = await chat.get_session(session_id, with_related=True)
+    session, profile, tone = await chat.session_with_related(session_id)
     messages, next_cursor = await chat.message_page(session_id, None, limit)
-    tone = found.tone
     return SessionDetail(
-        session=session_out(found),
-        profile=profile_out(found.profile) if found.profile is not None else None,
-        tone=ToneBrief(id=tone.id, slug=tone.slug, name=tone.name) if tone else None,
+        session=session,
+        profile=profile,
+        tone=tone,
         messages=MessagePage(items=messages, next_cursor=next_cursor),
     )
 
@@ -164,7 +160,7 @@ class ChatSessionController(Controller):
         async def load() -> SessionPage:
             async with chat_reader(db_engine, settings, current_user) as chat:
                 rows, next_cursor = await chat.list_sessions(cursor, limit)
-            return SessionPage(items=[session_out(row) for row in rows], next_cursor=next_cursor)
+            return SessionPage(items=rows, next_cursor=next_cursor)
 
         if cursor is not None:
             return await load()
@@ -289,8 +285,7 @@ class ChatSessionController(Controller):
         data: JSONBody[EventIn],
         chat: NamedDependency[ChatService],
     ) -> EventOut:
-        event = await chat.add_event(session_id, data.type.value, data.message_id, data.payload)
-        return event_out(event)
+        return await chat.add_event(session_id, data.type.value, data.message_id, data.payload)
 
 
 def provide_replies(

@@ -14,7 +14,6 @@ from wingman.db.models import (
     Message,
     MessageSender,
     ProcessingStatus,
-    SessionEvent,
     SessionEventType,
 )
 from wingman.domain.profiles.schemas import ProfileOut
@@ -150,15 +149,4 @@ def session_out(chat: ChatSession) -> SessionOut:
         last_message_at=chat.last_message_at,
         created_at=chat.created_at,
         updated_at=chat.updated_at,
-    )
-
-
-def event_out(event: SessionEvent) -> EventOut:
-    return EventOut(
-        id=event.id,
-        session_id=event.session_id,
-        message_id=event.message_id,
-        type=event.type,
-        payload=dict(event.payload),
-        created_at=event.created_at,
     )

@@ -7,12 +7,23 @@ Every lookup filters by the caller's user id, so another user's row is "not foun
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
-from sqlalchemy import Executable, Row, bindparam, exists, select, text, tuple_
+from sqlalchemy import (
+    Executable,
+    Row,
+    Table,
+    and_,
+    bindparam,
+    exists,
+    insert,
+    or_,
+    select,
+    text,
+    tuple_,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import joinedload
 from uuid_utils.compat import uuid7
 
 from wingman.db.models import (
@@ -25,10 +36,11 @@ from wingman.db.models import (
     Tone,
     utcnow,
 )
-from wingman.domain.chat.schemas import MessageOut, message_out
+from wingman.domain.chat.schemas import EventOut, MessageOut, SessionOut, ToneBrief, message_out
+from wingman.domain.profiles.schemas import ProfileOut
 from wingman.domain.profiles.services import profile_not_found
 from wingman.server.errors import Problem
-from wingman.server.keyset import cursor_position, newest_first, page_and_cursor
+from wingman.server.keyset import cursor_position, page_and_cursor
 
 SESSIONS_CURSOR = "sessions"
 MESSAGES_CURSOR = "messages"
@@ -78,6 +90,74 @@ _OWNS_SESSION = select(
     )
 )
 
+# A session's own fields, its profile's and its tone's brief, in one row (outer joins: either
+# may be unset), read as table columns straight into the response's structs, like the page.
+_SESSIONS = ChatSession.__table__.c
+_PROFILES = TargetProfile.__table__.c
+_TONES = Tone.__table__.c
+_SESSION_COLUMNS = tuple(_SESSIONS[name] for name in SessionOut.__struct_fields__)
+_PROFILE_COLUMNS = tuple(
+    _PROFILES[name].label(f"profile_{name}") for name in ProfileOut.__struct_fields__
+)
+_TONE_COLUMNS = tuple(_TONES[name].label(f"tone_{name}") for name in ToneBrief.__struct_fields__)
+_SESSION_WITH_RELATED = (
+    select(*_SESSION_COLUMNS, *_PROFILE_COLUMNS, *_TONE_COLUMNS)
+    .select_from(
+        ChatSession.__table__.outerjoin(
+            TargetProfile.__table__, _PROFILES.id == _SESSIONS.profile_id
+        ).outerjoin(Tone.__table__, _TONES.id == _SESSIONS.tone_id)
+    )
+    .where(_SESSIONS.id == bindparam("session_id"), _SESSIONS.user_id == bindparam("user_id"))
+)
+# The caller's sessions, most recently active first (updated_at descending, id ascending), as
+# the list's fields: the first page, and the page after a cursor's position.
+_SESSION_LIST_OF = select(*_SESSION_COLUMNS).where(_SESSIONS.user_id == bindparam("user_id"))
+_SESSION_ORDER = (_SESSIONS.updated_at.desc(), _SESSIONS.id)
+_SESSION_LIST = _SESSION_LIST_OF.order_by(*_SESSION_ORDER).limit(bindparam("limit"))
+_SESSION_LIST_AFTER = (
+    _SESSION_LIST_OF.where(
+        or_(
+            _SESSIONS.updated_at < bindparam("after_at", type_=_SESSIONS.updated_at.type),
+            and_(
+                _SESSIONS.updated_at == bindparam("after_at", type_=_SESSIONS.updated_at.type),
+                _SESSIONS.id > bindparam("after_id", type_=_SESSIONS.id.type),
+            ),
+        )
+    )
+    .order_by(*_SESSION_ORDER)
+    .limit(bindparam("limit"))
+)
+# Feedback is one INSERT ... SELECT: the row is written only if the session is the caller's and
+# the message (when one is named) is in that session, and comes back as the response's fields.
+# No row back means one of the two is missing; :meth:`ChatService.add_event` then finds which.
+_EVENTS = SessionEvent.__table__.c
+_ADD_EVENT = (
+    insert(cast(Table, SessionEvent.__table__))
+    .from_select(
+        ["id", "session_id", "user_id", "message_id", "type", "payload", "created_at"],
+        select(
+            bindparam("event_id", type_=_EVENTS.id.type),
+            _SESSIONS.id,
+            _SESSIONS.user_id,
+            bindparam("message_id", type_=_EVENTS.message_id.type),
+            bindparam("type", type_=_EVENTS.type.type),
+            bindparam("payload", type_=_EVENTS.payload.type),
+            bindparam("now", type_=_EVENTS.created_at.type),
+        ).where(
+            _SESSIONS.id == bindparam("session_id"),
+            _SESSIONS.user_id == bindparam("user_id"),
+            or_(
+                bindparam("message_id", type_=_EVENTS.message_id.type).is_(None),
+                exists().where(
+                    _MESSAGES.id == bindparam("message_id", type_=_MESSAGES.id.type),
+                    _MESSAGES.session_id == _SESSIONS.id,
+                ),
+            ),
+        ),
+    )
+    .returning(*(_EVENTS[name] for name in EventOut.__struct_fields__))
+)
+
 
 def _fields_of(table: str) -> str:
     return ", ".join(f"{table}.{name}" for name in _MESSAGE_FIELDS)
@@ -123,8 +203,20 @@ SELECT {_fields_of("answer")} FROM answer
 ).columns(*(_MESSAGES[name] for name in _MESSAGE_FIELDS))
 
 
+# The statements select exactly each struct's fields, in its order.
+def _session(row: Any) -> SessionOut:
+    return SessionOut(*row)
+
+
+def _event(row: Any) -> EventOut:
+    return EventOut(*row)
+
+
+def _profile(row: Any) -> ProfileOut:
+    return ProfileOut(*row)
+
+
 def _message(row: Any) -> MessageOut:
-    # The statements select exactly MessageOut's fields, in its order.
     return MessageOut(*row)
 
 
@@ -148,31 +240,48 @@ class ChatService:
 
     # --- Sessions -----------------------------------------------------------------------------
 
-    async def get_session(self, session_id: UUID, *, with_related: bool = False) -> ChatSession:
-        query = _OWN_SESSION
-        if with_related:
-            # One statement for the session, its profile and its tone.
-            query = query.options(joinedload(ChatSession.profile), joinedload(ChatSession.tone))
-        chat = await self.session.scalar(query, {"session_id": session_id, "user_id": self.user_id})
+    async def get_session(self, session_id: UUID) -> ChatSession:
+        chat = await self.session.scalar(
+            _OWN_SESSION, {"session_id": session_id, "user_id": self.user_id}
+        )
         if chat is None:
             raise session_not_found()
         return chat
 
+    async def session_with_related(
+        self, session_id: UUID
+    ) -> tuple[SessionOut, ProfileOut | None, ToneBrief | None]:
+        """The caller's session with its profile and its tone's brief (None where unset), in one
+        statement; 404 when the session is not the caller's."""
+        rows = await self._rows(
+            _SESSION_WITH_RELATED, {"session_id": session_id, "user_id": self.user_id}
+        )
+        if not rows:
+            raise session_not_found()
+        row = rows[0]
+        sessions, profiles = len(_SESSION_COLUMNS), len(_PROFILE_COLUMNS)
+        profile = row[sessions : sessions + profiles]
+        tone = row[sessions + profiles :]
+        return (
+            _session(row[:sessions]),
+            None if profile[0] is None else _profile(profile),
+            None if tone[0] is None else ToneBrief(*tone),
+        )
+
     async def list_sessions(
         self, cursor: str | None, limit: int
-    ) -> tuple[list[ChatSession], str | None]:
+    ) -> tuple[list[SessionOut], str | None]:
         """One page, most recently active first, ordered by (updated_at desc, id)."""
-        query = select(ChatSession).where(ChatSession.user_id == self.user_id)
-        return await newest_first(
-            self.session,
-            query,
-            ChatSession.updated_at,
-            ChatSession.id,
-            key=self.cursor_key,
-            kind=SESSIONS_CURSOR,
-            cursor=cursor,
-            limit=limit,
+        after = cursor_position(self.cursor_key, SESSIONS_CURSOR, cursor)
+        statement, params = _SESSION_LIST, {"user_id": self.user_id, "limit": limit + 1}
+        if after is not None:
+            statement = _SESSION_LIST_AFTER
+            params.update(after_at=after.at, after_id=after.id)
+        rows = await self._rows(statement, params)
+        page, next_cursor = page_and_cursor(
+            rows, limit, key=self.cursor_key, kind=SESSIONS_CURSOR, at="updated_at", row_id="id"
         )
+        return [_session(row) for row in page], next_cursor
 
     async def _check_profile(self, profile_id: UUID) -> None:
         owned = await self.session.scalar(
@@ -297,21 +406,20 @@ class ChatService:
 
     async def add_event(
         self, session_id: UUID, type_: str, message_id: UUID | None, payload: dict[str, Any]
-    ) -> SessionEvent:
-        await self.get_session(session_id)
-        if message_id is not None:
-            in_session = await self.session.scalar(
-                select(exists().where(Message.id == message_id, Message.session_id == session_id))
-            )
-            if not in_session:
-                raise Problem(404, "message-not-found", "No such message in this session.")
-        event = SessionEvent(
-            session_id=session_id,
-            user_id=self.user_id,
-            message_id=message_id,
-            type=type_,
-            payload=payload,
+    ) -> EventOut:
+        rows = await self._rows(
+            _ADD_EVENT,
+            {
+                "event_id": uuid7(),
+                "session_id": session_id,
+                "user_id": self.user_id,
+                "message_id": message_id,
+                "type": type_,
+                "payload": payload,
+                "now": utcnow(),
+            },
         )
-        self.session.add(event)
-        await self.session.flush()
-        return event
+        if not rows:
+            await self.get_session(session_id)
+            raise Problem(404, "message-not-found", "No such message in this session.")
+        return _event(rows[0])

@@ -43,6 +43,7 @@ from wingman.domain.retention.sweep import retention_cron, retention_sweep
 from wingman.job_recovery import RecoveringQueue, with_heartbeat
 from wingman.queues import create_queue
 from wingman.server.database import create_engine, session_maker
+from wingman.server.heap import freeze_startup_heap
 from wingman.server.metrics import mark_process_dead, observe_job
 from wingman.server.metrics_hooks import time_redis, watch_pool
 from wingman.server.redis import RedisClients
@@ -224,3 +225,16 @@ def create_worker(settings: Settings, name: QueueName) -> QueueWorker:
             schedule=1, worker_info=10, sweep=settings.worker.sweep_seconds, abort=1
         ),
     )
+
+
+def serve_worker(settings: Settings, name: QueueName) -> QueueWorker:
+    """The worker as the ``wingman worker`` process runs it: :func:`create_worker`, and once it
+    has started, everything alive is frozen out of the garbage collector's scans
+    (:mod:`wingman.server.heap`)."""
+    worker = create_worker(settings, name)
+
+    async def freeze_heap(_ctx: WorkerContext) -> None:
+        freeze_startup_heap()
+
+    worker.startup = [*(worker.startup or ()), freeze_heap]
+    return worker

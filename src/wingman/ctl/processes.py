@@ -29,7 +29,7 @@ def _settings() -> Settings:
 @click.option("--port", type=int, help="Port to bind (default: server.port).")
 @click.option("--workers", type=int, help="Granian worker processes (default: server.workers).")
 # Benchmarks serve a bare app with exactly these server settings, to measure the ceiling.
-@click.option("--app", "target", default="wingman.app:create_app", hidden=True)
+@click.option("--app", "target", default="wingman.app:serve_app", hidden=True)
 def serve(host: str | None, port: int | None, workers: int | None, target: str) -> None:
     """Serve the API with Granian (ASGI, uvloop) until SIGTERM or Ctrl-C."""
     import structlog
@@ -114,10 +114,10 @@ def worker(queue_name: str, processes: int | None) -> None:
 
     # Before wingman.worker imports prometheus-client, so its job metrics reach /metrics.
     use_for_worker(settings, queue_name)
-    from wingman.worker import create_worker
+    from wingman.worker import serve_worker
 
     configure_logging(settings, process=f"worker-{queue_name}")
-    worker = create_worker(settings, queue_name)  # type: ignore[arg-type]
+    worker = serve_worker(settings, queue_name)  # type: ignore[arg-type]
     try:
         import uvloop
 

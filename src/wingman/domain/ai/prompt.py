@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
-from sqlalchemy import and_, or_, select, tuple_
+from sqlalchemy import and_, bindparam, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
@@ -102,41 +102,63 @@ def build_request(context: PromptContext, config: AiConfig) -> ReplyRequest:
     )
 
 
+# Built once, with bound parameters (see ``generation.py``).
+_SESSION_WITH_RELATED = (
+    select(ChatSession)
+    .where(ChatSession.id == bindparam("session_id"))
+    .options(joinedload(ChatSession.tone), joinedload(ChatSession.profile))
+)
+_USER_SETTINGS = select(UserSettings).where(UserSettings.user_id == bindparam("user_id"))
+_ANCHOR = select(Message.created_at, Message.id).where(Message.id == bindparam("anchor_id"))
+# The conversation up to the anchor (the user message answered), newest first: what the user
+# and their contacts said, and the AI replies that finished.
+_HISTORY = (
+    select(Message)
+    .where(
+        Message.session_id == bindparam("session_id"),
+        Message.id != bindparam("ai_message_id"),
+        tuple_(Message.created_at, Message.id)
+        <= tuple_(
+            bindparam("bound_at", type_=Message.__table__.c.created_at.type),
+            bindparam("bound_id", type_=Message.__table__.c.id.type),
+        ),
+        or_(
+            Message.sender.in_((MessageSender.USER, MessageSender.CONTACT)),
+            and_(
+                Message.sender == MessageSender.AI,
+                Message.processing_status == ProcessingStatus.DONE,
+            ),
+        ),
+    )
+    .order_by(Message.created_at.desc(), Message.id.desc())
+    .limit(bindparam("limit"))
+)
+
+
 async def load_context(
     db: AsyncSession, ai_message: Message, context_messages: int
 ) -> PromptContext:
-    chat = await db.scalar(
-        select(ChatSession)
-        .where(ChatSession.id == ai_message.session_id)
-        .options(joinedload(ChatSession.tone), joinedload(ChatSession.profile))
-    )
+    chat = await db.scalar(_SESSION_WITH_RELATED, {"session_id": ai_message.session_id})
     if chat is None:  # pragma: no cover - the message row references it (ON DELETE CASCADE)
         raise LookupError(f"session {ai_message.session_id} is gone")
-    settings = await db.scalar(select(UserSettings).where(UserSettings.user_id == chat.user_id))
+    settings = await db.scalar(_USER_SETTINGS, {"user_id": chat.user_id})
     history: list[Message] = []
     if context_messages > 0:
         anchor = (
-            await db.get(Message, ai_message.reply_to_id)
+            (await db.execute(_ANCHOR, {"anchor_id": ai_message.reply_to_id})).first()
             if ai_message.reply_to_id is not None
             else None
         )
-        bound = (anchor or ai_message).created_at, (anchor or ai_message).id
+        bound_at, bound_id = anchor or (ai_message.created_at, ai_message.id)
         rows = await db.scalars(
-            select(Message)
-            .where(
-                Message.session_id == chat.id,
-                Message.id != ai_message.id,
-                tuple_(Message.created_at, Message.id) <= tuple_(*bound),
-                or_(
-                    Message.sender.in_((MessageSender.USER, MessageSender.CONTACT)),
-                    and_(
-                        Message.sender == MessageSender.AI,
-                        Message.processing_status == ProcessingStatus.DONE,
-                    ),
-                ),
-            )
-            .order_by(Message.created_at.desc(), Message.id.desc())
-            .limit(context_messages)
+            _HISTORY,
+            {
+                "session_id": chat.id,
+                "ai_message_id": ai_message.id,
+                "bound_at": bound_at,
+                "bound_id": bound_id,
+                "limit": context_messages,
+            },
         )
         history = list(reversed(rows.all()))
     return PromptContext(

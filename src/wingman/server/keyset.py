@@ -3,8 +3,8 @@
 Every list in the API pages the same way: newest first by a timestamp, the row id breaking ties,
 ``limit + 1`` rows fetched to learn whether a next page exists, and the position of the last row
 handed back as a cursor (see :mod:`wingman.server.cursors`). :func:`newest_first` does it for
-ORM queries; the message page, a prebuilt Core statement read backwards along its index, uses
-the same two halves (:func:`cursor_position`, :func:`page_and_cursor`), so the lists cannot
+ORM queries; the message page and the session list, prebuilt Core statements of the hot routes,
+use the same two halves (:func:`cursor_position`, :func:`page_and_cursor`), so the lists cannot
 drift apart and a bad cursor is always the same problem.
 """
 

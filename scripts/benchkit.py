@@ -42,6 +42,7 @@ from wingman.db.migrations import upgrade_to_head
 from wingman.devstack.processes import free_port, wait_for
 from wingman.devstack.services import throwaway_services
 from wingman.loadtest.processes import ProcessSampler
+from wingman.loadtest.report import free_name
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -65,10 +66,7 @@ def write_results(
     }
     base = "-".join([now.date().isoformat(), name, *([tag] if tag else [])])
     # Never over an earlier run's files: a second run of one name on one day gets "-2", "-3"...
-    out, number = RESULTS / base, 1
-    while out.with_suffix(".json").exists() or out.with_suffix(".md").exists():
-        number += 1
-        out = RESULTS / f"{base}-{number}"
+    out = RESULTS / free_name(RESULTS, base)
     out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [f"# {name} ({report['at']})", "", f"Code: {report['code']}.", "", *body]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")

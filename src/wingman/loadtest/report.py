@@ -16,11 +16,10 @@ def stem(result: dict[str, Any]) -> str:
     return f"{result['taken_at'][:10]}-{result['name']}"
 
 
-def free_stem(result: dict[str, Any], folder: Path) -> str:
-    """:func:`stem`, or ``<stem>-2``, ``-3``... when a run of the same name and day already wrote
-    files in ``folder``: results are never overwritten."""
-    base = candidate = stem(result)
-    number = 1
+def free_name(folder: Path, base: str) -> str:
+    """``base``, or ``<base>-2``, ``-3``... when files of that name (results, report, picture)
+    are already in ``folder``: results are never overwritten."""
+    candidate, number = base, 1
     while any((folder / f"{candidate}{suffix}").exists() for suffix in (".json", ".md", ".svg")):
         number += 1
         candidate = f"{base}-{number}"
@@ -30,9 +29,9 @@ def free_stem(result: dict[str, Any], folder: Path) -> str:
 def write_results(result: dict[str, Any], folder: Path) -> list[Path]:
     """The JSON and the Markdown; for a capacity search also its picture (SVG), which the
     Markdown links to. Under a new name when the run's name was taken that day (see
-    :func:`free_stem`)."""
+    :func:`free_name`)."""
     folder.mkdir(parents=True, exist_ok=True)
-    name = free_stem(result, folder)
+    name = free_name(folder, stem(result))
     json_path = folder / f"{name}.json"
     md_path = folder / f"{name}.md"
     json_path.write_bytes(msgspec.json.format(msgspec.json.encode(result)) + b"\n")

@@ -3,9 +3,9 @@
 The server gets a PostgreSQL cluster of its own (the session's shared one is left alone), which is
 stopped with a fast shutdown while clients keep calling a repository read (``GET /me``), a keyset
 list, a message page and the message post. While it is down every answer is a 503 problem with
-Retry-After, never another 5xx; once it is back the pool's pre-ping replaces the dead connections
-and every route answers again within seconds; and every post answered 202 is committed with its
-AI message and has its reply job queued.
+Retry-After, never another 5xx; once it is back the pool replaces the dead connections as it
+hands them out and every route answers again within seconds; and every post answered 202 is
+committed with its AI message and has its reply job queued.
 """
 
 from __future__ import annotations

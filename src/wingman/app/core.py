@@ -29,6 +29,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.plugins import InitPluginProtocol, PluginProtocol
 from litestar.types import ASGIApp
 from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from wingman import __version__
 from wingman.config import QUEUE_NAMES, Settings
@@ -205,7 +206,8 @@ LIFESPANS = (
 
 def providers(resources: Resources) -> dict[str, Provide]:
     """Every process-wide dependency a handler may take, by name and type. The database
-    (``db_engine``, ``db_session``) comes from the database plugin."""
+    (``db_engine``, ``db_session``) comes from the database plugin; ``autocommit_engine`` is its
+    engine for reads and one-statement writes."""
 
     def settings() -> Settings:
         return resources.settings
@@ -255,6 +257,9 @@ def providers(resources: Resources) -> dict[str, Provide]:
     def read_cache() -> ReadCache:
         return resources.read_cache
 
+    def autocommit_engine() -> AsyncEngine:
+        return resources.autocommit_engine
+
     provided: list[Callable[[], object]] = [
         settings,
         migration_head,
@@ -272,6 +277,7 @@ def providers(resources: Resources) -> dict[str, Provide]:
         dispatch,
         realtime,
         read_cache,
+        autocommit_engine,
     ]
     return {f.__name__: Provide(f, sync_to_thread=False) for f in provided}
 

@@ -10,12 +10,16 @@ auth middleware, the layers around the router) and for tests, through :func:`app
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
+
+from wingman.server.database import autocommit_engine
 
 if TYPE_CHECKING:
     from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig
     from litestar import Litestar
     from litestar.types import Scope
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
     from wingman.config import Settings
     from wingman.domain.catalog.cache import CatalogCache
@@ -59,6 +63,12 @@ class Resources:
     reply_dispatch: ReplyDispatch = field(init=False)
     realtime: Dispatcher = field(init=False)
     read_cache: ReadCache = field(init=False)
+
+    @cached_property
+    def autocommit_engine(self) -> AsyncEngine:
+        """The database plugin's engine for reads and one-statement writes
+        (:func:`~wingman.server.database.autocommit_engine`)."""
+        return autocommit_engine(self.alchemy.get_engine(), self.settings.database)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Resources:
         # Litestar copies state in places; the process has one set of resources, never a copy.

@@ -36,7 +36,7 @@ from litestar.exceptions import NotAuthorizedException
 from litestar.security.jwt import JWTAuth, Token
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -197,11 +197,16 @@ class UserStatusCache:
         self._entries[user_id] = (found, now + self.ttl)
 
 
+_STANDING = select(User.status, User.tier).where(User.id == bindparam("user_id"))
+_SEEN = (
+    update(User).where(User.id == bindparam("user_id")).values(last_seen_at=bindparam("seen_at"))
+)
+
+
 async def load_standing(engine: AsyncEngine, user_id: UUID) -> Standing | None:
+    """One ``SELECT``; ``engine`` is the process's autocommit engine (no transaction around it)."""
     async with engine.connect() as connection:
-        row = (
-            await connection.execute(select(User.status, User.tier).where(User.id == user_id))
-        ).first()
+        row = (await connection.execute(_STANDING, {"user_id": user_id})).first()
     return Standing(status=row.status, tier=row.tier) if row is not None else None
 
 
@@ -226,10 +231,9 @@ class LastSeenTracker:
         )
         if not won:
             return False
+        # One statement: with the autocommit engine it commits by itself.
         async with engine.begin() as connection:
-            await connection.execute(
-                update(User).where(User.id == user_id).values(last_seen_at=datetime.now(UTC))
-            )
+            await connection.execute(_SEEN, {"user_id": user_id, "seen_at": datetime.now(UTC)})
         return True
 
 
@@ -276,7 +280,7 @@ def decode_access_token(settings: Settings, encoded: str) -> tuple[AuthUser, dat
 async def account_is_active(connection: ASGIConnection[Any, Any, Any, Any], user_id: UUID) -> bool:
     """Whether the account may still use the API, through the process's status cache."""
     resources = app_resources(connection.app)
-    engine: AsyncEngine = resources.alchemy.get_engine()
+    engine = resources.autocommit_engine
 
     async def load(user_id: UUID) -> Standing | None:
         return await load_standing(engine, user_id)
@@ -311,8 +315,8 @@ async def signed_in_user(token: Token, resources: Resources) -> AuthUser:
     """The caller of a verified token: claims, then the cached status check (which also brings
     the current tier), then last-seen. Raises a 401 problem for a disabled or deleted account."""
     user = _claims_user(token)
-    # The plugin's engine (its state key is made unique per app, so ask the config for it).
-    engine: AsyncEngine = resources.alchemy.get_engine()
+    # One statement each, the standing read and the last-seen write: no transaction around them.
+    engine = resources.autocommit_engine
 
     async def load(user_id: UUID) -> Standing | None:
         return await load_standing(engine, user_id)

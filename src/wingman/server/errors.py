@@ -165,8 +165,8 @@ def _busy(request: Request[Any, Any, Any], exc: PoolTimeout) -> Response[Any]:
 def _unreachable(request: Request[Any, Any, Any], exc: DBAPIError) -> Response[Any]:
     # PostgreSQL is down, restarting, or dropped the connection mid-request. The request's
     # transaction did not commit (nothing half-done is kept), so the client may simply retry; the
-    # pool replaces dead connections (pre-ping) once the server is back. One warning per interval,
-    # without a traceback: during an outage every request fails the same way.
+    # pool replaces dead connections as it hands them out once the server is back. One warning
+    # per interval, without a traceback: during an outage every request fails the same way.
     held = _warnings.open("database")
     if held is not None:
         log.warning(

@@ -34,7 +34,7 @@ from wingman.domain.ai.generation import Providers, ReplyDeps
 from wingman.domain.ai.offline import OfflineProvider
 from wingman.domain.catalog.cache import CatalogCache
 from wingman.domain.realtime.events import EventBus, decode_frame, history_key
-from wingman.server.database import create_engine, session_maker
+from wingman.server.database import autocommit_engine, create_engine, session_maker
 
 AI_DATABASE = "wingman_ai"
 AI_REDIS_DB = 3
@@ -139,6 +139,7 @@ def make_deps(
     return ReplyDeps(
         settings=settings.ai,
         db_sessions=session_maker(engine),
+        autocommit_sessions=session_maker(autocommit_engine(engine, settings.database)),
         catalog=CatalogCache(),
         events=EventBus(redis, history_size=1000, history_seconds=600),
         providers=Providers(OfflineProvider(0), openai),

@@ -1,5 +1,6 @@
 """The database pool keeps the connections it opens: a load that swings between bursts and calm
-does not pay for a new PostgreSQL connection (a backend fork and SCRAM) at every swing."""
+does not pay for a new PostgreSQL connection (a backend fork and SCRAM) at every swing. Handing
+one out costs no round trip, yet one the server has closed is replaced, not handed out."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import asyncio
 
 import msgspec
 from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.support.polling import eventually
 from wingman.config import Settings
 from wingman.server.database import create_engine
 
@@ -40,3 +43,66 @@ async def test_connections_opened_in_a_burst_are_kept(settings: Settings) -> Non
         assert opened == 5
     finally:
         await engine.dispose()
+
+
+async def backend_query(engine: AsyncEngine, pid: int) -> tuple[str, str]:
+    """What PostgreSQL says backend ``pid`` last ran, and its state, asked on another connection."""
+    async with engine.connect() as connection:
+        row = (
+            await connection.execute(
+                text("SELECT query, state FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
+            )
+        ).one()
+    return row.query, row.state
+
+
+async def test_checkout_makes_no_round_trip(settings: Settings) -> None:
+    db = msgspec.structs.replace(settings.database, pool_size=1)
+    engine, observer = create_engine(db, "wingman-tests"), create_engine(db, "wingman-tests")
+    try:
+        async with engine.connect() as connection:
+            pid = (await connection.execute(text("SELECT pg_backend_pid() AS pid"))).scalar_one()
+        async with engine.connect() as connection:
+            # Checked out again: nothing reached the server since the last use ended (a pre-ping
+            # would be the last statement now).
+            last, state = await backend_query(observer, pid)
+            assert (last, state) == ("ROLLBACK", "idle")
+            assert (await connection.execute(text("SELECT 1"))).scalar_one() == 1
+    finally:
+        await engine.dispose()
+        await observer.dispose()
+
+
+async def test_a_connection_the_server_closed_is_replaced_at_checkout(settings: Settings) -> None:
+    db = msgspec.structs.replace(settings.database, pool_size=1)
+    engine, admin = create_engine(db, "wingman-tests"), create_engine(db, "wingman-tests")
+    replaced = 0
+
+    def count(*_: object) -> None:
+        nonlocal replaced
+        replaced += 1
+
+    try:
+        async with engine.connect() as connection:
+            pid = (await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        event.listen(engine.sync_engine.pool, "connect", count)
+        async with admin.connect() as connection:
+            await connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        # The backend's goodbye reaches the idle pooled socket shortly after.
+        await eventually(lambda: backend_gone(admin, pid), 10, "the backend to exit")
+        async with engine.connect() as connection:
+            # No error: the dead connection was found at checkout and a new one opened.
+            new_pid = (await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        assert new_pid != pid
+        assert replaced == 1
+    finally:
+        await engine.dispose()
+        await admin.dispose()
+
+
+async def backend_gone(engine: AsyncEngine, pid: int) -> bool:
+    async with engine.connect() as connection:
+        found = await connection.execute(
+            text("SELECT 1 FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
+        )
+        return found.first() is None

@@ -157,6 +157,8 @@ class ReplyDeps:
 
     settings: AiSettings
     db_sessions: async_sessionmaker[AsyncSession]
+    # Sessions over the autocommit engine, for the one-statement store and fail.
+    autocommit_sessions: async_sessionmaker[AsyncSession]
     catalog: CatalogCache
     events: EventBus
     providers: Providers
@@ -399,7 +401,7 @@ class ReplyRun:
     async def _store(self, reply: Reply) -> bool:
         now = utcnow()
         latency_ms = int((now - self.claimed.created_at).total_seconds() * 1000)
-        async with self.deps.db_sessions() as db:
+        async with self.deps.autocommit_sessions() as db:
             stored: Message | None = await db.scalar(
                 _STORE,
                 {
@@ -429,7 +431,7 @@ class ReplyRun:
 
     async def _fail(self, error: str, detail: str) -> None:
         now = utcnow()
-        async with self.deps.db_sessions() as db:
+        async with self.deps.autocommit_sessions() as db:
             failed: Message | None = await db.scalar(
                 _FAIL,
                 {

@@ -30,6 +30,7 @@ from wingman.domain.ai.offline import OfflineProvider
 from wingman.domain.ai.openai import OpenAICompatibleProvider
 from wingman.domain.chat.replies import enqueue_reply, reply_job_key
 from wingman.server.cache import invalidate_user
+from wingman.server.database import autocommit_engine, session_maker
 from wingman.server.redis_mux import RedisMux
 
 if TYPE_CHECKING:
@@ -120,6 +121,9 @@ class ReplyRuntime:
         deps = ReplyDeps(
             settings=settings.ai,
             db_sessions=ctx["db_sessions"],
+            autocommit_sessions=session_maker(
+                autocommit_engine(ctx["db_engine"], settings.database)
+            ),
             catalog=ctx["catalog"],
             events=ctx["events"],
             providers=Providers(OfflineProvider(settings.ai.offline.token_interval_ms), openai),

@@ -83,12 +83,14 @@ def provide_chat(
 
 
 @asynccontextmanager
-async def chat_reader(
+async def autocommit_chat(
     engine: AsyncEngine, settings: Settings, user: AuthUser
 ) -> AsyncIterator[ChatService]:
-    """A :class:`ChatService` on a session of its own, for a cached read's loader: a request
-    answered from the cache then opens no database session at all (the ``chat`` dependency
-    would make, commit and close one per request, a tenth of a cached read's time)."""
+    """A :class:`ChatService` on a session of its own over the autocommit engine, for reads and
+    one-statement writes: no ``BEGIN``/``COMMIT`` round trips (see
+    :func:`~wingman.server.database.autocommit_engine`), and a cached read's loader opens no
+    session when the cache answers (the ``chat`` dependency would make, commit and close one per
+    request, a tenth of a cached read's time)."""
     async with AsyncSession(engine) as db:
         yield ChatService(db, user.id, cursor_key(settings.security.secret_key))
 
@@ -150,7 +152,7 @@ class ChatSessionController(Controller):
         self,
         *,
         settings: NamedDependency[Settings],
-        db_engine: NamedDependency[AsyncEngine],
+        autocommit_engine: NamedDependency[AsyncEngine],
         read_cache: NamedDependency[ReadCache],
         scope: Scope,
         current_user: NamedDependency[AuthUser],
@@ -158,7 +160,7 @@ class ChatSessionController(Controller):
         limit: PageSize = DEFAULT_PAGE,
     ) -> SessionPage:
         async def load() -> SessionPage:
-            async with chat_reader(db_engine, settings, current_user) as chat:
+            async with autocommit_chat(autocommit_engine, settings, current_user) as chat:
                 rows, next_cursor = await chat.list_sessions(cursor, limit)
             return SessionPage(items=rows, next_cursor=next_cursor)
 
@@ -187,14 +189,14 @@ class ChatSessionController(Controller):
         *,
         session_id: FromPath[UUID],
         settings: NamedDependency[Settings],
-        db_engine: NamedDependency[AsyncEngine],
+        autocommit_engine: NamedDependency[AsyncEngine],
         read_cache: NamedDependency[ReadCache],
         scope: Scope,
         current_user: NamedDependency[AuthUser],
         limit: PageSize = DEFAULT_PAGE,
     ) -> SessionDetail:
         async def load() -> SessionDetail:
-            async with chat_reader(db_engine, settings, current_user) as chat:
+            async with autocommit_chat(autocommit_engine, settings, current_user) as chat:
                 return await session_detail(chat, session_id, limit)
 
         # Keyed by the caller: another user's id misses and gets the 404 from the database.
@@ -225,12 +227,16 @@ class ChatSessionController(Controller):
     @get("/{session_id:uuid}/messages", summary="A page of messages, newest first")
     async def list_messages(
         self,
+        *,
         session_id: FromPath[UUID],
-        chat: NamedDependency[ChatService],
+        settings: NamedDependency[Settings],
+        autocommit_engine: NamedDependency[AsyncEngine],
+        current_user: NamedDependency[AuthUser],
         before: Cursor = None,
         limit: PageSize = DEFAULT_PAGE,
     ) -> MessagePage:
-        items, next_cursor = await chat.message_page(session_id, before, limit)
+        async with autocommit_chat(autocommit_engine, settings, current_user) as chat:
+            items, next_cursor = await chat.message_page(session_id, before, limit)
         return MessagePage(items=items, next_cursor=next_cursor)
 
     @post(
@@ -281,11 +287,16 @@ class ChatSessionController(Controller):
     )
     async def post_event(
         self,
+        *,
         session_id: FromPath[UUID],
         data: JSONBody[EventIn],
-        chat: NamedDependency[ChatService],
+        settings: NamedDependency[Settings],
+        autocommit_engine: NamedDependency[AsyncEngine],
+        current_user: NamedDependency[AuthUser],
     ) -> EventOut:
-        return await chat.add_event(session_id, data.type.value, data.message_id, data.payload)
+        # One INSERT ... SELECT: it commits by itself.
+        async with autocommit_chat(autocommit_engine, settings, current_user) as chat:
+            return await chat.add_event(session_id, data.type.value, data.message_id, data.payload)
 
 
 def provide_replies(

@@ -9,8 +9,8 @@ from uuid import uuid4
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wingman.db.models import ImportFormat, Message, MessageSender, ReplyLength
-from wingman.domain.ai.prompt import PromptContext, build_request
+from wingman.db.models import ImportFormat, MessageSender, ReplyLength
+from wingman.domain.ai.prompt import HistoryMessage, PromptContext, build_request
 from wingman.domain.catalog.registry import AiConfig
 from wingman.domain.imports.parsing import MAX_ERRORS, TranscriptLine, parse
 
@@ -73,9 +73,9 @@ def test_telegram_errors_name_the_message_or_the_line_of_bad_json() -> None:
 
 def test_imported_contact_lines_are_the_conversation_s_other_side_in_the_prompt() -> None:
     history = [
-        Message(sender=MessageSender.CONTACT, content="Are we on?"),
-        Message(sender=MessageSender.USER, content="Yes"),
-        Message(sender=MessageSender.AI, content="Say 7 pm"),
+        HistoryMessage(MessageSender.CONTACT, "Are we on?"),
+        HistoryMessage(MessageSender.USER, "Yes"),
+        HistoryMessage(MessageSender.AI, "Say 7 pm"),
     ]
     context = PromptContext(
         user_id=uuid4(),

@@ -12,12 +12,14 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.integration.ai.conftest import Harness, assemble, send, start_session, user_events
+from tests.integration.chat.conftest import add_tone
 from tests.support.openai_server import OpenAIServer, Script
 from tests.support.polling import eventually
 from wingman.config import OpenAISettings
-from wingman.db.models import GlobalConfig, Message, ProcessingStatus
+from wingman.db.models import GlobalConfig, Message, ProcessingStatus, ReplyLength
 from wingman.domain.ai.generation import GAVE_UP, REFUSED, UNAVAILABLE, ReplyRun
 from wingman.domain.ai.openai import OpenAICompatibleProvider
+from wingman.domain.ai.prompt import LENGTH_GUIDANCE
 
 
 async def use_openai(engine: AsyncEngine, model: str = "test-model") -> None:
@@ -349,3 +351,76 @@ async def test_openai_selected_without_an_endpoint_fails_plainly(ai: Harness) ->
     row = await stored(ai.engine, ai_id)
     assert row.error == REFUSED
     assert "ai.openai.base_url" in (row.failure_detail or "")
+
+
+async def test_the_prompt_carries_profile_tone_preferences_and_history(
+    ai: Harness, openai_server: OpenAIServer
+) -> None:
+    headers = ai.user.headers
+    settings = {"reply_length": "short", "language": "pt-BR"}
+    assert (await ai.client.put("/api/v1/me/settings", json=settings, headers=headers)).is_success
+    profile = await ai.client.post(
+        "/api/v1/profiles",
+        json={
+            "name": "Sam",
+            "notes": "Met at the climbing gym",
+            "interests": ["bouldering", "jazz"],
+        },
+        headers=headers,
+    )
+    assert profile.status_code == 201, profile.text
+    tone_id = await add_tone(ai.engine)
+    chat = await start_session(
+        ai.client, ai.user, profile_id=profile.json()["id"], tone_id=str(tone_id)
+    )
+    first = await send(ai.client, ai.user, chat["id"], "Hi there")
+    assert (await ReplyRun(ai.deps(), UUID(first["ai_message"]["id"])).execute())["outcome"] == (
+        "done"
+    )
+    earlier_reply = (await stored(ai.engine, first["ai_message"]["id"])).content
+    second = await send(ai.client, ai.user, chat["id"], "Shall we climb on Friday?")
+    await use_openai(ai.engine)
+    openai_server.scripts = [Script(pieces=["Yes!"])]
+    provider = openai_provider(openai_server)
+    try:
+        result = await ReplyRun(ai.deps(provider), UUID(second["ai_message"]["id"])).execute()
+    finally:
+        await provider.close()
+        await use_offline(ai.engine)
+    assert result["outcome"] == "done"
+    system, *history = openai_server.requests[-1]["messages"]
+    assert system["role"] == "system"
+    for part in (
+        "The user is talking to Sam.",
+        "About Sam: Met at the climbing gym",
+        "Sam's interests: bouldering, jazz.",
+        "Tone (Test tone): Be kind.",
+        LENGTH_GUIDANCE[ReplyLength.SHORT],
+        "BCP 47 tag pt-BR",
+    ):
+        assert part in system["content"], (part, system["content"])
+    assert history == [
+        {"role": "user", "content": "Hi there"},
+        {"role": "assistant", "content": earlier_reply},
+        {"role": "user", "content": "Shall we climb on Friday?"},
+    ]
+
+
+async def test_a_bare_session_gets_the_default_prompt(
+    ai: Harness, openai_server: OpenAIServer
+) -> None:
+    chat = await start_session(ai.client, ai.user)
+    pair = await send(ai.client, ai.user, chat["id"], "Hello?")
+    await use_openai(ai.engine)
+    openai_server.scripts = [Script(pieces=["Hi"])]
+    provider = openai_provider(openai_server)
+    try:
+        await ReplyRun(ai.deps(provider), UUID(pair["ai_message"]["id"])).execute()
+    finally:
+        await provider.close()
+        await use_offline(ai.engine)
+    system = openai_server.requests[-1]["messages"][0]["content"]
+    assert "talking to" not in system
+    assert "Tone (" not in system
+    assert LENGTH_GUIDANCE[ReplyLength.MEDIUM] in system
+    assert "Write in the language of the conversation." in system

@@ -24,11 +24,11 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 import structlog
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Row, Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from uuid_utils.compat import uuid7
 
@@ -75,56 +75,51 @@ log = structlog.get_logger(__name__)
 # A reply's statements are built once, with bound parameters, as the web's hot routes are: built
 # per reply, coercing every comparison and value into SQL elements and computing each new
 # statement's cache key showed throughout the AI worker's profile under load.
+# A mapped class's table is typed as any FromClause; it is this Table.
+_MESSAGES = cast(Table, Message.__table__)
+# Table statements returning the row's columns, not ORM entities: the ORM's bulk-update path and
+# entity loading were the larger part of a claim's or store's cost (about 0.8 ms against 0.6).
 _CLAIM = (
-    update(Message)
+    update(_MESSAGES)
     .where(
-        Message.id == bindparam("message_id"),
-        Message.sender == MessageSender.AI,
-        Message.processing_status.in_(IN_FLIGHT_STATUSES),
-        Message.attempts < bindparam("max_attempts"),
+        _MESSAGES.c.id == bindparam("message_id"),
+        _MESSAGES.c.sender == MessageSender.AI,
+        _MESSAGES.c.processing_status.in_(IN_FLIGHT_STATUSES),
+        _MESSAGES.c.attempts < bindparam("max_attempts"),
     )
     .values(
         processing_status=ProcessingStatus.PROCESSING,
-        attempts=Message.attempts + 1,
+        attempts=_MESSAGES.c.attempts + 1,
         run_id=bindparam("this_run"),
         updated_at=bindparam("now"),
     )
-    .returning(Message)
-    .execution_options(synchronize_session=False)
+    .returning(*_MESSAGES.c)
 )
 # The run's own claim still holds: nobody else has taken or finished the message since.
-_FENCED = update(Message).where(
-    Message.id == bindparam("message_id"),
-    Message.run_id == bindparam("this_run"),
-    Message.processing_status == ProcessingStatus.PROCESSING,
+_FENCED = update(_MESSAGES).where(
+    _MESSAGES.c.id == bindparam("message_id"),
+    _MESSAGES.c.run_id == bindparam("this_run"),
+    _MESSAGES.c.processing_status == ProcessingStatus.PROCESSING,
 )
-_STORE = (
-    _FENCED.values(
-        content=bindparam("new_content"),
-        model=bindparam("new_model"),
-        tokens_in=bindparam("new_tokens_in"),
-        tokens_out=bindparam("new_tokens_out"),
-        latency_ms=bindparam("new_latency_ms"),
-        processing_status=ProcessingStatus.DONE,
-        error=None,
-        failure_detail=None,
-        completed_at=bindparam("now"),
-        updated_at=bindparam("now"),
-    )
-    .returning(Message)
-    .execution_options(synchronize_session=False)
-)
-_FAIL = (
-    _FENCED.values(
-        processing_status=ProcessingStatus.FAILED,
-        error=bindparam("new_error"),
-        failure_detail=bindparam("new_failure_detail"),
-        completed_at=bindparam("now"),
-        updated_at=bindparam("now"),
-    )
-    .returning(Message)
-    .execution_options(synchronize_session=False)
-)
+_STORE = _FENCED.values(
+    content=bindparam("new_content"),
+    model=bindparam("new_model"),
+    tokens_in=bindparam("new_tokens_in"),
+    tokens_out=bindparam("new_tokens_out"),
+    latency_ms=bindparam("new_latency_ms"),
+    processing_status=ProcessingStatus.DONE,
+    error=None,
+    failure_detail=None,
+    completed_at=bindparam("now"),
+    updated_at=bindparam("now"),
+).returning(*_MESSAGES.c)
+_FAIL = _FENCED.values(
+    processing_status=ProcessingStatus.FAILED,
+    error=bindparam("new_error"),
+    failure_detail=bindparam("new_failure_detail"),
+    completed_at=bindparam("now"),
+    updated_at=bindparam("now"),
+).returning(*_MESSAGES.c)
 
 
 # What users are told; the provider's own words stay in ``failure_detail`` and the logs.
@@ -256,9 +251,9 @@ class ReplyRun:
         stored = await self._store(reply)
         return {"message_id": str(self.message_id), "outcome": "done" if stored else "superseded"}
 
-    async def _claim(self, db: AsyncSession) -> Message | None:
-        """The message, now ``processing`` under this run; None if it is not ours to run."""
-        claimed: Message | None = await db.scalar(
+    async def _claim(self, db: AsyncSession) -> Row[Any] | None:
+        """The message's row, now ``processing`` under this run; None if it is not ours to run."""
+        claimed = await db.execute(
             _CLAIM,
             {
                 "message_id": self.message_id,
@@ -267,7 +262,7 @@ class ReplyRun:
                 "now": utcnow(),
             },
         )
-        return claimed
+        return claimed.first()
 
     async def _unclaimed(self, db: AsyncSession) -> str:
         """Why the claim failed; an in-flight message over its budget is failed here."""
@@ -321,7 +316,7 @@ class ReplyRun:
         await self._announce(UUID(str(user_id)), message)
         return "announced-again"
 
-    async def _announce(self, user_id: UUID, message: Message) -> None:
+    async def _announce(self, user_id: UUID, message: Message | Row[Any]) -> None:
         """The terminal event of a finished message: ``message.completed`` or ``.failed``."""
         body = message_out(message)
         event = (
@@ -402,18 +397,20 @@ class ReplyRun:
         now = utcnow()
         latency_ms = int((now - self.claimed.created_at).total_seconds() * 1000)
         async with self.deps.autocommit_sessions() as db:
-            stored: Message | None = await db.scalar(
-                _STORE,
-                {
-                    **self._fence(),
-                    "new_content": reply.text,
-                    "new_model": reply.usage.model,
-                    "new_tokens_in": reply.usage.tokens_in,
-                    "new_tokens_out": reply.usage.tokens_out,
-                    "new_latency_ms": latency_ms,
-                    "now": now,
-                },
-            )
+            stored = (
+                await db.execute(
+                    _STORE,
+                    {
+                        **self._fence(),
+                        "new_content": reply.text,
+                        "new_model": reply.usage.model,
+                        "new_tokens_in": reply.usage.tokens_in,
+                        "new_tokens_out": reply.usage.tokens_out,
+                        "new_latency_ms": latency_ms,
+                        "now": now,
+                    },
+                )
+            ).first()
             await db.commit()
         if stored is None:
             self.log.info("reply_superseded")
@@ -432,15 +429,17 @@ class ReplyRun:
     async def _fail(self, error: str, detail: str) -> None:
         now = utcnow()
         async with self.deps.autocommit_sessions() as db:
-            failed: Message | None = await db.scalar(
-                _FAIL,
-                {
-                    **self._fence(),
-                    "new_error": error,
-                    "new_failure_detail": detail[:2000],
-                    "now": now,
-                },
-            )
+            failed = (
+                await db.execute(
+                    _FAIL,
+                    {
+                        **self._fence(),
+                        "new_error": error,
+                        "new_failure_detail": detail[:2000],
+                        "now": now,
+                    },
+                )
+            ).first()
             await db.commit()
         if failed is not None:
             AI_REPLIES.labels(ProcessingStatus.FAILED.value).inc()

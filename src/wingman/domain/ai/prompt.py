@@ -1,7 +1,7 @@
 """The prompt for one reply: tone, who the user is talking to, preferences and recent messages.
 
-Three statements whatever the history length: the session with its tone and profile, the user's
-settings, and the newest messages up to the reply's anchor (the user message it answers). The
+Three statements whatever the history length: the session with its tone, profile and the user's
+settings, the anchor (the user message the reply answers), and the newest messages up to it. The
 history is cut to ``ai.context_messages`` messages and then to ``ai.context_tokens`` estimated
 tokens, dropping the oldest first; the anchor itself is always kept.
 """
@@ -9,11 +9,12 @@ tokens, dropping the oldest first; the anchor itself is always kept.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from typing import NamedTuple, Protocol
 from uuid import UUID
 
 from sqlalchemy import and_, bindparam, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import joinedload
 
 from wingman.db.models import (
     ChatSession,
@@ -35,17 +36,47 @@ LENGTH_GUIDANCE = {
 }
 
 
+class ClaimedMessage(Protocol):
+    """What the prompt needs of the AI message it is for (the claim's row)."""
+
+    @property
+    def id(self) -> UUID: ...
+    @property
+    def session_id(self) -> UUID: ...
+    @property
+    def reply_to_id(self) -> UUID | None: ...
+    @property
+    def created_at(self) -> datetime: ...
+
+
+class ToneBrief(NamedTuple):
+    slug: str
+    name: str
+    prompt: str
+
+
+class ProfileBrief(NamedTuple):
+    name: str
+    notes: str | None
+    interests: list[str]
+
+
+class HistoryMessage(NamedTuple):
+    sender: MessageSender
+    content: str
+
+
 @dataclass(frozen=True, slots=True)
 class PromptContext:
     """Everything a reply depends on, loaded once per run."""
 
     user_id: UUID
     session_id: UUID
-    tone: Tone | None
-    profile: TargetProfile | None
+    tone: ToneBrief | None
+    profile: ProfileBrief | None
     reply_length: ReplyLength
     language: str | None
-    history: list[Message]
+    history: list[HistoryMessage]
 
 
 def system_prompt(context: PromptContext) -> str:
@@ -71,10 +102,10 @@ def system_prompt(context: PromptContext) -> str:
     return "\n".join(lines)
 
 
-def fit_history(history: list[Message], token_budget: int) -> list[Message]:
+def fit_history(history: list[HistoryMessage], token_budget: int) -> list[HistoryMessage]:
     """The newest messages (``history`` is oldest first) whose estimate fits the budget; the
     last message is kept even alone over budget."""
-    kept: list[Message] = []
+    kept: list[HistoryMessage] = []
     used = 0
     for message in reversed(history):
         cost = estimate_tokens(message.content)
@@ -103,46 +134,68 @@ def build_request(context: PromptContext, config: AiConfig) -> ReplyRequest:
 
 
 # Built once, with bound parameters (see ``generation.py``).
+# Table columns, not entities: loading ORM objects (and the ORM's statement handling around them)
+# was the larger part of a reply's database time in the AI worker's profile.
+_SESSIONS = ChatSession.__table__
+_TONES = Tone.__table__
+_PROFILES = TargetProfile.__table__
+_SETTINGS = UserSettings.__table__
+_MESSAGES = Message.__table__
+
+# The session with its tone, profile and owner's settings: one row, outer-joined.
 _SESSION_WITH_RELATED = (
-    select(ChatSession)
-    .where(ChatSession.id == bindparam("session_id"))
-    .options(joinedload(ChatSession.tone), joinedload(ChatSession.profile))
+    select(
+        _SESSIONS.c.id,
+        _SESSIONS.c.user_id,
+        _TONES.c.slug.label("tone_slug"),
+        _TONES.c.name.label("tone_name"),
+        _TONES.c.prompt.label("tone_prompt"),
+        _PROFILES.c.name.label("profile_name"),
+        _PROFILES.c.notes.label("profile_notes"),
+        _PROFILES.c.interests.label("profile_interests"),
+        _SETTINGS.c.reply_length,
+        _SETTINGS.c.language,
+    )
+    .select_from(
+        _SESSIONS.outerjoin(_TONES, _TONES.c.id == _SESSIONS.c.tone_id)
+        .outerjoin(_PROFILES, _PROFILES.c.id == _SESSIONS.c.profile_id)
+        .outerjoin(_SETTINGS, _SETTINGS.c.user_id == _SESSIONS.c.user_id)
+    )
+    .where(_SESSIONS.c.id == bindparam("session_id"))
 )
-_USER_SETTINGS = select(UserSettings).where(UserSettings.user_id == bindparam("user_id"))
-_ANCHOR = select(Message.created_at, Message.id).where(Message.id == bindparam("anchor_id"))
-# The conversation up to the anchor (the user message answered), newest first: what the user
-# and their contacts said, and the AI replies that finished.
+_ANCHOR = select(_MESSAGES.c.created_at, _MESSAGES.c.id).where(
+    _MESSAGES.c.id == bindparam("anchor_id")
+)
 _HISTORY = (
-    select(Message)
+    select(_MESSAGES.c.sender, _MESSAGES.c.content)
     .where(
-        Message.session_id == bindparam("session_id"),
-        Message.id != bindparam("ai_message_id"),
-        tuple_(Message.created_at, Message.id)
+        _MESSAGES.c.session_id == bindparam("session_id"),
+        _MESSAGES.c.id != bindparam("ai_message_id"),
+        tuple_(_MESSAGES.c.created_at, _MESSAGES.c.id)
         <= tuple_(
-            bindparam("bound_at", type_=Message.__table__.c.created_at.type),
-            bindparam("bound_id", type_=Message.__table__.c.id.type),
+            bindparam("bound_at", type_=_MESSAGES.c.created_at.type),
+            bindparam("bound_id", type_=_MESSAGES.c.id.type),
         ),
         or_(
-            Message.sender.in_((MessageSender.USER, MessageSender.CONTACT)),
+            _MESSAGES.c.sender.in_((MessageSender.USER, MessageSender.CONTACT)),
             and_(
-                Message.sender == MessageSender.AI,
-                Message.processing_status == ProcessingStatus.DONE,
+                _MESSAGES.c.sender == MessageSender.AI,
+                _MESSAGES.c.processing_status == ProcessingStatus.DONE,
             ),
         ),
     )
-    .order_by(Message.created_at.desc(), Message.id.desc())
+    .order_by(_MESSAGES.c.created_at.desc(), _MESSAGES.c.id.desc())
     .limit(bindparam("limit"))
 )
 
 
 async def load_context(
-    db: AsyncSession, ai_message: Message, context_messages: int
+    db: AsyncSession, ai_message: ClaimedMessage, context_messages: int
 ) -> PromptContext:
-    chat = await db.scalar(_SESSION_WITH_RELATED, {"session_id": ai_message.session_id})
+    chat = (await db.execute(_SESSION_WITH_RELATED, {"session_id": ai_message.session_id})).first()
     if chat is None:  # pragma: no cover - the message row references it (ON DELETE CASCADE)
         raise LookupError(f"session {ai_message.session_id} is gone")
-    settings = await db.scalar(_USER_SETTINGS, {"user_id": chat.user_id})
-    history: list[Message] = []
+    history: list[HistoryMessage] = []
     if context_messages > 0:
         anchor = (
             (await db.execute(_ANCHOR, {"anchor_id": ai_message.reply_to_id})).first()
@@ -150,7 +203,7 @@ async def load_context(
             else None
         )
         bound_at, bound_id = anchor or (ai_message.created_at, ai_message.id)
-        rows = await db.scalars(
+        rows = await db.execute(
             _HISTORY,
             {
                 "session_id": chat.id,
@@ -160,13 +213,18 @@ async def load_context(
                 "limit": context_messages,
             },
         )
-        history = list(reversed(rows.all()))
+        history = [HistoryMessage(sender, content) for sender, content in rows]
+        history.reverse()
     return PromptContext(
         user_id=chat.user_id,
         session_id=chat.id,
-        tone=chat.tone,
-        profile=chat.profile,
-        reply_length=settings.reply_length if settings is not None else ReplyLength.MEDIUM,
-        language=settings.language if settings is not None else None,
+        tone=ToneBrief(chat.tone_slug, chat.tone_name, chat.tone_prompt)
+        if chat.tone_slug is not None
+        else None,
+        profile=ProfileBrief(chat.profile_name, chat.profile_notes, chat.profile_interests or [])
+        if chat.profile_name is not None
+        else None,
+        reply_length=chat.reply_length or ReplyLength.MEDIUM,
+        language=chat.language,
         history=history,
     )

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
+from sqlalchemy import Row
 
 from wingman.db.models import (
     ChatSession,
@@ -123,7 +124,8 @@ class EventOut(Schema):
     created_at: datetime
 
 
-def message_out(message: Message) -> MessageOut:
+def message_out(message: Message | Row[Any]) -> MessageOut:
+    """From an entity, or a row of the messages table's columns."""
     return MessageOut(
         id=message.id,
         session_id=message.session_id,

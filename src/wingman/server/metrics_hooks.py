@@ -37,10 +37,21 @@ def watch_pool(engine: AsyncEngine) -> None:
     if not (callable(size) and callable(checked_out) and callable(checked_in)):
         return  # a pool without counters (NullPool, StaticPool)
 
+    # The series are looked up once, and a value is written only when it changed: a write is a
+    # memory-mapped store with a process check, and this runs twice per database use.
+    busy, held = DB_POOL_CONNECTIONS.labels("checked_out"), DB_POOL_CONNECTIONS.labels("open")
+    DB_POOL_CONNECTIONS.labels("size").set(size())
+    last = [-1, -1]
+
     def update(*_: Any) -> None:
-        DB_POOL_CONNECTIONS.labels("size").set(size())
-        DB_POOL_CONNECTIONS.labels("open").set(checked_in() + checked_out())
-        DB_POOL_CONNECTIONS.labels("checked_out").set(checked_out())
+        out = checked_out()
+        held_now = checked_in() + out
+        if out != last[0]:
+            busy.set(out)
+            last[0] = out
+        if held_now != last[1]:
+            held.set(held_now)
+            last[1] = held_now
 
     for name in ("connect", "checkout", "checkin", "close"):
         event.listen(pool, name, update)

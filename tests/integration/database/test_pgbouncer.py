@@ -324,6 +324,11 @@ async def test_a_user_signs_in_chats_exports_and_is_purged_through_pgbouncer(
 
         answer = poll(reply, 30, "AI reply")
         assert answer["content"] == "Say hello through the pooler."
+        # Feedback is one statement on the autocommit engine, which behind a pooler is the
+        # transactional one: it must be committed all the same (the export below has it).
+        feedback = {"type": "copied", "message_id": answer["id"], "payload": {}}
+        copied = api.post(f"/api/v1/sessions/{session_id}/events", json=feedback, headers=me)
+        assert copied.status_code == 201, copied.text
         listed = api.get("/api/v1/sessions", headers=me).json()
         assert [s["id"] for s in listed["items"]] == [session_id]
         assert listed["items"][0]["message_count"] == 2
@@ -346,10 +351,12 @@ async def test_a_user_signs_in_chats_exports_and_is_purged_through_pgbouncer(
         assert archive.status_code == 200
         with zipfile.ZipFile(io.BytesIO(archive.content)) as zipped:
             messages = [json.loads(line) for line in zipped.read("messages.jsonl").splitlines()]
+            events = [json.loads(line) for line in zipped.read("events.jsonl").splitlines()]
         assert sorted(m["content"] for m in messages) == [
             "Say hello through the pooler.",
             "hi there",
         ]
+        assert [(e["type"], e["message_id"]) for e in events] == [("copied", answer["id"])]
 
         # Deletion, confirmed with a fresh code; grace 0: the heavy worker purges at once.
         deleted = api.request(

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.integration.database.test_pool import backend_query
+from tests.support.backends import backend_query
 from wingman.config import Settings
 from wingman.server.auth import load_standing
 from wingman.server.database import autocommit_engine, create_engine

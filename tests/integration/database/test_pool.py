@@ -8,8 +8,8 @@ import asyncio
 
 import msgspec
 from sqlalchemy import event, text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.support.backends import backend_gone, backend_query
 from tests.support.polling import eventually
 from wingman.config import Settings
 from wingman.server.database import create_engine
@@ -43,17 +43,6 @@ async def test_connections_opened_in_a_burst_are_kept(settings: Settings) -> Non
         assert opened == 5
     finally:
         await engine.dispose()
-
-
-async def backend_query(engine: AsyncEngine, pid: int) -> tuple[str, str]:
-    """What PostgreSQL says backend ``pid`` last ran, and its state, asked on another connection."""
-    async with engine.connect() as connection:
-        row = (
-            await connection.execute(
-                text("SELECT query, state FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
-            )
-        ).one()
-    return row.query, row.state
 
 
 async def test_checkout_makes_no_round_trip(settings: Settings) -> None:
@@ -98,11 +87,3 @@ async def test_a_connection_the_server_closed_is_replaced_at_checkout(settings: 
     finally:
         await engine.dispose()
         await admin.dispose()
-
-
-async def backend_gone(engine: AsyncEngine, pid: int) -> bool:
-    async with engine.connect() as connection:
-        found = await connection.execute(
-            text("SELECT 1 FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
-        )
-        return found.first() is None

@@ -234,9 +234,10 @@ def project(*, cores: int, ram_gb: float, source: Path | None, out: Path, as_jso
 
     The cost model (CPU ms per user-minute of every component, measured by a `bench load` run
     or the step of `bench capacity` that held the capacity) is spread over the cores the
-    tuning plan gives each component: web and multi-process workers and PostgreSQL on their
-    cores at most 80 % busy, each single-threaded server (each Redis, a one-process queue) on
-    one core at most 60 % busy, and everything together on the host's cores at most 80 % busy.
+    tuning plan gives each component: multi-process workers and PostgreSQL on their cores at
+    most 80 % busy, each single-threaded server (each Redis, a one-process queue) and each web
+    process (one event loop that keeps the connections it accepted) on one core at most 60 %
+    busy, and everything together on the host's cores at most 80 % busy.
     The component that saturates at the fewest users sets the projection. Exit 2 when no
     results file carries a cost model.
     """

@@ -11,10 +11,14 @@ that reaches its ceiling at the fewest users is the one that saturates first. Al
 share the host, so the whole host is a row as well.
 
 Ceilings: a component that runs in a single thread (each Redis server, a queue with one worker
-process, a single web worker) counts as one core at most 60 % busy: past that, a single queue's
-waiting time grows faster than its work (M/M/1: at 60 % a request waits 1.5 times its own
-service time). A component spread over several processes (Granian workers, PostgreSQL's
-backends, a queue with several processes) gets the cores the plan gives it, at most 80 % busy.
+process) counts as one core at most 60 % busy: past that, a single queue's waiting time grows
+faster than its work (M/M/1: at 60 % a request waits 1.5 times its own service time). Each web
+process is such a queue too: a client's connection is handed to one process when it connects
+and stays there (keep-alive, WebSocket), so a busy event loop cannot pass work to an idle one;
+the web gets one core per process the plan runs, each at most 60 % busy (a 2-core capacity run
+with one web process broke its latency budget at 54-63 % of that process's core). Components
+whose work goes to whichever process is free (PostgreSQL's backends, a queue's several worker
+processes taking jobs off one list) get the cores the plan gives them, at most 80 % busy.
 Memory is not projected: the tuning plan already sizes processes to the RAM it is given.
 """
 
@@ -137,7 +141,14 @@ def _share(component: str, plan: TuningPlan, cores: int) -> tuple[float, float, 
         return float(used), MULTI_PROCESS_BUSY, f"{count} {what}es (tuning plan): {used} cores"
 
     if component == "web":
-        return processes(plan.app.web_workers.value, "web process")
+        count = plan.app.web_workers.value
+        used = min(count, cores)
+        return (
+            float(used),
+            SINGLE_THREAD_BUSY,
+            f"{count} web process{'es' if count > 1 else ''} (tuning plan), one event loop each: "
+            f"{used} core{'s' if used > 1 else ''}",
+        )
     if component.startswith("worker-"):
         queue = plan.app.queues.get(component.removeprefix("worker-"))
         return processes(queue.processes.value if queue else 1, "worker process")

@@ -14,6 +14,7 @@ from uuid_utils.compat import uuid7
 
 from tests.integration.chat.conftest import add_tone, new_session
 from tests.support.accounts import Caller
+from tests.support.backends import backend_query
 from wingman.db.models import Message, MessageSender, ProcessingStatus, utcnow
 from wingman.server.app_resources import app_resources
 
@@ -27,11 +28,16 @@ async def statements_of(
     *,
     body: dict[str, Any] | None = None,
     status: int = 200,
+    backends: list[int] | None = None,
 ) -> list[str]:
+    """The statements the request ran; the backends (server processes) that ran them are
+    appended to ``backends``."""
+    backends = [] if backends is None else backends
     executed: list[str] = []
 
     def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         executed.append(statement)
+        backends.append(conn.connection.driver_connection.info.backend_pid)
 
     engine = app_resources(app).alchemy.get_engine().sync_engine
     event.listen(engine, "before_cursor_execute", count)
@@ -88,20 +94,34 @@ async def test_detail_queries_do_not_grow_with_page_size(
     assert body["profile"]["name"] == "Q"
 
 
-async def test_a_message_post_reads_nothing_back(
-    app: Litestar, client: AsyncTestClient[Litestar], alice: Caller
+async def test_a_message_post_is_one_statement_that_commits_by_itself(
+    app: Litestar, client: AsyncTestClient[Litestar], alice: Caller, engine: AsyncEngine
 ) -> None:
     chat = await new_session(client, alice)
     url = f"/api/v1/sessions/{chat['id']}/messages"
     # Warm the per-process caches (caller status, last seen, global config).
     await client.post(url, json={"content": "warm-up"}, headers=alice.headers)
 
+    backends: list[int] = []
     executed = await statements_of(
-        client, app, "POST", url, alice, body={"content": "How was your weekend?"}, status=202
+        client,
+        app,
+        "POST",
+        url,
+        alice,
+        body={"content": "How was your weekend?"},
+        status=202,
+        backends=backends,
     )
-    # One statement: the session's counters (the ownership check), both messages, returned.
+    # One statement: the ownership check, both messages, the session's counters, returned.
     assert len(executed) == 1, executed
     assert executed[0].split(None, 1)[0].upper() == "WITH", executed
+    # In autocommit: in a transaction the backend's last statement would be COMMIT.
+    last, state = await backend_query(engine, backends[0])
+    assert last.split(None, 1)[0].upper() == "WITH", last
+    assert state == "idle"
+    detail = (await client.get(f"/api/v1/sessions/{chat['id']}", headers=alice.headers)).json()
+    assert detail["session"]["message_count"] == 4
 
 
 async def test_a_message_page_is_one_statement_with_its_ownership_check(

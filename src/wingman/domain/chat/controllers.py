@@ -116,11 +116,11 @@ def content_problem(detail: str, message: str) -> Problem:
     )
 
 
-async def check_content(catalog: CatalogCache, db_session: AsyncSession, content: str) -> str:
+async def check_content(catalog: CatalogCache, db: AsyncSession | AsyncEngine, content: str) -> str:
     """Refuse whitespace-only text and text over ``limits.message`` (read from the cache)."""
     if not content.strip():
         raise content_problem("The message has no text.", "must not be blank")
-    limits = await config_value(catalog, db_session, "limits.message", MessageLimits)
+    limits = await config_value(catalog, db, "limits.message", MessageLimits)
     if len(content) > limits.max_content_length:
         raise content_problem(
             "The message is too long.",
@@ -264,15 +264,15 @@ class ChatSessionController(Controller):
         rate_limiter: NamedDependency[RateLimiter],
         dispatch: NamedDependency[ReplyDispatch],
         current_user: NamedDependency[AuthUser],
-        chat: NamedDependency[ChatService],
-        db_session: NamedDependency[AsyncSession],
+        settings: NamedDependency[Settings],
+        autocommit_engine: NamedDependency[AsyncEngine],
     ) -> Response[MessagePair]:
-        content = await check_content(catalog, db_session, data.content)
-        await enforce_quota(rate_limiter, catalog, db_session, current_user, "chat", "ai")
-        pair = await chat.post_message(session_id, content, data.idempotency_key)
-        # Committed here, not by the after-response hook: the reply job and the events can only
-        # follow once the rows are durable and visible.
-        await db_session.commit()
+        content = await check_content(catalog, autocommit_engine, data.content)
+        await enforce_quota(rate_limiter, catalog, autocommit_engine, current_user, "chat", "ai")
+        # One statement that commits by itself (behind a pooler, at the block's end): the reply
+        # job and the events only follow once the rows are durable and visible.
+        async with autocommit_chat(autocommit_engine, settings, current_user) as chat:
+            pair = await chat.post_message(session_id, content, data.idempotency_key)
         if pair.created:
             await dispatch.created(current_user.id, [pair.user_message, pair.ai_message])
         elif pair.ai_message.processing_status is ProcessingStatus.QUEUED:

@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from saq import Queue
 from sqlalchemy import exists, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from uuid_utils.compat import uuid7
 
 from wingman.config import Settings
@@ -80,7 +80,7 @@ def message_not_found() -> Problem:
 async def enforce_quota(
     limiter: RateLimiter,
     catalog: CatalogCache,
-    db: AsyncSession,
+    db: AsyncSession | AsyncEngine,
     user: AuthUser,
     *scopes: QuotaScope,
 ) -> None:

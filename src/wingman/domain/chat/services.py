@@ -163,23 +163,22 @@ def _fields_of(table: str) -> str:
     return ", ".join(f"{table}.{name}" for name in _MESSAGE_FIELDS)
 
 
-# A message post is one statement, one round trip: the session's counters move (the relative
-# update, under the row lock, is exact however many posts run at once, and it is the ownership
-# check too: no row, no insert), the user's message is inserted unless its idempotency key was
-# seen in this session, then the queued AI message answering it; both rows come back as the
-# response's fields. As four statements through the ORM (a SELECT of the session, two
-# INSERT ... RETURNING entities, the UPDATE) a post cost about six times the bare one-row
-# endpoint per core, a tenth of its samples in the ORM's bulk-insert machinery. When no row
-# comes back (not the caller's session, or a repeated idempotency key) the post rolls back and
-# finds out which (:meth:`ChatService.post_message`).
+# A message post is one statement, one round trip, and it commits by itself (autocommit): the
+# session is locked if it is the caller's (the ownership check: no row, no insert; a concurrent
+# delete is waited for and then finds none), the user's message is inserted unless its
+# idempotency key was seen in this session, then the queued AI message answering it, and the
+# session's counters move by the rows actually inserted (the relative update is exact however
+# many posts run at once). Both rows come back as the response's fields. When none comes back
+# (not the caller's session, or a repeated idempotency key) nothing changed, and
+# :meth:`ChatService.post_message` finds out which. As four statements through the ORM in a
+# transaction a post cost about six times the bare one-row endpoint per core.
 _POST_MESSAGE = text(
     # Only constants are interpolated (column names, enum values); every value is bound.
     f"""
 WITH owner AS (
-    UPDATE chat_sessions
-    SET message_count = message_count + 2, last_message_at = :now, updated_at = :now
+    SELECT id FROM chat_sessions
     WHERE id = :session_id AND user_id = :user_id
-    RETURNING id
+    FOR NO KEY UPDATE
 ), asked AS (
     INSERT INTO messages (id, session_id, sender, content, processing_status, idempotency_key,
                           created_at, updated_at, completed_at)
@@ -195,6 +194,10 @@ WITH owner AS (
            '{ProcessingStatus.QUEUED.value}', asked.id, :now, :now
     FROM asked
     RETURNING {_fields_of("messages")}
+), counted AS (
+    UPDATE chat_sessions
+    SET message_count = message_count + 2, last_message_at = :now, updated_at = :now
+    WHERE id IN (SELECT session_id FROM asked)
 )
 SELECT {_fields_of("asked")} FROM asked
 UNION ALL
@@ -377,8 +380,7 @@ class ChatService:
             },
         )
         if not rows:
-            # Nothing was inserted, but the counters may have moved: undo, then find out why.
-            await self.session.rollback()
+            # Nothing was inserted and nothing counted: find out why.
             await self.get_session(session_id)
             return await self._replay(session_id, idempotency_key)
         by_sender = {row.sender: _message(row) for row in rows}

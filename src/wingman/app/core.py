@@ -133,7 +133,9 @@ async def queues_lifespan(app: Litestar) -> AsyncIterator[None]:
     the queue-role Redis pool; the reply dispatch publishes on the event bus, then enqueues."""
     resources = app_resources(app)
     settings = resources.settings
-    resources.queues = {name: create_queue(settings, name) for name in QUEUE_NAMES}
+    resources.queues = {
+        name: create_queue(settings, name, resources.redis.queue_mux) for name in QUEUE_NAMES
+    }
     resources.rate_limiter = RateLimiter.on_redis(resources.redis)
     resources.reply_dispatch = ReplyDispatch(settings, resources.queues["ai"], resources.events)
     try:

@@ -15,6 +15,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from uuid import UUID
 
 import msgspec
@@ -74,6 +75,8 @@ def decode_cursor(key: bytes, kind: str, cursor: str) -> Position:
     return position
 
 
+@lru_cache(maxsize=4)
 def cursor_key(secret: str) -> bytes:
-    """The cursor signing key, derived from the server secret (never the secret itself)."""
+    """The cursor signing key, derived from the server secret (never the secret itself); asked
+    for by every chat request, so derived once."""
     return hmac.new(secret.encode(), b"wingman:pagination-cursor", hashlib.sha256).digest()

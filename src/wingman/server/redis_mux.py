@@ -36,9 +36,10 @@ call finds the new master.
 Scripts are run with ``EVALSHA``; after a ``NOSCRIPT`` (a restarted or flushed server) the
 script is sent in full once and the call answered from that.
 
-The event bus's publish script (per message posted and per streamed delta) and the read
-cache's version bump use it too. Everything else (the job queue, subscriptions, cache misses and
-stores) stays on redis-py.
+The event bus's publish script (per message posted and per streamed delta), the read cache's
+version bump and the web's job enqueue (SAQ's script, ``queues.PipelinedQueue``) use it too.
+Everything else (the rest of the job queue, subscriptions, cache misses and stores) stays on
+redis-py.
 """
 
 from __future__ import annotations

@@ -141,6 +141,16 @@ def test_project_prints_a_table_and_json(results: tuple[dict[str, Any], Path]) -
     assert projection["first"] in components
     assert projection["users"] > 0
     assert {row["component"]: row["cores"] for row in projection["rows"]}["redis-queue"] == 1
+    # On the measured host, with the generators that shared it: fewer users for the whole host.
+    here = ctl(
+        "bench", "project", "--cores", "2", "--ram", "8", "--from", str(path), "--json",
+        "--with-generators",
+    )  # fmt: skip
+    alone = ctl("bench", "project", "--cores", "2", "--ram", "8", "--from", str(path), "--json")
+    host_here = json.loads(here.stdout)["projection"]["host"]
+    host_alone = json.loads(alone.stdout)["projection"]["host"]
+    assert host_here["cpu_ms_per_user_minute"] > host_alone["cpu_ms_per_user_minute"]
+    assert "load generators" in host_here["basis"]
 
 
 def test_project_without_a_cost_model_says_so(tmp_path: Path) -> None:

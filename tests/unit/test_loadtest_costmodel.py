@@ -14,6 +14,7 @@ from wingman.loadtest.costmodel import (
     SINGLE_THREAD_BUSY,
     Usage,
     cost_model,
+    generators_cost_of,
     model_of,
     project,
 )
@@ -138,6 +139,23 @@ def test_a_capacity_search_is_modelled_at_the_step_that_held() -> None:
     assert model_of({"capacity": 0, "steps": steps}) == {"users": 300}
     assert model_of({"cost_model": {"users": 5}}) == {"users": 5}
     assert model_of({"name": "old run"}) is None
+
+
+def test_the_generators_of_the_modelled_step_count_in_the_whole_host_only() -> None:
+    steps = [
+        {"users": n, "cost_model": {"users": n}, "generators": {"cpu_ms_per_user_minute": n / 10}}
+        for n in (100, 200)
+    ]
+    assert generators_cost_of({"capacity": 100, "steps": steps}) == 10.0
+    assert generators_cost_of({"cost_model": {"users": 5}}) == 0.0
+    alone = project({"web": 30.0, "postgres": 10.0}, cores=2, ram_gb=8)
+    shared = project({"web": 30.0, "postgres": 10.0}, 2, 8, generators_cpu_ms=20.0)
+    # The host's 1.6 busy cores: 96,000 ms a minute over 40 ms per user, or over 60 with the
+    # generators; the web's own row (2 processes at 60 %: 72,000 / 30) does not change.
+    assert (alone.host.users, shared.host.users) == (2_400, 1_600)
+    assert [row.users for row in alone.rows] == [row.users for row in shared.rows]
+    assert "load generators" in shared.host.basis
+    assert (shared.first, shared.users) == ("whole host", 1_600)
 
 
 @given(st.integers(1, 20_000), st.integers(1, 64))

@@ -227,9 +227,23 @@ def _newest_with_model(folder: Path) -> Path | None:
     default=None,
     help="A results file of `bench load` or `bench capacity` (default: the newest in --out).",
 )
+@click.option(
+    "--with-generators",
+    is_flag=True,
+    help="Count the run's load generators in the whole host: to check a projection against "
+    "the host it was measured on, whose cores they shared.",
+)
 @OUT
 @click.option("--json", "as_json", is_flag=True, help="Print the projection as JSON.")
-def project(*, cores: int, ram_gb: float, source: Path | None, out: Path, as_json: bool) -> None:
+def project(
+    *,
+    cores: int,
+    ram_gb: float,
+    source: Path | None,
+    with_generators: bool,
+    out: Path,
+    as_json: bool,
+) -> None:
     """Project the users a host of CORES and RAM holds from a measured cost model.
 
     The cost model (CPU ms per user-minute of every component, measured by a `bench load` run
@@ -237,29 +251,37 @@ def project(*, cores: int, ram_gb: float, source: Path | None, out: Path, as_jso
     tuning plan gives each component: multi-process workers and PostgreSQL on their cores at
     most 80 % busy, each single-threaded server (each Redis, a one-process queue) and each web
     process (one event loop that keeps the connections it accepted) on one core at most 60 %
-    busy, and everything together on the host's cores at most 80 % busy.
+    busy, and everything together on the host's cores at most 80 % busy (with
+    --with-generators, the load generators too, as on the host the run was measured on).
     The component that saturates at the fewest users sets the projection. Exit 2 when no
     results file carries a cost model.
     """
     from dataclasses import asdict
 
-    from wingman.loadtest.costmodel import model_of
+    from wingman.loadtest.costmodel import generators_cost_of, model_of
     from wingman.loadtest.costmodel import project as project_host
     from wingman.loadtest.report import projection_lines
 
     path = source or _newest_with_model(out)
     model = None
+    generators = 0.0
     if path is not None:
         try:
-            model = model_of(msgspec.json.decode(path.read_bytes()))
-        except (msgspec.DecodeError, AttributeError, TypeError, KeyError):
+            result = msgspec.json.decode(path.read_bytes())
+            model = model_of(result)
+            generators = generators_cost_of(result) if with_generators else 0.0
+        except (msgspec.DecodeError, AttributeError, TypeError, KeyError, ValueError):
             model = None
     if path is None or model is None:
         where = path if path is not None else f"{out}/*.json"
         click.echo(f"error: no cost model in {where} (run `wingmanctl bench load` first)", err=True)
         raise SystemExit(EXIT_DOWN)
     projection = project_host(
-        model["cpu_ms_per_user_minute"], cores, ram_gb, model.get("idle_cores")
+        model["cpu_ms_per_user_minute"],
+        cores,
+        ram_gb,
+        model.get("idle_cores"),
+        generators_cpu_ms=generators,
     )
     if as_json:
         emit_object(

@@ -166,10 +166,14 @@ def project(
     cores: int,
     ram_gb: float,
     idle_cores: dict[str, float] | None = None,
+    *,
+    generators_cpu_ms: float = 0.0,
 ) -> Projection:
     """Users each component can hold on a host of ``cores`` and ``ram_gb``, and the first to
     saturate (the whole host counts as a component). ``idle_cores`` (what each component keeps
-    busy with no user) is taken off its share first."""
+    busy with no user) is taken off its share first. ``generators_cpu_ms``: the load
+    generators' CPU per user-minute when they share the host (a projection checked against the
+    host it was measured on), counted in the whole-host row only."""
     plan = plan_for(HostFacts(cores=cores, ram_mb=int(ram_gb * 1024)))
     idle = idle_cores or {}
     rows = []
@@ -179,7 +183,11 @@ def project(
         users = _users(cost, fixed, share, busy)
         rows.append(ComponentCapacity(component, cost, fixed, share, busy, users, basis))
     total = sum(max(0.0, cost) for cost in cpu_ms_per_user_minute.values())
+    total += max(0.0, generators_cpu_ms)
     total_idle = sum(max(0.0, idle.get(name, 0.0)) for name in cpu_ms_per_user_minute)
+    together = (
+        "every component and the load generators" if generators_cpu_ms > 0 else ("every component")
+    )
     host = ComponentCapacity(
         "whole host",
         total,
@@ -187,7 +195,7 @@ def project(
         float(cores),
         MULTI_PROCESS_BUSY,
         _users(total, total_idle, cores, MULTI_PROCESS_BUSY),
-        f"every component together on {cores} cores",
+        f"{together} together on {cores} cores",
     )
     limited = [row for row in [*rows, host] if row.users is not None]
     first = min(limited, key=lambda row: row.users or 0, default=None)
@@ -201,13 +209,27 @@ def project(
     )
 
 
-def model_of(result: dict[str, Any]) -> dict[str, Any] | None:
-    """The cost model of a results file: a load run's own, or a capacity search's at the step
-    that held the capacity (else its last step that has one)."""
+def _run_of(result: dict[str, Any]) -> dict[str, Any] | None:
+    """The run a results file's cost model comes from: a load run itself, or a capacity
+    search's step that held the capacity (else its last step that has a cost model)."""
     if "steps" not in result:
-        model: dict[str, Any] | None = result.get("cost_model")
-        return model
+        return result if result.get("cost_model") else None
     steps = [step for step in result["steps"] if step.get("cost_model")]
     held = [step for step in steps if step["users"] == result.get("capacity")]
     chosen = held or steps[-1:]
-    return chosen[0]["cost_model"] if chosen else None
+    return chosen[0] if chosen else None
+
+
+def model_of(result: dict[str, Any]) -> dict[str, Any] | None:
+    """The cost model of a results file (see :func:`_run_of` for which run's)."""
+    run = _run_of(result)
+    model: dict[str, Any] | None = run["cost_model"] if run else None
+    return model
+
+
+def generators_cost_of(result: dict[str, Any]) -> float:
+    """The load generators' CPU ms per user-minute in the run :func:`model_of` reads (0 when
+    the file does not say)."""
+    run = _run_of(result)
+    generators = (run or {}).get("generators") or {}
+    return float(generators.get("cpu_ms_per_user_minute") or 0.0)

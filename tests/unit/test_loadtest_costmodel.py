@@ -103,7 +103,8 @@ def test_the_first_to_saturate_on_the_reference_host() -> None:
     rows = {row.component: row for row in projection.rows}
     assert rows["web"].users == 9_600
     assert rows["redis-queue"].users == 6_000
-    assert projection.host.users == math.floor(16 * 0.8 * 60_000 / 66)
+    # The whole host at 60 %: 16 x 0.6 x 60,000 over 66 ms.
+    assert projection.host.users == math.floor(16 * 0.6 * 60_000 / 66)
     assert (projection.first, projection.users) == ("redis-queue", 6_000)
     # A Redis kept 0.1 of a core busy by polling has 0.5 of a core left for users: 5,000.
     polled = project({"web": 60.0, "redis-queue": 6.0}, 16, 32, {"redis-queue": 0.1})
@@ -150,12 +151,12 @@ def test_the_generators_of_the_modelled_step_count_in_the_whole_host_only() -> N
     assert generators_cost_of({"cost_model": {"users": 5}}) == 0.0
     alone = project({"web": 30.0, "postgres": 10.0}, cores=2, ram_gb=8)
     shared = project({"web": 30.0, "postgres": 10.0}, 2, 8, generators_cpu_ms=20.0)
-    # The host's 1.6 busy cores: 96,000 ms a minute over 40 ms per user, or over 60 with the
-    # generators; the web's own row (2 processes at 60 %: 72,000 / 30) does not change.
-    assert (alone.host.users, shared.host.users) == (2_400, 1_600)
+    # The host's 1.2 busy cores (60 % of 2): 72,000 ms a minute over 40 ms per user, or over 60
+    # with the generators; the web's own row (2 processes at 60 %: 72,000 / 30) does not change.
+    assert (alone.host.users, shared.host.users) == (1_800, 1_200)
     assert [row.users for row in alone.rows] == [row.users for row in shared.rows]
     assert "load generators" in shared.host.basis
-    assert (shared.first, shared.users) == ("whole host", 1_600)
+    assert (shared.first, shared.users) == ("whole host", 1_200)
 
 
 @given(st.integers(1, 20_000), st.integers(1, 64))

@@ -251,7 +251,7 @@ def project(
     tuning plan gives each component: multi-process workers and PostgreSQL on their cores at
     most 80 % busy, each single-threaded server (each Redis, a one-process queue) and each web
     process (one event loop that keeps the connections it accepted) on one core at most 60 %
-    busy, and everything together on the host's cores at most 80 % busy (with
+    busy, and everything together on the host's cores at most 60 % busy (with
     --with-generators, the load generators too, as on the host the run was measured on).
     The component that saturates at the fewest users sets the projection. Exit 2 when no
     results file carries a cost model.

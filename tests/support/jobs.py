@@ -1,4 +1,5 @@
-"""Waiting for a SAQ job to finish, by reading it rather than listening for it.
+"""Waiting for a SAQ job to finish, by reading it rather than listening for it; forgetting a
+test's queue.
 
 SAQ's ``Job.refresh(until_complete=…)`` reads the job, then subscribes to its status channel
 in a task of its own; a job that finishes between the read and the subscription publishes to
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 
+from redis.asyncio import Redis
 from saq.job import TERMINAL_STATUSES, Job
 
 
@@ -29,3 +31,11 @@ async def wait_until_done(job: Job, seconds: float = 30.0) -> Job:
     except TimeoutError:
         raise AssertionError(f"job {job.key} still {job.status} after {seconds} s") from None
     return job
+
+
+async def delete_queue(redis: Redis, name: str) -> None:
+    """Delete every key SAQ keeps for the queue ``name`` and its jobs."""
+    keys = [key async for key in redis.scan_iter(f"saq:{name}:*")]
+    keys += [key async for key in redis.scan_iter(f"saq:job:{name}:*")]
+    if keys:
+        await redis.delete(*keys)

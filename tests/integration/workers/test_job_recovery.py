@@ -13,6 +13,7 @@ import pytest
 from saq.job import Job, Status
 from saq.utils import now
 
+from tests.support.jobs import delete_queue
 from wingman.config import Settings
 from wingman.job_recovery import ABORT_WAIT_S, UNCLAIMED_GRACE_S, RecoveringQueue
 
@@ -23,10 +24,7 @@ async def queue(settings: Settings) -> AsyncIterator[RecoveringQueue]:
     try:
         yield queue
     finally:
-        keys = [key async for key in queue.redis.scan_iter(f"saq:{queue.name}:*")]
-        keys += [key async for key in queue.redis.scan_iter(f"saq:job:{queue.name}:*")]
-        if keys:
-            await queue.redis.delete(*keys)
+        await delete_queue(queue.redis, queue.name)
         await queue.disconnect()
 
 

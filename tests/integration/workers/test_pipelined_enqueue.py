@@ -11,6 +11,7 @@ import pytest
 from saq.job import Status
 from saq.queue.redis import RedisQueue
 
+from tests.support.jobs import delete_queue
 from wingman.config import Settings
 from wingman.queues import ENQUEUE_SCRIPT, PipelinedQueue
 from wingman.server.redis import client
@@ -37,10 +38,7 @@ async def queues(settings: Settings) -> AsyncIterator[tuple[PipelinedQueue, Redi
     try:
         yield producer, plain
     finally:
-        keys = [key async for key in plain.redis.scan_iter(f"saq:{name}:*")]
-        keys += [key async for key in plain.redis.scan_iter(f"saq:job:{name}:*")]
-        if keys:
-            await plain.redis.delete(*keys)
+        await delete_queue(plain.redis, name)
         await mux.close()
         await producer.disconnect()
 

@@ -302,10 +302,11 @@ class AiSettings(Section):
 
     openai: OpenAISettings = msgspec.field(default_factory=OpenAISettings)
     offline: OfflineProviderSettings = msgspec.field(default_factory=OfflineProviderSettings)
-    # Deltas are coalesced: one event per this many milliseconds, or sooner at this many tokens
-    # (the first piece goes at once). Ten a second reads as smooth typing; every event is a
-    # publish on the queue Redis, a fan-out in the web process holding the socket and a frame, so
-    # 50 ms (about one event per token at 30 tokens/s) cost twice the events for no visible gain.
+    # Deltas are coalesced: one event per tick of this many milliseconds (a clock all replies of
+    # a worker process share), or sooner at this many tokens (the first piece goes at once). Ten
+    # a second reads as smooth typing; every event is a publish on the queue Redis, a fan-out in
+    # the web process holding the socket and a frame, so 50 ms (about one event per token at 30
+    # tokens/s) cost twice the events for no visible gain.
     delta_interval_ms: int = 100
     delta_max_tokens: int = 16
     # Transient provider errors (connection, 429, 5xx) retried within one run, with exponential

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -88,7 +89,7 @@ async def test_coalescer_sends_first_piece_at_once_then_batches() -> None:
     assert sent[-1] == (0, "x")
 
 
-async def test_coalescer_sends_when_the_interval_passed() -> None:
+async def test_coalescer_sends_at_the_next_tick_without_another_piece() -> None:
     sent: list[str] = []
 
     async def send(offset: int, text: str) -> None:
@@ -97,9 +98,56 @@ async def test_coalescer_sends_when_the_interval_passed() -> None:
     coalescer = DeltaCoalescer(send, interval=0.05, max_pieces=100)
     await coalescer.add("a")
     await coalescer.add("b")
-    await asyncio.sleep(0.06)  # the interval passing is what is tested
     await coalescer.add("c")
+    assert sent == ["a"]
+    await asyncio.sleep(0.12)  # a tick passing is what is tested
     assert sent == ["a", "bc"]
+    await coalescer.add("d")
+    await coalescer.flush()
+    assert sent == ["a", "bc", "d"]
+
+
+async def test_coalescers_share_one_clock() -> None:
+    # Two replies whose pieces arrive at different moments send on the same tick: one turn of
+    # the event loop, so their publishes share one write to the queue Redis.
+    loop = asyncio.get_running_loop()
+    sent: list[tuple[str, float]] = []
+
+    def sender(name: str) -> Callable[[int, str], Awaitable[None]]:
+        async def send(offset: int, text: str) -> None:
+            sent.append((name + text, loop.time()))
+
+        return send
+
+    interval = 0.2
+    one = DeltaCoalescer(sender("one:"), interval, max_pieces=100)
+    two = DeltaCoalescer(sender("two:"), interval, max_pieces=100)
+    await one.add("a")
+    await two.add("a")
+    # Just past a boundary, so that both later pieces fall within one tick.
+    await asyncio.sleep(interval - loop.time() % interval + 0.01)
+    await one.add("b")
+    await asyncio.sleep(0.03)
+    await two.add("b")
+    await asyncio.sleep(interval)
+    ticked = [(text, at) for text, at in sent if text.endswith("b")]
+    assert [text for text, _ in ticked] == ["one:b", "two:b"]
+    ticks = {round(at / interval) for _, at in ticked}
+    assert len(ticks) == 1, ticked
+
+
+async def test_a_cancelled_coalescer_sends_nothing_more() -> None:
+    sent: list[str] = []
+
+    async def send(offset: int, text: str) -> None:
+        sent.append(text)
+
+    coalescer = DeltaCoalescer(send, interval=0.05, max_pieces=100)
+    await coalescer.add("a")
+    await coalescer.add("b")
+    coalescer.cancel()
+    await asyncio.sleep(0.12)
+    assert sent == ["a"]
 
 
 def test_backoff_grows_and_is_capped_and_retry_after_wins() -> None:

@@ -162,8 +162,16 @@ class ReplyDeps:
 
 
 class DeltaCoalescer:
-    """Batches text pieces into ``message.delta`` events: the first piece at once, then at most
-    one event per ``interval`` seconds or per ``max_pieces`` pieces, whichever comes first."""
+    """Batches text pieces into ``message.delta`` events: the first piece at once, then the
+    pieces gathered so far at each tick of a clock every coalescer shares (whole multiples of
+    ``interval`` on the event loop's clock), or as soon as ``max_pieces`` are waiting.
+
+    The shared clock is for the queue Redis: every reply a worker streams flushes in the same
+    turn of its event loop, so their publishes leave as one write on the pipelined connection
+    (``server/redis_mux.py``) and the server runs them in one wake-up, where replies flushing at
+    their own moments cost it one wake-up each (docs/performance.md, "Delta events on a shared
+    clock"). A piece waits at most one interval, as before, and needs no later piece to go out.
+    """
 
     def __init__(
         self,
@@ -174,32 +182,59 @@ class DeltaCoalescer:
         self._send = send
         self._interval = interval
         self._max_pieces = max(1, max_pieces)
+        # Sends one at a time, in order: a tick's send and a flush never interleave.
+        self._lock = asyncio.Lock()
+        self._tick: asyncio.TimerHandle | None = None
+        self._ticked: asyncio.Task[None] | None = None
         self.restart()
 
     def restart(self) -> None:
+        """Start a new attempt: offsets from 0, nothing pending, no tick scheduled."""
+        self._drop_tick()
         self._offset = 0
         self._pending: list[str] = []
-        self._last_sent: float | None = None
+        self._started = False
+
+    def cancel(self) -> None:
+        """The reply is abandoned: no tick, and a tick's send in flight is cancelled."""
+        self._drop_tick()
+        if self._ticked is not None and not self._ticked.done():
+            self._ticked.cancel()
+        self._ticked = None
+
+    def _drop_tick(self) -> None:
+        if self._tick is not None:
+            self._tick.cancel()
+            self._tick = None
 
     async def add(self, text: str) -> None:
         self._pending.append(text)
-        now = time.monotonic()
-        if (
-            self._last_sent is None
-            or now - self._last_sent >= self._interval
-            or len(self._pending) >= self._max_pieces
-        ):
+        if not self._started or len(self._pending) >= self._max_pieces:
             await self.flush()
+        elif self._tick is None:
+            loop = asyncio.get_running_loop()
+            boundary = (loop.time() // self._interval + 1) * self._interval
+            self._tick = loop.call_at(boundary, self._on_tick)
+
+    def _on_tick(self) -> None:
+        self._tick = None
+        self._ticked = asyncio.ensure_future(self._send_pending())
 
     async def flush(self) -> None:
-        if not self._pending:
-            return
-        text = "".join(self._pending)
-        self._pending = []
-        self._last_sent = time.monotonic()
-        offset = self._offset
-        self._offset += len(text)
-        await self._send(offset, text)
+        """Send what is pending now (after a tick's send in flight)."""
+        self._drop_tick()
+        await self._send_pending()
+
+    async def _send_pending(self) -> None:
+        async with self._lock:
+            if not self._pending:
+                return
+            text = "".join(self._pending)
+            self._pending = []
+            self._started = True
+            offset = self._offset
+            self._offset += len(text)
+            await self._send(offset, text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,6 +387,20 @@ class ReplyRun:
         coalescer = DeltaCoalescer(
             self._send_delta, settings.delta_interval_ms / 1000.0, settings.delta_max_tokens
         )
+        try:
+            return await self._attempts(provider, request, limit_seconds, coalescer)
+        finally:
+            # Abandoned (cancelled, or failed for good): no delta may follow the reply's end.
+            coalescer.cancel()
+
+    async def _attempts(
+        self,
+        provider: Provider,
+        request: ReplyRequest,
+        limit_seconds: float,
+        coalescer: DeltaCoalescer,
+    ) -> Reply:
+        settings = self.deps.settings
         for attempt in range(settings.provider_retries + 1):
             coalescer.restart()
             pieces: list[str] = []

@@ -150,6 +150,27 @@ async def test_a_cancelled_coalescer_sends_nothing_more() -> None:
     assert sent == ["a"]
 
 
+async def test_cancelling_stops_every_send_in_flight() -> None:
+    # A send slower than the interval: the next tick's send waits behind it. Cancelling the
+    # reply stops both, so no delta follows its end.
+    sent: list[str] = []
+
+    async def send(offset: int, text: str) -> None:
+        if text != "a":
+            await asyncio.sleep(0.3)
+        sent.append(text)
+
+    coalescer = DeltaCoalescer(send, interval=0.05, max_pieces=100)
+    await coalescer.add("a")
+    await coalescer.add("b")
+    await asyncio.sleep(0.08)  # b's tick has fired; its send is under way
+    await coalescer.add("c")
+    await asyncio.sleep(0.08)  # c's tick has fired too and waits behind b
+    coalescer.cancel()
+    await asyncio.sleep(0.5)
+    assert sent == ["a"]
+
+
 def test_backoff_grows_and_is_capped_and_retry_after_wins() -> None:
     settings = AiSettings(retry_delay=0.5, retry_max_delay=3.0)
     assert [backoff(settings, n, None) for n in range(4)] == [0.5, 1.0, 2.0, 3.0]

@@ -185,7 +185,8 @@ class DeltaCoalescer:
         # Sends one at a time, in order: a tick's send and a flush never interleave.
         self._lock = asyncio.Lock()
         self._tick: asyncio.TimerHandle | None = None
-        self._ticked: asyncio.Task[None] | None = None
+        # Ticks' sends not yet finished (one, unless a send took longer than an interval).
+        self._sending: set[asyncio.Task[None]] = set()
         self.restart()
 
     def restart(self) -> None:
@@ -196,11 +197,11 @@ class DeltaCoalescer:
         self._started = False
 
     def cancel(self) -> None:
-        """The reply is abandoned: no tick, and a tick's send in flight is cancelled."""
+        """The reply is abandoned: no tick, and the ticks' sends in flight are cancelled."""
         self._drop_tick()
-        if self._ticked is not None and not self._ticked.done():
-            self._ticked.cancel()
-        self._ticked = None
+        for task in self._sending:
+            task.cancel()
+        self._sending.clear()
 
     def _drop_tick(self) -> None:
         if self._tick is not None:
@@ -218,7 +219,9 @@ class DeltaCoalescer:
 
     def _on_tick(self) -> None:
         self._tick = None
-        self._ticked = asyncio.ensure_future(self._send_pending())
+        task = asyncio.ensure_future(self._send_pending())
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
 
     async def flush(self) -> None:
         """Send what is pending now (after a tick's send in flight)."""

@@ -89,13 +89,18 @@ async def test_coalescer_sends_first_piece_at_once_then_batches() -> None:
     assert sent[-1] == (0, "x")
 
 
-async def test_coalescer_sends_at_the_next_tick_without_another_piece() -> None:
+def recorded() -> tuple[list[str], DeltaCoalescer]:
+    """A coalescer with a 50 ms tick, and the texts it sends."""
     sent: list[str] = []
 
     async def send(offset: int, text: str) -> None:
         sent.append(text)
 
-    coalescer = DeltaCoalescer(send, interval=0.05, max_pieces=100)
+    return sent, DeltaCoalescer(send, interval=0.05, max_pieces=100)
+
+
+async def test_coalescer_sends_at_the_next_tick_without_another_piece() -> None:
+    sent, coalescer = recorded()
     await coalescer.add("a")
     await coalescer.add("b")
     await coalescer.add("c")
@@ -137,12 +142,7 @@ async def test_coalescers_share_one_clock() -> None:
 
 
 async def test_a_cancelled_coalescer_sends_nothing_more() -> None:
-    sent: list[str] = []
-
-    async def send(offset: int, text: str) -> None:
-        sent.append(text)
-
-    coalescer = DeltaCoalescer(send, interval=0.05, max_pieces=100)
+    sent, coalescer = recorded()
     await coalescer.add("a")
     await coalescer.add("b")
     coalescer.cancel()

@@ -10,6 +10,7 @@ from email.utils import format_datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.support.polling import eventually
 from wingman.config import AiSettings
 from wingman.domain.ai.generation import DeltaCoalescer, backoff
 from wingman.domain.ai.offline import PHRASES, OfflineProvider, compose, topic_of
@@ -153,21 +154,33 @@ async def test_a_cancelled_coalescer_sends_nothing_more() -> None:
 async def test_cancelling_stops_every_send_in_flight() -> None:
     # A send slower than the interval: the next tick's send waits behind it. Cancelling the
     # reply stops both, so no delta follows its end.
+    started: list[str] = []
+    cancelled: list[str] = []
     sent: list[str] = []
 
     async def send(offset: int, text: str) -> None:
+        started.append(text)
         if text != "a":
-            await asyncio.sleep(0.3)
+            try:
+                await asyncio.sleep(0.3)
+            except asyncio.CancelledError:
+                cancelled.append(text)
+                raise
         sent.append(text)
+
+    async def seen(found: list[str], text: str) -> bool:
+        return text in found
 
     coalescer = DeltaCoalescer(send, interval=0.05, max_pieces=100)
     await coalescer.add("a")
     await coalescer.add("b")
-    await asyncio.sleep(0.08)  # b's tick has fired; its send is under way
+    await eventually(lambda: seen(started, "b"), 5.0, "b's send to start on its tick")
     await coalescer.add("c")
-    await asyncio.sleep(0.08)  # c's tick has fired too and waits behind b
+    await asyncio.sleep(0.08)  # c's tick fires and its send waits behind b's
     coalescer.cancel()
-    await asyncio.sleep(0.5)
+    await eventually(lambda: seen(cancelled, "b"), 5.0, "b's send to be cancelled")
+    await asyncio.sleep(0.05)  # had c's send survived, it would start as b's lets go
+    assert started == ["a", "b"]
     assert sent == ["a"]
 
 

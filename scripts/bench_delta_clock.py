@@ -24,20 +24,15 @@ import argparse
 import asyncio
 import os
 import random
-import secrets
-import shutil
 import statistics
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from benchkit import write_results
+from benchkit import private_redis, write_results
 from redis.asyncio import Redis
 
-from wingman.devstack.processes import free_port
-from wingman.devstack.redis import RedisServer
 from wingman.domain.ai.generation import DeltaCoalescer
 from wingman.domain.realtime.events import EventBus, user_channel
 from wingman.server.redis_mux import RedisMux
@@ -167,18 +162,11 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="wingman-bench-delta-"))
-    root.chmod(0o755)
-    server = RedisServer(root, "queue", free_port(), secrets.token_urlsafe(16))
-    try:
-        server.start()
+    with private_redis("delta") as server:
         pid = server.pid()
         if pid is None:
             raise SystemExit("the private Redis did not start")
         results = asyncio.run(measure(server.url(), pid, args.replies, args.seconds, args.rounds))
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
     body = [
         f"Replies streaming at once in one process, pieces every 20-46 ms, interval {INTERVAL} s;"
         f" median of {args.rounds} alternating rounds of {args.seconds} s; {os.cpu_count()} cores"

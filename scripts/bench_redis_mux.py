@@ -16,20 +16,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import secrets
-import shutil
 import statistics
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
-from benchkit import write_results
+from benchkit import private_redis, write_results
 from redis.asyncio import Redis
 
 from wingman.config import RedisSettings
-from wingman.devstack.processes import free_port
-from wingman.devstack.redis import RedisServer
 from wingman.server.redis import connect
 from wingman.server.redis_mux import RedisMux
 
@@ -91,15 +85,8 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="wingman-bench-mux-"))
-    root.chmod(0o755)
-    server = RedisServer(root, "cache", free_port(), secrets.token_urlsafe(16))
-    try:
-        server.start()
+    with private_redis("mux", role="cache") as server:
         results = asyncio.run(measure(server.url(), args.calls, args.rounds))
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
     body = [
         "CPU of the calling process per read-cache script call (median of"
         f" {args.rounds} alternating rounds of {args.calls} calls), {os.cpu_count()} cores.",

@@ -30,9 +30,10 @@ import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from benchkit import private_redis, write_results
+from benchkit import write_results
 from redis.asyncio import Redis
 
+from wingman.devstack.services import private_redis
 from wingman.domain.ai.generation import DeltaCoalescer
 from wingman.domain.realtime.events import EventBus, user_channel
 from wingman.server.redis_mux import RedisMux
@@ -162,7 +163,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    with private_redis("delta") as server:
+    with private_redis("wingman-bench-delta-") as server:
         pid = server.pid()
         if pid is None:
             raise SystemExit("the private Redis did not start")

@@ -20,10 +20,11 @@ import statistics
 import time
 from collections.abc import Awaitable, Callable
 
-from benchkit import private_redis, write_results
+from benchkit import write_results
 from redis.asyncio import Redis
 
 from wingman.config import RedisSettings
+from wingman.devstack.services import private_redis
 from wingman.server.redis import connect
 from wingman.server.redis_mux import RedisMux
 
@@ -85,7 +86,7 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    with private_redis("mux", role="cache") as server:
+    with private_redis("wingman-bench-mux-", role="cache") as server:
         results = asyncio.run(measure(server.url(), args.calls, args.rounds))
     body = [
         "CPU of the calling process per read-cache script call (median of"

@@ -2,8 +2,6 @@
 
 - :func:`private_services`: the dev stack's throwaway services (PostgreSQL with a migrated
   ``wingman`` database, queue/cache Redis) under a temporary folder, stopped and removed after.
-- :func:`private_redis`: one throwaway Redis server under a temporary folder, for the benchmarks
-  of Redis calls alone.
 - :func:`start_web`: a real ``wingmanctl serve`` process (one worker) on a free port with the given
   settings and its own metrics folder, returned once ``/health/ready`` answers.
 - :func:`drive`: requests per second over keep-alive connections with a minimal HTTP/1.1 client
@@ -23,12 +21,9 @@ import asyncio
 import json
 import os
 import re
-import secrets
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -45,7 +40,6 @@ import psycopg
 from wingman.config import MetricsSettings, Settings
 from wingman.db.migrations import upgrade_to_head
 from wingman.devstack.processes import free_port, wait_for
-from wingman.devstack.redis import RedisServer
 from wingman.devstack.services import throwaway_services
 from wingman.loadtest.processes import ProcessSampler
 from wingman.loadtest.report import free_name
@@ -126,20 +120,6 @@ def private_services(
         # CPU reports name PostgreSQL's share "postgresql".
         pids = {("postgresql" if n == "postgres" else n): p for n, p in services.pids().items()}
         yield Services(services.root, url, settings, pids)
-
-
-@contextmanager
-def private_redis(prefix: str, role: str = "queue") -> Iterator[RedisServer]:
-    """A started Redis server of its own, stopped and its folder removed afterwards."""
-    root = Path(tempfile.mkdtemp(prefix=f"wingman-bench-{prefix}-"))
-    root.chmod(0o755)
-    server = RedisServer(root, role, free_port(), secrets.token_urlsafe(16))
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def seed_user(url: str, tier: str = "free") -> uuid.UUID:

@@ -9,10 +9,7 @@ connects. The variable is not a ``WINGMAN_*`` one on purpose: those are settings
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -23,7 +20,6 @@ from wingman.devstack import services
 from wingman.devstack.pgbouncer import PgBouncer
 from wingman.devstack.postgres import SUPERUSER, PostgresCluster
 from wingman.devstack.processes import free_port, wait_for
-from wingman.devstack.redis import RedisServer
 
 THROUGH_PGBOUNCER = os.environ.get("TESTS_THROUGH_PGBOUNCER") == "1"
 TEST_POSTGRES_CONFIG: dict[str, object] = {"max_connections": 200, "shared_buffers": "64MB"}
@@ -87,17 +83,7 @@ class PrivateServices(services.PrivateServices):
 service_folder = services.scratch_folder
 
 
-@contextmanager
-def private_redis(prefix: str, role: str = "queue") -> Iterator[RedisServer]:
-    """A started Redis server of its own, for tests that stop, restart or kill it."""
-    root = service_folder(prefix)
-    server = RedisServer(root, role, free_port(), secrets.token_urlsafe(16))
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
+private_redis = services.private_redis
 
 
 def new_postgres(root: Path, password: str) -> PostgresCluster:

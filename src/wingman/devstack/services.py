@@ -25,7 +25,7 @@ from typing import Any
 from wingman.config import DatabaseSettings, RedisSettings, SecuritySettings, Settings
 from wingman.devstack.postgres import PostgresCluster
 from wingman.devstack.processes import free_port
-from wingman.devstack.redis import RedisServer
+from wingman.devstack.redis import RedisRole, RedisServer
 
 Report = Callable[[str], None]
 DATABASE = "wingman"
@@ -146,4 +146,18 @@ def throwaway_services(
         yield services
     finally:
         services.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def private_redis(prefix: str, role: RedisRole = "queue") -> Iterator[RedisServer]:
+    """One started Redis server under a new temporary folder, stopped and removed afterwards
+    (tests that stop, restart or kill it; benchmarks of Redis calls alone)."""
+    root = scratch_folder(prefix)
+    server = RedisServer(root, role, free_port(), secrets.token_urlsafe(16))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
         shutil.rmtree(root, ignore_errors=True)

@@ -277,9 +277,13 @@ class DevStack:
         return self._app_pid(name)
 
     def exit_status(self, name: str) -> int | None:
-        """How a process this object started ended (None: running, or not started here)."""
+        """How a process this object started ended (None: running, not started here, or its
+        status not collectable yet)."""
         child = self._children.get(name)
         return None if child is None else child_exit_status(child)
+
+    def started_here(self, name: str) -> bool:
+        return name in self._children
 
     def restart_app(self, name: str) -> int:
         """Start ``name`` again, after killing whatever is left of its old process group."""

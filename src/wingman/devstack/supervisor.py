@@ -33,6 +33,12 @@ MAX_DELAY_S = 30.0
 # A process that ran this long before it stopped is started again after the first delay.
 STABLE_AFTER_S = 60.0
 POLL_S = 0.5
+# How long a child of ours that looks dead may take to hand over its exit status. A killed
+# multi-threaded process is a zombie before all its threads are gone, and only then can its
+# status be collected: on a loaded machine an AI worker killed with -9 took more than the
+# 2 s that `child_exit_status` waits. Its report (and restart) waits a few polls instead of
+# saying "stopped".
+SETTLE_S = 15.0
 
 
 def exit_reason(status: int | None) -> str:
@@ -59,6 +65,7 @@ class Watch:
     failures: int = 0
     restart_at: float | None = None
     restarts: int = 0
+    gone_since: float | None = None
 
 
 class Supervised(Protocol):
@@ -69,6 +76,8 @@ class Supervised(Protocol):
     def app_pid(self, name: str) -> int | None: ...
 
     def exit_status(self, name: str) -> int | None: ...
+
+    def started_here(self, name: str) -> bool: ...
 
     def restart_app(self, name: str) -> int: ...
 
@@ -111,7 +120,13 @@ class Supervisor:
         self._warn_services()
 
     def _schedule(self, name: str, watch: Watch, now: float) -> None:
-        reason = exit_reason(self.stack.exit_status(name))
+        status = self.stack.exit_status(name)
+        if status is None and self.stack.started_here(name):
+            watch.gone_since = watch.gone_since if watch.gone_since is not None else now
+            if now - watch.gone_since < SETTLE_S:
+                return  # its threads are still exiting: ask again at the next poll
+        watch.gone_since = None
+        reason = exit_reason(status)
         if now - watch.started >= STABLE_AFTER_S:
             watch.failures = 0
         delay = backoff(watch.failures)

@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 from wingman.config import Settings, SettingsError, load_settings
 from wingman.server.open_files import RESERVED_DESCRIPTORS
 from wingman.tuning.plan import (
+    AI_MESSAGES_PER_USER_PER_SECOND,
+    AI_REPLY_SECONDS,
     CONNECTIONS_PER_USER,
     MAINTENANCE_WORK_MEM_MAX_MB,
     MAX_CONNECTIONS_PER_WORKER,
@@ -197,6 +199,16 @@ def test_web_workers_hold_every_planned_client(host: HostFacts) -> None:
     planned = math.ceil(host.cores * USERS_PER_CORE) * CONNECTIONS_PER_USER
     assert per_worker * app.web_workers.value >= planned or per_worker == MAX_CONNECTIONS_PER_WORKER
     assert 128 <= app.backlog.value <= 4096
+
+
+@given(st.integers(min_value=2, max_value=127), st.integers(min_value=2, max_value=8))
+def test_ai_slots_stay_half_free_at_the_planned_users(cores: int, per_core: int) -> None:
+    """The ai queue is no wall at the planned load: slots for twice the replies in flight
+    (Little's law), when memory allows the processes. With slots for the mean alone, 1,350
+    users on 2 cores waited seconds for a reply's first words."""
+    ai = plan_for(HostFacts(cores=cores, ram_mb=cores * per_core * GIB)).app.queues["ai"]
+    in_flight = cores * USERS_PER_CORE * AI_MESSAGES_PER_USER_PER_SECOND * AI_REPLY_SECONDS
+    assert ai.processes.value * ai.concurrency.value >= 2 * in_flight
 
 
 def test_connection_cap_fits_the_web_units_open_file_limit() -> None:

@@ -21,13 +21,13 @@ import msgspec
 import pytest
 
 from tests.support.accounts import Caller, create_caller
+from tests.support.polling import until
 from tests.support.route_traffic import (
     KINDS,
     Traffic,
     assert_accepted_posts_kept,
     assert_refusals_were_unavailable,
     run_loop,
-    until,
 )
 from tests.support.services import new_postgres, service_folder
 from tests.support.web import WebServer, running_server

@@ -14,7 +14,6 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from uuid import UUID
 
 import httpx
@@ -22,7 +21,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.support.accounts import create_caller
-from tests.support.dev_run import dev_run
+from tests.support.dev_run import DevRun, dev_run
 from tests.support.jobs import wait_until_done
 from tests.support.services import wait_until_ready
 from wingman.config import Settings, load_settings
@@ -41,14 +40,10 @@ RECOVERY_BUDGET_S = 120.0
 
 
 @dataclass(frozen=True)
-class Running:
-    stack: DevStack
-    base_url: str
-    settings: Settings
-    output: Path
+class Running(DevRun):
+    """The run, and the settings its processes read."""
 
-    def said(self, text: str) -> bool:
-        return text in self.output.read_text(errors="replace")
+    settings: Settings
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +55,7 @@ def running() -> Iterator[Running]:
                 "WINGMAN_TUNING": str(run.data / "t.toml"),
             }
         )
-        yield Running(run.stack, run.base_url, settings, run.output)
+        yield Running(run.proc, run.data, run.base_url, run.output, settings)
         run.proc.send_signal(signal.SIGTERM)
         assert run.proc.wait(120) == 0, run.output.read_text()
 

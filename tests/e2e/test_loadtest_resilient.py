@@ -13,7 +13,7 @@ import asyncio
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -21,6 +21,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.e2e.test_realtime import WebServer
+from tests.support.polling import until
 from tests.support.profile_load import simulated_users
 from wingman.config import Settings
 from wingman.loadtest.resilience import Resilience, backoff, reply_counts, retry_after
@@ -79,32 +80,23 @@ async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
         await engine.dispose()
 
 
-async def _until(condition: Callable[[], bool], seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        if condition():
-            return
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.05)
-
-
 async def test_resilient_users_ride_out_a_server_restart(
     served: Served, engine: AsyncEngine, settings: Settings
 ) -> None:
     resilience = Resilience(asyncio.Event())
     shared, users = await simulated_users(served.base_url, engine, settings, USERS, resilience)
     running = [asyncio.create_task(user.run()) for user in users]
-    await _until(lambda: all(u.connected for u in users) and len(shared.posted) >= USERS, 30)
+    assert await until(lambda: all(u.connected for u in users) and len(shared.posted) >= USERS, 30)
     await asyncio.to_thread(served.web.stop)
     # Down until the users have met it: requests that find nothing listening.
-    await _until(lambda: resilience.connection_errors > 0, 30)
+    assert await until(lambda: resilience.connection_errors > 0, 30)
     await asyncio.to_thread(served.web.start)
     restarted_with = len(shared.posted)
-    await _until(lambda: len(shared.posted) >= restarted_with + USERS, 60)
+    assert await until(lambda: len(shared.posted) >= restarted_with + USERS, 60)
     resilience.stop.set()
     await asyncio.gather(*running)
     # Replies in flight at the stop arrive before the users settle.
-    await _until(lambda: all(shared.completions.get(i) for i in shared.posted), 30)
+    assert await until(lambda: all(shared.completions.get(i) for i in shared.posted), 30)
 
     replies = reply_counts(shared.posted, shared.completions)
     counts = resilience.summary()

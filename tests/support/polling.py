@@ -26,3 +26,13 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {within} s waiting for {what}")
         await asyncio.sleep(every)
+
+
+async def until(condition: Callable[[], bool], within: float, every: float = 0.02) -> bool:
+    """Whether ``condition()`` came true within ``within`` seconds (polled every ``every``)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        await asyncio.sleep(every)
+    return False

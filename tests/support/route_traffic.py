@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from uuid import UUID
 
@@ -77,15 +76,6 @@ async def run_loop(client: httpx.AsyncClient, kind: str, session_id: str, traffi
         )
         # Posts are paced to stay inside the caller's chat and AI allowances.
         await asyncio.sleep(0.4 if kind == "post" else 0.02)
-
-
-async def until(condition: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        await asyncio.sleep(0.02)
-    return False
 
 
 KINDS = ("me", "sessions", "messages", "post")

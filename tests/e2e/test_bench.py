@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
+from wingman.config import OfflineProviderSettings
 from wingman.devstack.processes import free_port
 from wingman.devstack.stack import DevStack
 from wingman.loadtest.user import REST_KINDS
@@ -110,6 +111,18 @@ def test_two_generators_keep_every_check_and_report_their_cpu(
     if len(os.sched_getaffinity(0)) >= 2:
         assert len({r["cpu"] for r in rows}) == 2
     assert generators["cpu_ms_per_user_minute"] > 0
+
+
+def test_the_first_delta_is_judged_beyond_the_offline_providers_first_token(
+    results: tuple[dict[str, Any], Path],
+) -> None:
+    data, path = results
+    verdict = data["verdict"]
+    assert verdict["provider_first_token_ms"] == OfflineProviderSettings().token_interval_ms
+    first = data["by_kind"]["reply_first_delta"]["p50_ms"]
+    provider = verdict["provider_first_token_ms"]
+    assert verdict["first_delta_overhead_ms"] == round(first - provider, 1)
+    assert "beyond the provider's first token" in path.with_suffix(".md").read_text()
 
 
 def test_the_results_carry_the_cost_model(results: tuple[dict[str, Any], Path]) -> None:

@@ -85,6 +85,11 @@ def load_section(result: dict[str, Any]) -> list[str]:
             "Budget: "
             + ("met" if verdict["passed"] else "missed — " + "; ".join(verdict["failures"]))
         )
+        if verdict.get("first_delta_overhead_ms") is not None:
+            lines.append(
+                f"First delta: {verdict['first_delta_overhead_ms']} ms (p50) beyond the "
+                f"provider's first token ({verdict['provider_first_token_ms']} ms)."
+            )
     if result.get("cost_model"):
         lines += ["", *cost_lines(result["cost_model"])]
     return lines

@@ -339,7 +339,7 @@ def verdict(result: dict[str, Any], budget: Budget) -> dict[str, Any]:
         failures.append(f"{errors} errors (budget {budget.max_errors})")
     first = result.get("by_kind", {}).get("reply_first_delta", {}).get("p50_ms")
     overhead = None if first is None else round(first - budget.provider_first_token_ms, 1)
-    if first is not None and overhead is not None and overhead >= budget.first_delta_overhead_ms:
+    if overhead is not None and overhead >= budget.first_delta_overhead_ms:
         failures.append(
             f"first delta p50 {first} ms, {overhead} ms beyond the provider's first token "
             f"(budget < {budget.first_delta_overhead_ms})"

@@ -25,13 +25,13 @@ import msgspec
 import pytest
 
 from tests.support.accounts import Caller, create_caller
+from tests.support.polling import until
 from tests.support.route_traffic import (
     KINDS,
     Traffic,
     assert_accepted_posts_kept,
     assert_refusals_were_unavailable,
     run_loop,
-    until,
 )
 from tests.support.services import service_folder
 from tests.support.tools import required_tool

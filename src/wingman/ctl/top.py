@@ -7,9 +7,12 @@ by the same layout rule. The arithmetic lives in :mod:`wingman.ops.top`.
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -216,18 +219,32 @@ def _loop(
     """Sample every INTERVAL seconds and show each frame until Ctrl-C. While ``/metrics`` does
     not answer (a web restart), the last figures stay with a warning above them."""
     current: Frame | None = None
-    while True:
-        time.sleep(interval)
-        after = reader.sample()
-        header = _header(reader.source, reader.url, interval)
-        if after is None:
-            warning = f"{reader.url} does not answer: showing the last figures"
-            if current is None:
-                show(Text(f"{header}\n{warning}"))
-            else:
-                show(render(current, trends, reader.units_down, header, warning))
-            continue
-        current = frame(before, after)
-        trends.add(series(current))
-        show(render(current, trends, reader.units_down, header))
-        before = after
+    with _until_ctrl_c() as stop:
+        while not stop.wait(interval):
+            after = reader.sample()
+            header = _header(reader.source, reader.url, interval)
+            if after is None:
+                warning = f"{reader.url} does not answer: showing the last figures"
+                if current is None:
+                    show(Text(f"{header}\n{warning}"))
+                else:
+                    show(render(current, trends, reader.units_down, header, warning))
+                continue
+            current = frame(before, after)
+            trends.add(series(current))
+            show(render(current, trends, reader.units_down, header))
+            before = after
+
+
+@contextmanager
+def _until_ctrl_c() -> Iterator[threading.Event]:
+    """An event Ctrl-C sets, for the live loop to stop at its next wait, instead of a
+    KeyboardInterrupt raised wherever the loop happens to be (the HTTP client, a write to a
+    full pipe). Twice in full test runs a view under load went on after Ctrl-C for 30 s; the
+    flag is only read by the loop itself."""
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda _signum, _frame: stop.set())
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -221,21 +221,57 @@ class SentinelGroup:
 
         A restarted former master still says it is the master until a Sentinel turns it into a
         replica, which Sentinel does only after 8 s (four publish periods); ``REPLICAOF`` here
-        does at once what it would do.
+        does at once what it would do. The master is asked again on every try, of every
+        Sentinel, and the other servers pointed at it again (a no-op for those that follow it):
+        right after a failover one Sentinel may name the old master a moment longer, and
+        servers pointed at it never came back (seen once in a full test run).
         """
-        master = self.master()
+        first = self.master()
         for node in self.nodes:
-            if node is not master and node.start(timeout):
-                client = redis.Redis(
-                    host=self.host, port=node.port, password=self.password, socket_timeout=1
-                )
-                try:
-                    client.execute_command("REPLICAOF", self.host, master.port)  # type: ignore[no-untyped-call]
-                finally:
-                    client.close()
-        if not wait_for(lambda: self._replicas_linked(master) and self._replicas_seen(), timeout):
+            if node is not first:
+                node.start(timeout)
+        healed: list[RedisServer] = []
+
+        def linked() -> bool:
+            master = self._agreed_master()
+            if master is None:
+                return False
+            for node in self.nodes:
+                if node is not master:
+                    self._follow(node, master)
+            if self._replicas_linked(master) and self._replicas_seen():
+                healed.append(master)
+                return True
+            return False
+
+        if not wait_for(linked, timeout, interval=0.5):
             raise RedisError("sentinel group: the replicas did not come back")
-        return master
+        return healed[-1]
+
+    def _agreed_master(self) -> RedisServer | None:
+        """The master every Sentinel names, None while they differ or one does not answer."""
+        try:
+            answers = {
+                int(self._ask(sentinel, "SENTINEL", "get-master-addr-by-name", self.master_name)[1])
+                for sentinel in self.sentinels
+            }
+        except RedisClientError:
+            return None
+        if len(answers) != 1:
+            return None
+        (port,) = answers
+        return next((node for node in self.nodes if node.port == port), None)
+
+    def _follow(self, node: RedisServer, master: RedisServer) -> None:
+        client = redis.Redis(
+            host=self.host, port=node.port, password=self.password, socket_timeout=1
+        )
+        try:
+            client.execute_command("REPLICAOF", self.host, master.port)  # type: ignore[no-untyped-call]
+        except RedisClientError:
+            pass  # not serving yet: the next try
+        finally:
+            client.close()
 
     def _replicas_seen(self) -> bool:
         """Every Sentinel sees every replica up, linked to the master."""

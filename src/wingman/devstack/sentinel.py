@@ -222,9 +222,9 @@ class SentinelGroup:
         A restarted former master still says it is the master until a Sentinel turns it into a
         replica, which Sentinel does only after 8 s (four publish periods); ``REPLICAOF`` here
         does at once what it would do. The master is asked again on every try, of every
-        Sentinel, and the other servers pointed at it again (a no-op for those that follow it):
-        right after a failover one Sentinel may name the old master a moment longer, and
-        servers pointed at it never came back (seen once in a full test run).
+        Sentinel, and the other servers pointed at it again (a no-op for those that follow it),
+        so a view that changes meanwhile is followed: once in a full test run the single
+        early answer led to a wait that timed out.
         """
         first = self.master()
         for node in self.nodes:

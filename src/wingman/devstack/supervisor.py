@@ -122,7 +122,8 @@ class Supervisor:
     def _schedule(self, name: str, watch: Watch, now: float) -> None:
         status = self.stack.exit_status(name)
         if status is None and self.stack.started_here(name):
-            watch.gone_since = watch.gone_since if watch.gone_since is not None else now
+            if watch.gone_since is None:
+                watch.gone_since = now
             if now - watch.gone_since < SETTLE_S:
                 return  # its threads are still exiting: ask again at the next poll
         watch.gone_since = None

@@ -92,8 +92,8 @@ class SimUser:
         self.rng = random.Random(index)  # noqa: S311 - think-time jitter, not a secret
         # Each user has its own connection, as each app instance would. (One client shared by
         # every user made httpcore's pool scan all its connections for each request: at 600
-        # users that, not the server, set the latencies.) It is held between requests, as the
-        # performance model's user holds it (DESIGN section 10) and as browsers, mobile clients
+        # users that, not the server, set the latencies.) It is held between requests, as
+        # DESIGN's user holds it (section 9, client connections) and as browsers, mobile clients
         # and the front proxy's upstream pool do: httpx's default drops a connection idle for
         # 5 s, shorter than any think time, which made nearly every request a new connection.
         # The server may still close it; the next request then opens another.

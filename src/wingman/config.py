@@ -185,9 +185,14 @@ class SecuritySettings(Section):
 class AuthSettings(Section):
     access_token_minutes: int = 15
     refresh_token_days: int = 30
-    # Per-process cache of user status: a disabled user's live access tokens stop working within
-    # this many seconds, without a database query per request.
+    # Per-process cache of user status and tier, so requests do not each query the account.
+    # Changes are announced to every process, which forgets the account at once; while a process
+    # cannot hear the announcements (Redis lost) an entry lives this many seconds, the longest a
+    # disabled user's live access tokens keep working then. 0 turns the cache off.
     status_cache_seconds: int = 30
+    # How long an entry lives while the process hears the announcements: a change made around
+    # Wingman (SQL by hand) reaches the process within this.
+    status_cache_heard_seconds: int = 300
     issuer: str = "wingman"
 
 
@@ -781,6 +786,8 @@ def _account_problems(settings: Settings) -> list[str]:
         problems.append("auth.refresh_token_days: must be at least 1")
     if not 0 <= settings.auth.status_cache_seconds <= 60:
         problems.append("auth.status_cache_seconds: must be between 0 and 60")
+    if not 0 <= settings.auth.status_cache_heard_seconds <= 3600:
+        problems.append("auth.status_cache_heard_seconds: must be between 0 and 3600")
     if settings.otp.max_attempts < 1 or settings.otp.code_ttl_seconds < 30:
         problems.append("otp: max_attempts must be at least 1 and code_ttl_seconds at least 30")
     problems.extend(_delivery_problems(delivery))

@@ -93,7 +93,9 @@ def build_resources(settings: Settings) -> Resources:
         alchemy=alchemy_config(settings.database),
         client_addresses=ClientAddresses(settings.server.trusted_proxies),
         draining=Draining(),
-        user_status=UserStatusCache(settings.auth.status_cache_seconds),
+        user_status=UserStatusCache(
+            settings.auth.status_cache_seconds, settings.auth.status_cache_heard_seconds
+        ),
         last_seen=LastSeenTracker(),
         catalog=CatalogCache(),
     )
@@ -163,6 +165,7 @@ async def realtime_lifespan(app: Litestar) -> AsyncIterator[None]:
         resources.settings,
         resources.draining,
         on_account_change=resources.user_status.forget,
+        on_hearing=resources.user_status.hearing,
     ) as resources.realtime:
         yield
 

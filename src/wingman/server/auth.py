@@ -4,12 +4,14 @@
   (user id), ``tier``, ``role``, ``iss``, ``iat``, ``exp`` (15 minutes by default). ``tier`` and
   ``role`` are top-level claims so clients can read them without knowing Litestar's layout.
 - Every authenticated request runs :func:`retrieve_user`, which trusts the token's claims but asks
-  :class:`UserStatusCache` whether the account is still active. The cache is per process with a
-  short TTL (``auth.status_cache_seconds``, at most 60): a disabled or deleted user is locked out
-  within that time, and an active user costs one ``SELECT`` per process per TTL, not one per
-  request. The cache also holds the account's current tier, which replaces the token's ``tier``
-  claim in ``request.user``: a tier change (admin) applies within the same TTL, without waiting
-  for the token to be refreshed.
+  :class:`UserStatusCache` whether the account is still active. The cache is per process and
+  also holds the account's current tier, which replaces the token's ``tier`` claim in
+  ``request.user``. Every change of status, tier or role is announced after its commit
+  (``domain/realtime/account_changes``) and forgotten at once by every process that hears it; an
+  entry lives ``auth.status_cache_heard_seconds`` (300) while the process hears the
+  announcements, and ``auth.status_cache_seconds`` (at most 60) while it does not (Redis lost),
+  so a disabled user is locked out at once, or within the short TTL when the announcement could
+  not be heard. An active user costs one ``SELECT`` per process per TTL, not one per request.
 - :class:`LastSeenTracker` writes ``users.last_seen_at`` at most once a minute per user across all
   processes: a per-process memory gate, then ``SET NX EX 60`` in Redis, then the ``UPDATE``.
 
@@ -145,16 +147,41 @@ class Standing(msgspec.Struct, frozen=True):
 class UserStatusCache:
     """Per-process TTL cache of "is this account active?" (and its current tier), bounded in size.
 
-    A miss loads the account with one indexed ``SELECT``. Entries live ``ttl`` seconds, so the
-    longest a disabled account keeps working, or keeps its old tier, is that TTL (plus one request
-    in flight). The loader returns a :class:`Standing` (or just a status, where the tier does not
-    matter).
+    A miss loads the account with one indexed ``SELECT``. How long an entry lives depends on
+    whether the process hears account changes (:meth:`hearing`): ``heard_ttl`` seconds while it
+    does, since every change through Wingman is announced and :meth:`forget` runs at once;
+    ``ttl`` seconds while it does not, which is then the longest a disabled account keeps working,
+    or keeps its old tier (plus one request in flight). ``ttl`` 0 turns the cache off. The loader
+    returns a :class:`Standing` (or just a status, where the tier does not matter).
+
+    A forget or a change of hearing while a load is in flight wins: the load's result is
+    returned to its caller but not kept, as it may predate the change.
+
+    At the short TTL alone, the cache read every active user's standing from PostgreSQL twice a
+    minute per process (docs/performance.md, seventh round).
     """
 
-    def __init__(self, ttl: float, max_entries: int = 100_000) -> None:
+    def __init__(self, ttl: float, heard_ttl: float = 0.0, max_entries: int = 100_000) -> None:
         self.ttl = ttl
+        self.heard_ttl = max(ttl, heard_ttl) if ttl > 0 else 0.0
         self.max_entries = max_entries
         self._entries: dict[UUID, tuple[Standing | UserStatus | None, float]] = {}
+        self._heard = False
+        # Moves on every forget and change of hearing: a load that saw it move keeps nothing.
+        self._generation = 0
+
+    @property
+    def heard(self) -> bool:
+        """Whether account changes reach this process now (see :meth:`hearing`)."""
+        return self._heard
+
+    def hearing(self, heard: bool) -> None:
+        """Whether account changes reach this process from now on (the control channel's
+        subscription confirmed by Redis) or no longer (the subscription lost). Every entry is
+        dropped either way: a change may have been announced while nobody here listened."""
+        self._heard = heard
+        self._generation += 1
+        self._entries.clear()
 
     async def is_active(
         self, user_id: UUID, load: Callable[[UUID], Awaitable[Standing | UserStatus | None]]
@@ -181,20 +208,24 @@ class UserStatusCache:
         cached = self._entries.get(user_id)
         if cached is not None and cached[1] > now:
             return cached[0]
+        generation = self._generation
         found = await load(user_id)
-        if self.ttl > 0:
-            self._remember(user_id, found, now)
+        ttl = self.heard_ttl if self._heard else self.ttl
+        if ttl > 0 and generation == self._generation:
+            self._remember(user_id, found, now + ttl)
         return found
 
     def forget(self, user_id: UUID) -> None:
+        self._generation += 1
         self._entries.pop(user_id, None)
 
-    def _remember(self, user_id: UUID, found: Standing | UserStatus | None, now: float) -> None:
+    def _remember(self, user_id: UUID, found: Standing | UserStatus | None, expires: float) -> None:
         if len(self._entries) >= self.max_entries:
+            now = time.monotonic()
             self._entries = {k: v for k, v in self._entries.items() if v[1] > now}
             if len(self._entries) >= self.max_entries:
                 self._entries.clear()
-        self._entries[user_id] = (found, now + self.ttl)
+        self._entries[user_id] = (found, expires)
 
 
 _STANDING = select(User.status, User.tier).where(User.id == bindparam("user_id"))

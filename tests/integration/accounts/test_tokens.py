@@ -17,10 +17,12 @@ import msgspec
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.integration.accounts.conftest import WorkerLog, bearer, request_code, sign_in
+from tests.support.polling import until
 from tests.support.services import child_env
 from wingman.app import create_app
 from wingman.config import AuthSettings, Settings
@@ -172,6 +174,34 @@ async def test_status_is_cached_between_requests(settings: Settings, otp_worker:
         assert (await client.get("/api/v1/me", headers=bearer(tokens))).status_code == 200
         app_resources(client.app).user_status.forget(uuid.UUID(tokens["user"]["id"]))
         assert (await client.get("/api/v1/me", headers=bearer(tokens))).status_code == 401
+
+
+async def test_status_cache_is_long_only_while_changes_are_heard(
+    settings: Settings, otp_worker: WorkerLog, redis_queue: Redis
+) -> None:
+    # While the process hears account changes an entry outlives auth.status_cache_seconds (the
+    # changes through Wingman are announced); losing the subscription drops every entry.
+    quick = msgspec.structs.replace(
+        settings, auth=AuthSettings(status_cache_seconds=1, status_cache_heard_seconds=3600)
+    )
+    async with AsyncTestClient(app=create_app(quick)) as client:
+        cache = app_resources(client.app).user_status
+        assert await until(lambda: cache.heard, within=10.0)
+        tokens = await sign_in(client, otp_worker, "email", f"h-{uuid.uuid4().hex[:8]}@example.org")
+        assert (await client.get("/api/v1/me", headers=bearer(tokens))).status_code == 200
+        await _set_status(settings, tokens["user"]["id"], "disabled")  # by hand: not announced
+        await asyncio.sleep(1.5)  # the short TTL passing is what is tested
+        assert (await client.get("/api/v1/me", headers=bearer(tokens))).status_code == 200
+
+        assert await redis_queue.client_kill_filter(_type="pubsub", skipme=True) >= 1
+        async with asyncio.timeout(10):
+            while True:
+                refused = await client.get("/api/v1/me", headers=bearer(tokens))
+                if refused.status_code != 200:
+                    break
+                await asyncio.sleep(0.05)
+        assert refused.status_code == 401
+        assert refused.json()["type"] == "urn:wingman:problem:account-disabled"
 
 
 async def _set_status(settings: Settings, user_id: str, status: str) -> None:

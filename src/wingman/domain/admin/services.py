@@ -1,8 +1,9 @@
 """Admin reads and audited writes on user accounts.
 
 Writes never commit: the controller commits, then drops its own process's status-cache entry so
-a disabled account is refused on its very next request to this process (other processes follow
-within ``auth.status_cache_seconds``).
+a disabled account is refused on its very next request to this process, and announces the
+change, which the other processes follow at once (within ``auth.status_cache_seconds`` when they
+cannot hear it).
 
 **There is always an active admin.** Two admins demoting or disabling each other at the same
 moment would each see the other still active and both commit. So every change of a role or a

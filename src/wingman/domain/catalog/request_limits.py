@@ -3,8 +3,8 @@
 - Anonymous callers (the public sign-in routes) count per client IP under ``anon:ip``.
 - Signed-in callers count per user id under ``api:user`` with the ``user`` or ``premium``
   allowance. The tier is the account's current one, not the token's: the auth middleware replaces
-  it from the per-process status cache (server/auth.py), so a tier change applies within
-  ``auth.status_cache_seconds`` without a new token.
+  it from the per-process status cache (server/auth.py), so a tier change applies at once
+  (announced; within ``auth.status_cache_seconds`` where Redis is lost) without a new token.
 
 Allowances are the ``rate_limits`` global config, read through the per-process catalog cache that
 every process drops when an admin changes config, so a change applies without a restart. The

@@ -36,6 +36,7 @@ async def running_dispatcher(
     settings: Settings,
     draining: Draining,
     on_account_change: Callable[[UUID], None],
+    on_hearing: Callable[[bool], None] | None = None,
 ) -> AsyncIterator[Dispatcher]:
     """The process's dispatcher, on the queue-role Redis, for the duration of the block.
 
@@ -43,9 +44,12 @@ async def running_dispatcher(
     stops serving them (see :mod:`.shutdown`); entered after the Redis clients open, so that on
     shutdown it ends first and any socket left is closed before the Redis clients go away.
     ``on_account_change`` is called with the user id of every account change (the process's
-    status cache: REST follows it at once).
+    status cache: REST follows it at once), ``on_hearing`` with whether such changes are heard
+    (see :class:`Dispatcher`).
     """
-    dispatcher = Dispatcher(redis, settings.realtime, on_account_change=on_account_change)
+    dispatcher = Dispatcher(
+        redis, settings.realtime, on_account_change=on_account_change, on_hearing=on_hearing
+    )
     await dispatcher.start()
     node = settings.node
     # Only an app node has a load balancer to wait for.

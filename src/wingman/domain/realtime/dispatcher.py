@@ -22,6 +22,9 @@ for heartbeats and token expiry, instead of a timer task per socket.
 
 When the pub/sub connection fails, frames may have been missed, so every socket is closed with
 1013 (clients resume from the history once they reconnect) and the subscription is rebuilt.
+``on_hearing`` learns when account changes start reaching the process (Redis confirmed the
+control channel's ``SUBSCRIBE``) and when they stop (the connection failed, or the dispatcher
+stopped): the status cache keeps entries long only while it hears the changes.
 """
 
 from __future__ import annotations
@@ -102,6 +105,7 @@ class Dispatcher:
         redis: Redis,
         settings: RealtimeSettings,
         on_account_change: Callable[[UUID], None] | None = None,
+        on_hearing: Callable[[bool], None] | None = None,
     ) -> None:
         if settings.max_sockets_per_user < 1 or settings.outbound_queue_size < 1:
             raise ValueError("max_sockets_per_user and outbound_queue_size must be at least 1")
@@ -119,6 +123,8 @@ class Dispatcher:
         self._closed = False
         # Called with the user id of every account change (the process's status cache).
         self._on_account_change = on_account_change
+        # Called with True once account changes reach this process, False when they stop.
+        self._on_hearing = on_hearing
         # Accounts announced as no longer active: user id -> until when (monotonic).
         self._refused: dict[UUID, float] = {}
 
@@ -157,6 +163,7 @@ class Dispatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._close_pubsub()
+        self._hearing(False)
         log.info("realtime_stopped", sockets_closed=closed)
 
     async def attach(self, connection: Connection) -> None:
@@ -256,6 +263,7 @@ class Dispatcher:
                 if not self._running():
                     return
                 log.warning("realtime_pubsub_lost", error=type(exc).__name__)
+            self._hearing(False)
             self._ready.clear()
             self._fail_everything()
             await self._close_pubsub()
@@ -278,6 +286,8 @@ class Dispatcher:
                 for connection in tuple(self._by_channel.get(channel, ())):
                     connection.offer(message["data"])
             elif kind == "subscribe":
+                if channel == CONTROL_CHANNEL.encode():
+                    self._hearing(True)
                 pending = self._confirmations.get(channel)
                 if pending:
                     future = pending.popleft()
@@ -285,6 +295,10 @@ class Dispatcher:
                         future.set_result(None)
                     if not pending:
                         del self._confirmations[channel]
+
+    def _hearing(self, heard: bool) -> None:
+        if self._on_hearing is not None:
+            self._on_hearing(heard)
 
     def _control(self, data: bytes) -> None:
         try:

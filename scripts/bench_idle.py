@@ -156,7 +156,7 @@ def median_of(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """Each figure's median over the rounds (threads keyed as in the first round)."""
 
     def med(pick: Any) -> float:
-        return round(statistics.median(pick(r) for r in rounds), 2)
+        return round(float(statistics.median(pick(r) for r in rounds)), 2)
 
     first = rounds[0]
     return {
@@ -196,14 +196,14 @@ def main() -> int:
                     202,
                 ),
             }
-            for request, ok in cases.values():  # warm-up: caches, pools, first-call costs
-                asyncio.run(drive(port, request, 1.0, 16, ok))
+            for raw, ok in cases.values():  # warm-up: caches, pools, first-call costs
+                asyncio.run(drive(port, raw, 1.0, 16, ok))
             rounds: dict[str, list[dict[str, Any]]] = {}
             for number in range(args.rounds):
                 for spin in (False, True):
                     with spinners(spin):
                         for connections in CONNECTIONS:
-                            for case, request in cases.items():
+                            for case, case_request in cases.items():
                                 label = f"{case}, {connections} connection(s)" + (
                                     ", spinners" if spin else ""
                                 )
@@ -212,7 +212,7 @@ def main() -> int:
                                         web.pid,
                                         services.pids,
                                         port,
-                                        request,
+                                        case_request,
                                         connections=connections,
                                         seconds=args.seconds,
                                     )

@@ -48,7 +48,7 @@ from benchkit import (
     write_results,
 )
 
-from wingman.loadtest.processes import CLOCK_TICKS, process_tree
+from wingman.loadtest.processes import CLOCK_TICKS, process_tree, tree_cpu_seconds
 from wingman.server.auth import issue_access_token
 
 CONNECTIONS = (1, 16)
@@ -98,10 +98,6 @@ def tree_threads(root: int) -> dict[str, ThreadTimes]:
     return found
 
 
-def tree_ticks(root: int) -> int:
-    return sum(t.user + t.system for t in tree_threads(root).values())
-
-
 @contextmanager
 def spinners(on: bool) -> Iterator[None]:
     """One idle-priority busy loop per CPU while the block runs (none when ``on`` is False)."""
@@ -125,12 +121,16 @@ def measure(
     seconds: float,
 ) -> dict[str, Any]:
     """One round: per request, the web threads' CPU and switches, the services' CPU."""
-    before, services_before = tree_threads(web), {n: tree_ticks(p) for n, p in services.items()}
+    before, services_before = (
+        tree_threads(web),
+        {n: tree_cpu_seconds(p) for n, p in services.items()},
+    )
     start = time.monotonic()
     request, ok = case
     rps = asyncio.run(drive(port, request, seconds, connections, ok))
     answered = rps * (time.monotonic() - start)
-    after, services_after = tree_threads(web), {n: tree_ticks(p) for n, p in services.items()}
+    after = tree_threads(web)
+    services_after = {n: tree_cpu_seconds(p) for n, p in services.items()}
     us = 1e6 / CLOCK_TICKS / answered
     threads: dict[str, dict[str, float]] = {}
     user = system = 0
@@ -148,7 +148,9 @@ def measure(
         "web_user_us": user * us,
         "web_system_us": system * us,
         "threads": threads,
-        "services_us": {n: (services_after[n] - services_before[n]) * us for n in services},
+        "services_us": {
+            n: (services_after[n] - services_before[n]) * 1e6 / answered for n in services
+        },
     }
 
 

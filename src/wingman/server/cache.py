@@ -39,6 +39,14 @@ never an error). N concurrent cold reads, in one process or across processes, ma
 call (tests/integration/server/test_read_cache.py); the waiters pay at most one poll interval
 over the loader's time.
 
+**A miss is two calls.** Reads follow writes (a user lists and opens sessions after posting, and
+every post and reply bumps the version), so under the load profile nearly every list and detail
+read misses. The entry's ``GET`` and the lock's ``SET NX`` are one script (:data:`_GET_OR_LOCK`),
+the store and the unlock another (:data:`_STORE`), both on the cache Redis's pipelined
+connection: a miss waits twice on Redis around its loader, where a ``GET``, a ``SET NX``, a
+``SET`` and a ``DEL`` waited four times, each through redis-py (docs/performance.md, eighth
+round). Only the waiters' polls stay on redis-py.
+
 If either Redis is unreachable, reads go straight to the loader and writes log the failed bump:
 a stale entry can then live until its TTL.
 """
@@ -93,6 +101,29 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
     return redis.call('INCR', KEYS[1])
 end
 return 0
+"""
+
+# KEYS[1]: the entry, KEYS[2]: its lock. ARGV[1]: the lock's lifetime in milliseconds. The
+# entry, or nil and whether this caller took the lock (nil: Lua's false in a reply).
+_GET_OR_LOCK = """
+local value = redis.call('GET', KEYS[1])
+if value then
+    return {value, 0}
+end
+if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[1]) then
+    return {false, 1}
+end
+return {false, 0}
+"""
+
+# KEYS[1]: the entry, KEYS[2]: its lock. ARGV[1]: the value, ARGV[2]: its TTL in seconds, ARGV[3]:
+# 1 when the caller holds the lock, which goes with the store.
+_STORE = """
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+if ARGV[3] == '1' then
+    redis.call('DEL', KEYS[2])
+end
+return 1
 """
 
 # Where a request keeps the version its limiter call brought: (user id, version).
@@ -198,7 +229,10 @@ class ReadCache:
         try:
             version = await self.version(user_id, scope)
             entry = f"{PREFIX}:e:{name}:{user_id}:{version.decode()}:{key}"
-            raw = await self._entry(entry)
+            lock = f"{entry}:lock"
+            raw, owner = await self._script(
+                _GET_OR_LOCK, [entry, lock], [int(self.lock_seconds * 1000)]
+            )
         except RedisError as exc:
             log.warning("cache_unavailable", cache=name, error=type(exc).__name__)
             return await load()
@@ -206,19 +240,19 @@ class ReadCache:
             _counted(name, "hit").inc()
             return msgspec.msgpack.decode(raw, type=type_)
         _counted(name, "miss").inc()
-        return await self._load_once(entry, load, type_)
-
-    async def _load_once(self, entry: str, load: Callable[[], Awaitable[T]], type_: type[T]) -> T:
-        lock = f"{entry}:lock"
-        try:
-            owner = await self.redis.set(lock, b"1", nx=True, px=int(self.lock_seconds * 1000))
-            if not owner:
+        if not owner:
+            try:
                 waited = await self._wait_for(entry, lock)
-                if waited is not None:
-                    return msgspec.msgpack.decode(waited, type=type_)
-        except RedisError as exc:
-            log.warning("cache_unavailable", error=type(exc).__name__)
-            return await load()
+            except RedisError as exc:
+                log.warning("cache_unavailable", error=type(exc).__name__)
+                return await load()
+            if waited is not None:
+                return msgspec.msgpack.decode(waited, type=type_)
+        return await self._load_and_store(entry, lock, bool(owner), load)
+
+    async def _load_and_store(
+        self, entry: str, lock: str, owner: bool, load: Callable[[], Awaitable[T]]
+    ) -> T:
         try:
             value = await load()
         except BaseException:
@@ -227,12 +261,20 @@ class ReadCache:
                 await self._forget(lock)
             raise
         try:
-            await self.redis.set(entry, msgspec.msgpack.encode(value), ex=self.ttl)
+            await self._script(
+                _STORE, [entry, lock], [msgspec.msgpack.encode(value), self.ttl, int(owner)]
+            )
         except RedisError as exc:
+            # The lock, if it stayed, runs out within ``lock_seconds``.
             log.warning("cache_store_failed", error=type(exc).__name__)
-        if owner:
-            await self._forget(lock)
         return value
+
+    async def _script(self, script: str, keys: list[str], args: list[bytes | int]) -> Any:
+        """Run one of this module's scripts on the cache Redis: through the pipelined
+        connection when there is one, else through redis-py."""
+        if self._mux is not None:
+            return await self._mux.evalsha(script, keys, args)
+        return await self.redis.eval(script, len(keys), *keys, *args)
 
     async def _wait_for(self, entry: str, lock: str) -> bytes | None:
         """The entry once the lock holder stored it; None when the lock went or timed out."""

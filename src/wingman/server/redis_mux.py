@@ -37,9 +37,9 @@ Scripts are run with ``EVALSHA``; after a ``NOSCRIPT`` (a restarted or flushed s
 script is sent in full once and the call answered from that.
 
 The event bus's publish script (per message posted and per streamed delta), the read cache's
-version bump and the web's job enqueue (SAQ's script, ``queues.PipelinedQueue``) use it too.
-Everything else (the rest of the job queue, subscriptions, cache misses and stores) stays on
-redis-py.
+version bump, its misses and stores (two scripts) and the web's job enqueue (SAQ's script,
+``queues.PipelinedQueue``) use it too. Everything else (the rest of the job queue,
+subscriptions, the polls of a read waiting for another's load) stays on redis-py.
 """
 
 from __future__ import annotations

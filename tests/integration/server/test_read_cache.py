@@ -319,6 +319,19 @@ async def test_versions_start_from_the_clock_and_a_bump_needs_one(
     assert int(await cache.version(user)) > first + 1
 
 
+async def calls(redis: Redis) -> dict[str, int]:
+    """Commands the server has run so far, by name (``cmdstat_get``: calls)."""
+    stats = await redis.info("commandstats")
+    return {name: int(value["calls"]) for name, value in stats.items()}
+
+
+def delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    """The commands run between two :func:`calls`, less the ``INFO`` that read the second."""
+    changed = {k: v - before.get(k, 0) for k, v in after.items()}
+    changed["cmdstat_info"] -= 1
+    return {k: v for k, v in changed.items() if v}
+
+
 async def test_a_cached_read_makes_one_call_to_each_redis(
     client: AsyncTestClient[Litestar], alice: Caller, redis_queue: Redis, redis_cache: Redis
 ) -> None:
@@ -327,21 +340,11 @@ async def test_a_cached_read_makes_one_call_to_each_redis(
     await client.post("/api/v1/sessions", json={"title": "counted"}, headers=alice.headers)
     assert (await client.get("/api/v1/sessions", headers=alice.headers)).status_code == 200
 
-    async def calls(redis: Redis) -> dict[str, int]:
-        stats = await redis.info("commandstats")
-        return {name: int(value["calls"]) for name, value in stats.items()}
-
     queue_before, cache_before = await calls(redis_queue), await calls(redis_cache)
     hits = counted("sessions", "hit")
     assert (await client.get("/api/v1/sessions", headers=alice.headers)).status_code == 200
     assert counted("sessions", "hit") - hits == 1
     queue_after, cache_after = await calls(redis_queue), await calls(redis_cache)
-
-    def delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
-        changed = {k: v - before.get(k, 0) for k, v in after.items()}
-        # The INFO call that reads the figures is not the request's.
-        changed["cmdstat_info"] -= 1
-        return {k: v for k, v in changed.items() if v}
 
     # Commands a script runs are counted too: one EVALSHA (the limiter's), whose GET read the
     # version; nothing else was called on its own.
@@ -350,3 +353,31 @@ async def test_a_cached_read_makes_one_call_to_each_redis(
     assert queue["cmdstat_get"] == 1
     assert not {"cmdstat_eval", "cmdstat_set", "cmdstat_incr"} & queue.keys()
     assert delta(cache_before, cache_after) == {"cmdstat_get": 1}
+
+
+async def test_a_missed_read_makes_two_calls_to_the_cache_redis(
+    client: AsyncTestClient[Litestar], alice: Caller, redis_cache: Redis
+) -> None:
+    """A miss is one script that reads the entry and takes the lock, the load, and one script
+    that stores the entry and drops the lock; then the entry is a hit and no lock is left."""
+    created = await client.post("/api/v1/sessions", json={"title": "miss"}, headers=alice.headers)
+    detail = f"/api/v1/sessions/{created.json()['id']}"
+    # A first miss connects and loads the scripts; a write then makes the next read miss.
+    assert (await client.get(detail, headers=alice.headers)).status_code == 200
+    await client.post("/api/v1/sessions", json={"title": "bump"}, headers=alice.headers)
+    before = await calls(redis_cache)
+    misses, hits = counted("session", "miss"), counted("session", "hit")
+    first = await client.get(detail, headers=alice.headers)
+    assert first.status_code == 200
+    assert counted("session", "miss") - misses == 1
+    # The scripts' own commands are counted too: GET and SET NX, then SET and DEL.
+    assert delta(before, await calls(redis_cache)) == {
+        "cmdstat_evalsha": 2,
+        "cmdstat_get": 1,
+        "cmdstat_set": 2,
+        "cmdstat_del": 1,
+    }
+    assert [key async for key in redis_cache.scan_iter(f"wingman:cache:e:*{alice.id}*:lock")] == []
+    again = await client.get(detail, headers=alice.headers)
+    assert again.json() == first.json()
+    assert counted("session", "hit") - hits == 1

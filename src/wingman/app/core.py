@@ -59,7 +59,7 @@ from wingman.domain.realtime.events import EventBus, event_bus
 from wingman.queues import Queues, create_queue
 from wingman.server.api_docs import ApiDocsPlugin
 from wingman.server.app_resources import STATE_KEY, Resources, app_resources
-from wingman.server.auth import LastSeenTracker, UserStatusCache, create_jwt_auth
+from wingman.server.auth import UserStatusCache, create_jwt_auth
 from wingman.server.cache import ReadCache, WriteBarrier
 from wingman.server.client_ip import ClientAddresses
 from wingman.server.cluster import Draining, membership
@@ -69,6 +69,7 @@ from wingman.server.database import alchemy_config
 from wingman.server.dependencies import install as resolve_dependencies_in_sequence
 from wingman.server.errors import EXCEPTION_HANDLERS, problem_details_plugin
 from wingman.server.header_limits import HeaderLimits
+from wingman.server.last_seen import LastSeenTracker
 from wingman.server.metrics import mark_process_dead
 from wingman.server.metrics_endpoint import metrics
 from wingman.server.metrics_hooks import time_redis, watch_pool
@@ -184,6 +185,20 @@ async def cache_lifespan(app: Litestar) -> AsyncIterator[None]:
 
 
 @asynccontextmanager
+async def last_seen_lifespan(app: Litestar) -> AsyncIterator[None]:
+    """Writes the callers' last-seen notes in the background, and the last ones at shutdown.
+
+    The database plugin's lifespan starts after this plugin's, so it stops first and disposes of
+    the engine; the final write opens a connection again, which is closed here after it."""
+    resources = app_resources(app)
+    try:
+        async with resources.last_seen.flushing(resources.autocommit_engine):
+            yield
+    finally:
+        await resources.alchemy.get_engine().dispose()
+
+
+@asynccontextmanager
 async def metrics_lifespan(app: Litestar) -> AsyncIterator[None]:
     """Storage figures for /metrics; this worker's live gauges go when it exits."""
     resources = app_resources(app)
@@ -202,6 +217,7 @@ LIFESPANS = (
     catalog_lifespan,
     realtime_lifespan,
     cache_lifespan,
+    last_seen_lifespan,
     metrics_lifespan,
 )
 
@@ -265,6 +281,9 @@ def providers(resources: Resources) -> dict[str, Provide]:
     def autocommit_engine() -> AsyncEngine:
         return resources.autocommit_engine
 
+    def last_seen() -> LastSeenTracker:
+        return resources.last_seen
+
     provided: list[Callable[[], object]] = [
         settings,
         migration_head,
@@ -283,6 +302,7 @@ def providers(resources: Resources) -> dict[str, Provide]:
         realtime,
         read_cache,
         autocommit_engine,
+        last_seen,
     ]
     return {f.__name__: Provide(f, sync_to_thread=False) for f in provided}
 

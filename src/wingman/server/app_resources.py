@@ -27,10 +27,11 @@ if TYPE_CHECKING:
     from wingman.domain.realtime.dispatcher import Dispatcher
     from wingman.domain.realtime.events import EventBus
     from wingman.queues import Queues
-    from wingman.server.auth import LastSeenTracker, UserStatusCache
+    from wingman.server.auth import UserStatusCache
     from wingman.server.cache import ReadCache
     from wingman.server.client_ip import ClientAddresses
     from wingman.server.cluster import Draining
+    from wingman.server.last_seen import LastSeenTracker
     from wingman.server.ratelimit import RateLimiter
     from wingman.server.redis import RedisClients
 

@@ -12,8 +12,8 @@
   announcements, and ``auth.status_cache_seconds`` (at most 60) while it does not (Redis lost),
   so a disabled user is locked out at once, or within the short TTL when the announcement could
   not be heard. An active user costs one ``SELECT`` per process per TTL, not one per request.
-- :class:`LastSeenTracker` writes ``users.last_seen_at`` at most once a minute per user across all
-  processes: a per-process memory gate, then ``SET NX EX 60`` in Redis, then the ``UPDATE``.
+- The caller is noted for ``users.last_seen_at`` (:mod:`wingman.server.last_seen`: in memory,
+  written in batches in the background; the request never waits for it).
 
 Routes under ``/health``, ``/api/docs`` and ``/api/v1/auth/`` are public; every other route needs
 ``Authorization: Bearer <access token>``.
@@ -36,10 +36,7 @@ from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
 from litestar.security.jwt import JWTAuth, Token
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-from sqlalchemy import bindparam, select, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from wingman.config import Settings
@@ -53,7 +50,6 @@ ALGORITHM = "HS256"
 # Regular expressions matched against the path: these routes need no token.
 # The WebSocket authenticates itself (subprotocol or first frame; see domain/realtime).
 PUBLIC_PATHS = ["^/health", "^/api/docs", "^/api/v1/auth/", "^/api/v1/ws"]
-LAST_SEEN_INTERVAL = 60.0
 
 
 class AuthUser(msgspec.Struct, frozen=True):
@@ -229,9 +225,6 @@ class UserStatusCache:
 
 
 _STANDING = select(User.status, User.tier).where(User.id == bindparam("user_id"))
-_SEEN = (
-    update(User).where(User.id == bindparam("user_id")).values(last_seen_at=bindparam("seen_at"))
-)
 
 
 async def load_standing(engine: AsyncEngine, user_id: UUID) -> Standing | None:
@@ -239,33 +232,6 @@ async def load_standing(engine: AsyncEngine, user_id: UUID) -> Standing | None:
     async with engine.connect() as connection:
         row = (await connection.execute(_STANDING, {"user_id": user_id})).first()
     return Standing(status=row.status, tier=row.tier) if row is not None else None
-
-
-class LastSeenTracker:
-    """Updates ``last_seen_at`` at most once per :data:`LAST_SEEN_INTERVAL` per user."""
-
-    def __init__(self, max_entries: int = 100_000) -> None:
-        self.max_entries = max_entries
-        self._touched: dict[UUID, float] = {}
-
-    async def touch(self, user_id: UUID, redis: Redis, engine: AsyncEngine) -> bool:
-        """Record activity; True when this call wrote the row."""
-        now = time.monotonic()
-        if self._touched.get(user_id, 0.0) > now:
-            return False
-        if len(self._touched) >= self.max_entries:
-            self._touched = {k: v for k, v in self._touched.items() if v > now}
-        self._touched[user_id] = now + LAST_SEEN_INTERVAL
-        # Another process may have written it within the minute: Redis decides for all of them.
-        won = await redis.set(
-            f"wingman:last-seen:{user_id}", b"1", nx=True, ex=int(LAST_SEEN_INTERVAL)
-        )
-        if not won:
-            return False
-        # One statement: with the autocommit engine it commits by itself.
-        async with engine.begin() as connection:
-            await connection.execute(_SEEN, {"user_id": user_id, "seen_at": datetime.now(UTC)})
-        return True
 
 
 def _claims_user(token: Token) -> AuthUser:
@@ -344,9 +310,10 @@ async def retrieve_user(token: Token, connection: ASGIConnection[Any, Any, Any, 
 
 async def signed_in_user(token: Token, resources: Resources) -> AuthUser:
     """The caller of a verified token: claims, then the cached status check (which also brings
-    the current tier), then last-seen. Raises a 401 problem for a disabled or deleted account."""
+    the current tier), then a last-seen note. Raises a 401 problem for a disabled or deleted
+    account."""
     user = _claims_user(token)
-    # One statement each, the standing read and the last-seen write: no transaction around them.
+    # One statement, the standing read: no transaction around it.
     engine = resources.autocommit_engine
 
     async def load(user_id: UUID) -> Standing | None:
@@ -357,11 +324,7 @@ async def signed_in_user(token: Token, resources: Resources) -> AuthUser:
         raise Problem(401, "account-disabled", "This account is disabled or deleted.")
     if standing.tier is not user.tier:
         user = msgspec.structs.replace(user, tier=standing.tier)
-    try:
-        await resources.last_seen.touch(user.id, resources.redis.cache, engine)
-    except (RedisError, SQLAlchemyError, OSError) as exc:
-        # Bookkeeping only: a Redis or database hiccup must not fail the caller's request.
-        log.warning("last_seen_update_failed", user_id=str(user.id), error=type(exc).__name__)
+    resources.last_seen.touch(user.id)
     return user
 
 

@@ -49,6 +49,7 @@ from wingman.queues import Queues
 from wingman.server.auth import AuthUser, UserStatusCache, issue_access_token, provide_current_user
 from wingman.server.client_ip import ClientAddresses
 from wingman.server.errors import Problem
+from wingman.server.last_seen import LastSeenTracker
 from wingman.server.ratelimit import RateLimiter
 
 log = structlog.get_logger(__name__)
@@ -268,9 +269,14 @@ class MeController(Controller):
 
     @get("", summary="The signed-in user")
     async def get_me(
-        self, current_user: NamedDependency[AuthUser], db_session: NamedDependency[AsyncSession]
+        self,
+        current_user: NamedDependency[AuthUser],
+        db_session: NamedDependency[AsyncSession],
+        last_seen: NamedDependency[LastSeenTracker],
     ) -> UserOut:
-        return user_out(await UserService(session=db_session).get(current_user.id))
+        user = await UserService(session=db_session).get(current_user.id)
+        # This request's own note may not be written yet (server/last_seen.py).
+        return user_out(user, seen=last_seen.noted(current_user.id))
 
     @patch("", summary="Change display name, locale or time zone")
     async def patch_me(

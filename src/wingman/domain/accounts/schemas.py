@@ -96,7 +96,12 @@ class SettingsOut(Schema):
     language: str | None
 
 
-def user_out(user: User) -> UserOut:
+def user_out(user: User, seen: datetime | None = None) -> UserOut:
+    """``seen``: a last-seen time known to the caller but maybe not written yet; the later of it
+    and the row's is shown."""
+    last_seen_at = user.last_seen_at
+    if seen is not None and (last_seen_at is None or seen > last_seen_at):
+        last_seen_at = seen
     return UserOut(
         id=user.id,
         email=user.email,
@@ -108,7 +113,7 @@ def user_out(user: User) -> UserOut:
         role=user.role,
         status=user.status,
         created_at=user.created_at,
-        last_seen_at=user.last_seen_at,
+        last_seen_at=last_seen_at,
     )
 
 

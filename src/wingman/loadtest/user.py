@@ -39,6 +39,8 @@ REST_KINDS = (
     "config",
 )
 REPLY_TIMEOUT = 60.0
+# Replies whose frames are kept while their post's answer is awaited.
+EARLY_REPLIES = 16
 
 
 @dataclass
@@ -86,6 +88,9 @@ class SimUser:
         self.headers: dict[str, str] = {}
         self.session_id = ""
         self.pending: dict[str, Pending] = {}
+        # Reply frames that came before their post's answer (a reply can finish first), with
+        # when they came: the post takes them as it starts watching.
+        self.early: dict[str, list[tuple[str, float, dict[str, Any]]]] = {}
         self.socket: ClientConnection | None = None
         self.connected = False
         self.failed = False
@@ -300,10 +305,18 @@ class SimUser:
         if kind == "message.completed":
             self.completed += 1
             self.shared.completions[message_id] = self.shared.completions.get(message_id, 0) + 1
+        now = time.perf_counter()
         pending = self.pending.get(message_id)
         if pending is None:
+            self.early.setdefault(message_id, []).append((kind, now, data))
+            while len(self.early) > EARLY_REPLIES:
+                # Frames of replies this user never watches (another device's, say).
+                del self.early[next(iter(self.early))]
             return
-        now = time.perf_counter()
+        self._take(pending, kind, now, data)
+
+    @staticmethod
+    def _take(pending: Pending, kind: str, now: float, data: dict[str, Any]) -> None:
         if kind == "message.delta" and not pending.first_delta.done():
             pending.first_delta.set_result(now)
         elif kind == "message.completed" and not pending.completed.done():
@@ -361,6 +374,8 @@ class SimUser:
         self.shared.posted.append(ai_id)
         pending = Pending(started, loop.create_future(), loop.create_future())
         self.pending[ai_id] = pending
+        for kind, at, data in self.early.pop(ai_id, []):
+            self._take(pending, kind, at, data)
         try:
             first = await asyncio.wait_for(asyncio.shield(pending.first_delta), REPLY_TIMEOUT)
             self.shared.recorder.observe("reply_first_delta", (first - started) * 1000)

@@ -27,7 +27,8 @@ A bump of a missing version does nothing (:data:`_BUMP`): nobody holds a current
 **No extra round trip.** Every signed-in API request already runs the request limiter's script
 on the queue Redis; that same script returns the caller's version (domain/catalog/request_limits.py
 asks for it, :func:`remember_version` keeps it in the ASGI scope), and a cached read passes its
-request's scope, so a hit is one ``GET`` on the cache Redis after the limiter's call, as before.
+request's scope, so a hit is one call on the cache Redis after the limiter's: the first step of
+a read (below), or a ``GET`` for :meth:`ReadCache.peek`.
 Only without the limiter (``server.rate_limits`` off, or its store unreachable) or for a version
 not yet created does a read fetch the version itself, with one more call to the queue Redis.
 

@@ -80,7 +80,7 @@ async def test_detail_queries_do_not_grow_with_page_size(
             ],
         )
     url = f"/api/v1/sessions/{chat['id']}"
-    # Warm the per-process caller status cache and the last-seen write.
+    # Warm the per-process caller status cache.
     await client.get(url, headers=alice.headers)
 
     small = await statements_for(client, app, f"{url}?limit=1", alice)

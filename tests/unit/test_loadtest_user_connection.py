@@ -9,64 +9,28 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import pytest
 
+from tests.support.load_users import KeepAliveServer, serving, sim_user
 from wingman.loadtest.stats import Recorder
-from wingman.loadtest.user import Shared, SimUser
+from wingman.loadtest.user import SimUser
 
 # Longer than httpx's default keep-alive expiry, which dropped every idle connection.
 PAUSE_S = 5.5
 
 
-@dataclass
-class CountingServer:
-    """HTTP/1.1 keep-alive server answering ``{}`` to everything, counting connections."""
-
-    port: int = 0
-    accepted: int = 0
-    close_after_each: bool = False
-
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.accepted += 1
-        try:
-            while await reader.readuntil(b"\r\n\r\n"):
-                writer.write(
-                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-                    b"content-length: 2\r\n\r\n{}"
-                )
-                await writer.drain()
-                if self.close_after_each:
-                    break
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-
 @pytest.fixture
-async def server() -> AsyncIterator[CountingServer]:
-    counting = CountingServer()
-    listener = await asyncio.start_server(counting.handle, "127.0.0.1", 0)
-    counting.port = listener.sockets[0].getsockname()[1]
-    async with listener:
+async def server() -> AsyncIterator[KeepAliveServer]:
+    async with serving(KeepAliveServer()) as counting:
         yield counting
 
 
-def _user(server: CountingServer, recorder: Recorder) -> SimUser:
-    shared = Shared(
-        base_url=f"http://127.0.0.1:{server.port}",
-        tls=None,
-        codes=None,
-        recorder=recorder,
-        cycle_seconds=60.0,
-        stop=asyncio.Event(),
-    )
-    return SimUser(0, shared, "connection-test", token="not-checked")
+def _user(server: KeepAliveServer, recorder: Recorder) -> SimUser:
+    return sim_user(server.port, recorder, "connection-test")
 
 
-async def test_requests_far_apart_share_one_connection(server: CountingServer) -> None:
+async def test_requests_far_apart_share_one_connection(server: KeepAliveServer) -> None:
     recorder = Recorder(measuring=True)
     user = _user(server, recorder)
     try:
@@ -79,7 +43,7 @@ async def test_requests_far_apart_share_one_connection(server: CountingServer) -
     assert not recorder.errors
 
 
-async def test_a_connection_the_server_closed_is_opened_again(server: CountingServer) -> None:
+async def test_a_connection_the_server_closed_is_opened_again(server: KeepAliveServer) -> None:
     server.close_after_each = True
     recorder = Recorder(measuring=True)
     user = _user(server, recorder)

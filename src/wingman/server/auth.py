@@ -31,7 +31,6 @@ from uuid import UUID
 
 import jwt
 import msgspec
-import structlog
 from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
@@ -43,8 +42,6 @@ from wingman.config import Settings
 from wingman.db.models import User, UserRole, UserStatus, UserTier
 from wingman.server.app_resources import Resources, app_resources
 from wingman.server.errors import Problem
-
-log = structlog.get_logger(__name__)
 
 ALGORITHM = "HS256"
 # Regular expressions matched against the path: these routes need no token.

@@ -28,11 +28,12 @@ from typing import Any, cast
 from uuid import UUID
 
 import structlog
-from sqlalchemy import Row, Table, bindparam, select, update
+from sqlalchemy import Row, Table, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from uuid_utils.compat import uuid7
 
 from wingman.config import AiSettings
+from wingman.db.direct import DirectStatement
 from wingman.db.models import (
     IN_FLIGHT_STATUSES,
     ChatSession,
@@ -78,13 +79,15 @@ _MESSAGES = cast(Table, Message.__table__)
 # per reply, coercing every comparison and value into SQL elements and computing each new
 # statement's cache key showed throughout the AI worker's profile under load. They work on the
 # table and return the row's columns, not ORM entities: the ORM's bulk-update path and entity
-# loading were the larger part of a claim's or store's cost (about 0.8 ms against 0.6).
-_CLAIM = (
+# loading were the larger part of a claim's or store's cost (about 0.8 ms against 0.6). The driver
+# runs them (db/direct.py).
+_CLAIM = DirectStatement(
     update(_MESSAGES)
     .where(
         _MESSAGES.c.id == bindparam("message_id"),
         _MESSAGES.c.sender == MessageSender.AI,
-        _MESSAGES.c.processing_status.in_(IN_FLIGHT_STATUSES),
+        # Not IN (...): a direct statement is one fixed SQL string.
+        or_(*(_MESSAGES.c.processing_status == status for status in IN_FLIGHT_STATUSES)),
         _MESSAGES.c.attempts < bindparam("max_attempts"),
     )
     .values(
@@ -101,25 +104,29 @@ _FENCED = update(_MESSAGES).where(
     _MESSAGES.c.run_id == bindparam("this_run"),
     _MESSAGES.c.processing_status == ProcessingStatus.PROCESSING,
 )
-_STORE = _FENCED.values(
-    content=bindparam("new_content"),
-    model=bindparam("new_model"),
-    tokens_in=bindparam("new_tokens_in"),
-    tokens_out=bindparam("new_tokens_out"),
-    latency_ms=bindparam("new_latency_ms"),
-    processing_status=ProcessingStatus.DONE,
-    error=None,
-    failure_detail=None,
-    completed_at=bindparam("now"),
-    updated_at=bindparam("now"),
-).returning(*_MESSAGES.c)
-_FAIL = _FENCED.values(
-    processing_status=ProcessingStatus.FAILED,
-    error=bindparam("new_error"),
-    failure_detail=bindparam("new_failure_detail"),
-    completed_at=bindparam("now"),
-    updated_at=bindparam("now"),
-).returning(*_MESSAGES.c)
+_STORE = DirectStatement(
+    _FENCED.values(
+        content=bindparam("new_content"),
+        model=bindparam("new_model"),
+        tokens_in=bindparam("new_tokens_in"),
+        tokens_out=bindparam("new_tokens_out"),
+        latency_ms=bindparam("new_latency_ms"),
+        processing_status=ProcessingStatus.DONE,
+        error=None,
+        failure_detail=None,
+        completed_at=bindparam("now"),
+        updated_at=bindparam("now"),
+    ).returning(*_MESSAGES.c)
+)
+_FAIL = DirectStatement(
+    _FENCED.values(
+        processing_status=ProcessingStatus.FAILED,
+        error=bindparam("new_error"),
+        failure_detail=bindparam("new_failure_detail"),
+        completed_at=bindparam("now"),
+        updated_at=bindparam("now"),
+    ).returning(*_MESSAGES.c)
+)
 
 
 # What users are told; the provider's own words stay in ``failure_detail`` and the logs.
@@ -289,10 +296,10 @@ class ReplyRun:
         stored = await self._store(reply)
         return {"message_id": str(self.message_id), "outcome": "done" if stored else "superseded"}
 
-    async def _claim(self, db: AsyncSession) -> Row[Any] | None:
+    async def _claim(self, db: AsyncSession) -> Any | None:
         """The message's row, now ``processing`` under this run; None if it is not ours to run."""
-        claimed = await db.execute(
-            _CLAIM,
+        return await _CLAIM.first(
+            db,
             {
                 "message_id": self.message_id,
                 "max_attempts": self.deps.settings.max_attempts,
@@ -300,7 +307,6 @@ class ReplyRun:
                 "now": utcnow(),
             },
         )
-        return claimed.first()
 
     async def _unclaimed(self, db: AsyncSession) -> str:
         """Why the claim failed; an in-flight message over its budget is failed here."""
@@ -449,20 +455,18 @@ class ReplyRun:
         now = utcnow()
         latency_ms = int((now - self.claimed.created_at).total_seconds() * 1000)
         async with self.deps.autocommit_sessions() as db:
-            stored = (
-                await db.execute(
-                    _STORE,
-                    {
-                        **self._fence(),
-                        "new_content": reply.text,
-                        "new_model": reply.usage.model,
-                        "new_tokens_in": reply.usage.tokens_in,
-                        "new_tokens_out": reply.usage.tokens_out,
-                        "new_latency_ms": latency_ms,
-                        "now": now,
-                    },
-                )
-            ).first()
+            stored = await _STORE.first(
+                db,
+                {
+                    **self._fence(),
+                    "new_content": reply.text,
+                    "new_model": reply.usage.model,
+                    "new_tokens_in": reply.usage.tokens_in,
+                    "new_tokens_out": reply.usage.tokens_out,
+                    "new_latency_ms": latency_ms,
+                    "now": now,
+                },
+            )
             await db.commit()
         if stored is None:
             self.log.info("reply_superseded")
@@ -481,17 +485,15 @@ class ReplyRun:
     async def _fail(self, error: str, detail: str) -> None:
         now = utcnow()
         async with self.deps.autocommit_sessions() as db:
-            failed = (
-                await db.execute(
-                    _FAIL,
-                    {
-                        **self._fence(),
-                        "new_error": error,
-                        "new_failure_detail": detail[:2000],
-                        "now": now,
-                    },
-                )
-            ).first()
+            failed = await _FAIL.first(
+                db,
+                {
+                    **self._fence(),
+                    "new_error": error,
+                    "new_failure_detail": detail[:2000],
+                    "now": now,
+                },
+            )
             await db.commit()
         if failed is not None:
             AI_REPLIES.labels(ProcessingStatus.FAILED.value).inc()

@@ -16,6 +16,7 @@ from uuid import UUID
 from sqlalchemy import and_, bindparam, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from wingman.db.direct import DirectStatement
 from wingman.db.models import (
     ChatSession,
     Message,
@@ -142,8 +143,9 @@ _PROFILES = TargetProfile.__table__
 _SETTINGS = UserSettings.__table__
 _MESSAGES = Message.__table__
 
-# The session with its tone, profile and owner's settings: one row, outer-joined.
-_SESSION_WITH_RELATED = (
+# The session with its tone, profile and owner's settings: one row, outer-joined. The three
+# statements are run by the driver (db/direct.py).
+_SESSION_WITH_RELATED = DirectStatement(
     select(
         _SESSIONS.c.id,
         _SESSIONS.c.user_id,
@@ -163,10 +165,10 @@ _SESSION_WITH_RELATED = (
     )
     .where(_SESSIONS.c.id == bindparam("session_id"))
 )
-_ANCHOR = select(_MESSAGES.c.created_at, _MESSAGES.c.id).where(
-    _MESSAGES.c.id == bindparam("anchor_id")
+_ANCHOR = DirectStatement(
+    select(_MESSAGES.c.created_at, _MESSAGES.c.id).where(_MESSAGES.c.id == bindparam("anchor_id"))
 )
-_HISTORY = (
+_HISTORY = DirectStatement(
     select(_MESSAGES.c.sender, _MESSAGES.c.content)
     .where(
         _MESSAGES.c.session_id == bindparam("session_id"),
@@ -177,7 +179,8 @@ _HISTORY = (
             bindparam("bound_id", type_=_MESSAGES.c.id.type),
         ),
         or_(
-            _MESSAGES.c.sender.in_((MessageSender.USER, MessageSender.CONTACT)),
+            _MESSAGES.c.sender == MessageSender.USER,
+            _MESSAGES.c.sender == MessageSender.CONTACT,
             and_(
                 _MESSAGES.c.sender == MessageSender.AI,
                 _MESSAGES.c.processing_status == ProcessingStatus.DONE,
@@ -192,19 +195,19 @@ _HISTORY = (
 async def load_context(
     db: AsyncSession, ai_message: ClaimedMessage, context_messages: int
 ) -> PromptContext:
-    chat = (await db.execute(_SESSION_WITH_RELATED, {"session_id": ai_message.session_id})).first()
+    chat = await _SESSION_WITH_RELATED.first(db, {"session_id": ai_message.session_id})
     if chat is None:  # pragma: no cover - the message row references it (ON DELETE CASCADE)
         raise LookupError(f"session {ai_message.session_id} is gone")
     history: list[HistoryMessage] = []
     if context_messages > 0:
         anchor = (
-            (await db.execute(_ANCHOR, {"anchor_id": ai_message.reply_to_id})).first()
+            await _ANCHOR.first(db, {"anchor_id": ai_message.reply_to_id})
             if ai_message.reply_to_id is not None
             else None
         )
         bound_at, bound_id = anchor or (ai_message.created_at, ai_message.id)
-        rows = await db.execute(
-            _HISTORY,
+        rows = await _HISTORY.rows(
+            db,
             {
                 "session_id": chat.id,
                 "ai_message_id": ai_message.id,

@@ -86,16 +86,16 @@ def provide_chat(
 async def autocommit_chat(
     engine: AsyncEngine, settings: Settings, user: AuthUser
 ) -> AsyncIterator[ChatService]:
-    """A :class:`ChatService` on a session of its own over the autocommit engine, for reads and
-    one-statement writes: no ``BEGIN``/``COMMIT`` round trips (see
-    :func:`~wingman.server.database.autocommit_engine`), and a cached read's loader opens no
-    session when the cache answers (the ``chat`` dependency would make, commit and close one per
-    request, a tenth of a cached read's time). It commits when the block ends without an error:
-    nothing to do in autocommit, and what makes a write stick behind a pooler, where the engine
-    is transactional."""
-    async with AsyncSession(engine) as db:
-        yield ChatService(db, user.id, cursor_key(settings.security.secret_key))
-        await db.commit()
+    """A :class:`ChatService` on a connection of its own from the autocommit engine, for reads
+    and one-statement writes: no ``BEGIN``/``COMMIT`` round trips (see
+    :func:`~wingman.server.database.autocommit_engine`), no ORM session around it, and a cached
+    read's loader takes no connection when the cache answers (the ``chat`` dependency would
+    make, commit and close a session per request, a tenth of a cached read's time). It commits
+    when the block ends without an error: nothing to do in autocommit, and what makes a write
+    stick behind a pooler, where the engine is transactional."""
+    async with engine.connect() as connection:
+        yield ChatService(connection, user.id, cursor_key(settings.security.secret_key))
+        await connection.commit()
 
 
 def set_fields(data: msgspec.Struct) -> dict[str, object]:

@@ -11,8 +11,6 @@ from typing import Any, cast
 from uuid import UUID
 
 from sqlalchemy import (
-    Executable,
-    Row,
     Table,
     and_,
     bindparam,
@@ -23,9 +21,10 @@ from sqlalchemy import (
     text,
     tuple_,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from uuid_utils.compat import uuid7
 
+from wingman.db.direct import DirectStatement
 from wingman.db.models import (
     ChatSession,
     Message,
@@ -36,7 +35,7 @@ from wingman.db.models import (
     Tone,
     utcnow,
 )
-from wingman.domain.chat.schemas import EventOut, MessageOut, SessionOut, ToneBrief, message_out
+from wingman.domain.chat.schemas import EventOut, MessageOut, SessionOut, ToneBrief
 from wingman.domain.profiles.schemas import ProfileOut
 from wingman.domain.profiles.services import profile_not_found
 from wingman.server.errors import Problem
@@ -57,13 +56,14 @@ _OWN_SESSION = select(ChatSession).where(
 # page's CPU; the ownership check rides on the same statement (a second one runs only when the
 # page is empty, to tell "no messages" from "not your session"). Both pages (the first, and the
 # one before a cursor's position) are whole statements built once, with the limit bound too,
-# of table columns, not mapped ones: the session then runs them as Core. With mapped columns,
-# compiling the ORM's state and loading the rows was a tenth of a page's web CPU, for rows of
-# plain columns.
+# of table columns, not mapped ones, and run on the driver connection (db/direct.py). With
+# mapped columns, compiling the ORM's state and loading the rows was a tenth of a page's web
+# CPU, for rows of plain columns.
 _MESSAGE_FIELDS = MessageOut.__struct_fields__
 _MESSAGES = Message.__table__.c
+_MESSAGE_COLUMNS = tuple(_MESSAGES[name] for name in _MESSAGE_FIELDS)
 _MESSAGE_PAGE_OF = (
-    select(*(_MESSAGES[name] for name in _MESSAGE_FIELDS))
+    select(*_MESSAGE_COLUMNS)
     .join(ChatSession.__table__, ChatSession.__table__.c.id == _MESSAGES.session_id)
     .where(
         _MESSAGES.session_id == bindparam("session_id"),
@@ -72,8 +72,8 @@ _MESSAGE_PAGE_OF = (
 )
 # Newest first by (created_at, id), read backwards along the (session_id, created_at, id) index.
 _NEWEST_FIRST = (_MESSAGES.created_at.desc(), _MESSAGES.id.desc())
-_MESSAGE_PAGE = _MESSAGE_PAGE_OF.order_by(*_NEWEST_FIRST).limit(bindparam("limit"))
-_MESSAGE_PAGE_BEFORE = (
+_MESSAGE_PAGE = DirectStatement(_MESSAGE_PAGE_OF.order_by(*_NEWEST_FIRST).limit(bindparam("limit")))
+_MESSAGE_PAGE_BEFORE = DirectStatement(
     _MESSAGE_PAGE_OF.where(
         tuple_(_MESSAGES.created_at, _MESSAGES.id)
         < tuple_(
@@ -100,7 +100,7 @@ _PROFILE_COLUMNS = tuple(
     _PROFILES[name].label(f"profile_{name}") for name in ProfileOut.__struct_fields__
 )
 _TONE_COLUMNS = tuple(_TONES[name].label(f"tone_{name}") for name in ToneBrief.__struct_fields__)
-_SESSION_WITH_RELATED = (
+_SESSION_WITH_RELATED = DirectStatement(
     select(*_SESSION_COLUMNS, *_PROFILE_COLUMNS, *_TONE_COLUMNS)
     .select_from(
         ChatSession.__table__.outerjoin(
@@ -113,8 +113,10 @@ _SESSION_WITH_RELATED = (
 # the list's fields: the first page, and the page after a cursor's position.
 _SESSION_LIST_OF = select(*_SESSION_COLUMNS).where(_SESSIONS.user_id == bindparam("user_id"))
 _SESSION_ORDER = (_SESSIONS.updated_at.desc(), _SESSIONS.id)
-_SESSION_LIST = _SESSION_LIST_OF.order_by(*_SESSION_ORDER).limit(bindparam("limit"))
-_SESSION_LIST_AFTER = (
+_SESSION_LIST = DirectStatement(
+    _SESSION_LIST_OF.order_by(*_SESSION_ORDER).limit(bindparam("limit"))
+)
+_SESSION_LIST_AFTER = DirectStatement(
     _SESSION_LIST_OF.where(
         or_(
             _SESSIONS.updated_at < bindparam("after_at", type_=_SESSIONS.updated_at.type),
@@ -131,7 +133,7 @@ _SESSION_LIST_AFTER = (
 # the message (when one is named) is in that session, and comes back as the response's fields.
 # No row back means one of the two is missing; :meth:`ChatService.add_event` then finds which.
 _EVENTS = SessionEvent.__table__.c
-_ADD_EVENT = (
+_ADD_EVENT = DirectStatement(
     insert(cast(Table, SessionEvent.__table__))
     .from_select(
         ["id", "session_id", "user_id", "message_id", "type", "payload", "created_at"],
@@ -172,9 +174,10 @@ def _fields_of(table: str) -> str:
 # (not the caller's session, or a repeated idempotency key) nothing changed, and
 # :meth:`ChatService.post_message` finds out which. As four statements through the ORM in a
 # transaction a post cost about six times the bare one-row endpoint per core.
-_POST_MESSAGE = text(
-    # Only constants are interpolated (column names, enum values); every value is bound.
-    f"""
+_POST_MESSAGE = DirectStatement(
+    text(
+        # Only constants are interpolated (column names, enum values); every value is bound.
+        f"""
 WITH owner AS (
     SELECT id FROM chat_sessions
     WHERE id = :session_id AND user_id = :user_id
@@ -203,7 +206,21 @@ SELECT {_fields_of("asked")} FROM asked
 UNION ALL
 SELECT {_fields_of("answer")} FROM answer
 """  # noqa: S608
-).columns(*(_MESSAGES[name] for name in _MESSAGE_FIELDS))
+    ).columns(*_MESSAGE_COLUMNS)
+)
+# A post repeated with its idempotency key answers with the pair the first one stored.
+_ASKED = DirectStatement(
+    select(*_MESSAGE_COLUMNS).where(
+        _MESSAGES.session_id == bindparam("session_id"),
+        _MESSAGES.idempotency_key == bindparam("idempotency_key"),
+    )
+)
+_ANSWER = DirectStatement(
+    select(*_MESSAGE_COLUMNS)
+    .where(_MESSAGES.reply_to_id == bindparam("asked_id"), _MESSAGES.sender == MessageSender.AI)
+    .order_by(_MESSAGES.created_at, _MESSAGES.id)
+    .limit(1)
+)
 
 
 # The statements select exactly each struct's fields, in its order.
@@ -236,20 +253,38 @@ class MessagePair:
 
 
 class ChatService:
-    def __init__(self, session: AsyncSession, user_id: UUID, cursor_key: bytes) -> None:
-        self.session = session
+    """The caller's sessions, messages and events on ``db``: the request's ORM session, or for
+    reads and one-statement writes a connection of the autocommit engine (an ORM session
+    around it would cost about 120 µs of client CPU a use, for nothing it does)."""
+
+    def __init__(
+        self, db: AsyncSession | AsyncConnection, user_id: UUID, cursor_key: bytes
+    ) -> None:
+        self.db = db
         self.user_id = user_id
         self.cursor_key = cursor_key
+
+    @property
+    def _orm(self) -> AsyncSession:
+        if not isinstance(self.db, AsyncSession):
+            raise TypeError("creating, changing or deleting a session needs an ORM session")
+        return self.db
 
     # --- Sessions -----------------------------------------------------------------------------
 
     async def get_session(self, session_id: UUID) -> ChatSession:
-        chat = await self.session.scalar(
+        chat = await self._orm.scalar(
             _OWN_SESSION, {"session_id": session_id, "user_id": self.user_id}
         )
         if chat is None:
             raise session_not_found()
         return chat
+
+    async def _check_owned(self, session_id: UUID) -> None:
+        """404 unless the session is the caller's."""
+        owner = {"session_id": session_id, "user_id": self.user_id}
+        if not await self.db.scalar(_OWNS_SESSION, owner):
+            raise session_not_found()
 
     async def session_with_related(
         self, session_id: UUID
@@ -280,14 +315,13 @@ class ChatService:
         if after is not None:
             statement = _SESSION_LIST_AFTER
             params.update(after_at=after.at, after_id=after.id)
-        rows = await self._rows(statement, params)
-        page, next_cursor = page_and_cursor(
-            rows, limit, key=self.cursor_key, kind=SESSIONS_CURSOR, at="updated_at", row_id="id"
+        sessions = [_session(row) for row in await self._rows(statement, params)]
+        return page_and_cursor(
+            sessions, limit, key=self.cursor_key, kind=SESSIONS_CURSOR, at="updated_at", row_id="id"
         )
-        return [_session(row) for row in page], next_cursor
 
     async def _check_profile(self, profile_id: UUID) -> None:
-        owned = await self.session.scalar(
+        owned = await self.db.scalar(
             select(
                 exists().where(
                     TargetProfile.id == profile_id, TargetProfile.user_id == self.user_id
@@ -298,7 +332,7 @@ class ChatService:
             raise profile_not_found()
 
     async def _check_tone(self, tone_id: UUID) -> None:
-        usable = await self.session.scalar(
+        usable = await self.db.scalar(
             select(exists().where(Tone.id == tone_id, Tone.is_active.is_(True)))
         )
         if not usable:
@@ -313,8 +347,8 @@ class ChatService:
     async def create_session(self, values: dict[str, Any]) -> ChatSession:
         await self._check_references(values)
         chat = ChatSession(user_id=self.user_id, **values)
-        self.session.add(chat)
-        await self.session.flush()
+        self._orm.add(chat)
+        await self._orm.flush()
         return chat
 
     async def update_session(self, session_id: UUID, changes: dict[str, Any]) -> ChatSession:
@@ -322,13 +356,13 @@ class ChatService:
         await self._check_references(changes)
         for name, value in changes.items():
             setattr(chat, name, value)
-        await self.session.flush()
+        await self._orm.flush()
         return chat
 
     async def delete_session(self, session_id: UUID) -> None:
         """Delete the session; its messages and events go with it (ON DELETE CASCADE)."""
-        await self.session.delete(await self.get_session(session_id))
-        await self.session.flush()
+        await self._orm.delete(await self.get_session(session_id))
+        await self._orm.flush()
 
     # --- Messages -----------------------------------------------------------------------------
 
@@ -343,20 +377,18 @@ class ChatService:
         if before_position is not None:
             statement = _MESSAGE_PAGE_BEFORE
             params.update(before_at=before_position.at, before_id=before_position.id)
-        rows = await self._rows(statement, params)
-        if not rows and not await self.session.scalar(_OWNS_SESSION, owner):
-            raise session_not_found()
-        page, next_cursor = page_and_cursor(
-            rows, limit, key=self.cursor_key, kind=MESSAGES_CURSOR, at="created_at", row_id="id"
+        messages = [_message(row) for row in await self._rows(statement, params)]
+        if not messages:
+            await self._check_owned(session_id)
+        return page_and_cursor(
+            messages, limit, key=self.cursor_key, kind=MESSAGES_CURSOR, at="created_at", row_id="id"
         )
-        return [_message(row) for row in page], next_cursor
 
-    async def _rows(self, statement: Executable, params: dict[str, Any]) -> list[Row[Any]]:
-        """The rows of a Core statement (table columns, no mapped ones): the session runs it
-        straight on its connection, without the ORM's compile and loading steps, in one hop
-        (``session.connection()`` and then ``execute`` on it take two: a post cost 7 % more that
-        way in one run)."""
-        return list((await self.session.execute(statement, params)).all())
+    async def _rows(
+        self, statement: DirectStatement, params: dict[str, Any]
+    ) -> list[tuple[Any, ...]]:
+        """The rows of a hot statement, run on ``db``'s connection by the driver."""
+        return await statement.rows(self.db, params)
 
     async def post_message(
         self, session_id: UUID, content: str, idempotency_key: str | None
@@ -381,28 +413,21 @@ class ChatService:
         )
         if not rows:
             # Nothing was inserted and nothing counted: find out why.
-            await self.get_session(session_id)
+            await self._check_owned(session_id)
             return await self._replay(session_id, idempotency_key)
-        by_sender = {row.sender: _message(row) for row in rows}
+        by_sender = {message.sender: message for message in map(_message, rows)}
         return MessagePair(by_sender[MessageSender.USER], by_sender[MessageSender.AI], created=True)
 
     async def _replay(self, session_id: UUID, idempotency_key: str | None) -> MessagePair:
-        user_message = await self.session.scalar(
-            select(Message).where(
-                Message.session_id == session_id, Message.idempotency_key == idempotency_key
-            )
+        asked = await _ASKED.first(
+            self.db, {"session_id": session_id, "idempotency_key": idempotency_key}
         )
-        if user_message is None:  # pragma: no cover - the conflicting row committed before us
+        if asked is None:  # pragma: no cover - the conflicting row committed before us
             raise RuntimeError("idempotency key conflicted but its message is missing")
-        ai_message = await self.session.scalar(
-            select(Message)
-            .where(Message.reply_to_id == user_message.id, Message.sender == MessageSender.AI)
-            .order_by(Message.created_at, Message.id)
-            .limit(1)
-        )
-        if ai_message is None:  # pragma: no cover - stored in the same transaction
+        answer = await _ANSWER.first(self.db, {"asked_id": asked.id})
+        if answer is None:  # pragma: no cover - stored in the same transaction
             raise RuntimeError("idempotent user message has no AI message")
-        return MessagePair(message_out(user_message), message_out(ai_message), created=False)
+        return MessagePair(_message(asked), _message(answer), created=False)
 
     # --- Events -------------------------------------------------------------------------------
 
@@ -422,6 +447,6 @@ class ChatService:
             },
         )
         if not rows:
-            await self.get_session(session_id)
+            await self._check_owned(session_id)
             raise Problem(404, "message-not-found", "No such message in this session.")
         return _event(rows[0])

@@ -23,7 +23,8 @@ the session or connection already holds:
   invalidated, so the error handlers, the pool and ``database_unreachable`` see no difference.
   Parameters are never put in the message (they are users' text).
 - **Same events.** Listeners of the engine's ``before_cursor_execute`` are called with the SQL,
-  so statement counters and logs still see every statement.
+  so statement counters still see every statement, and ``database.echo`` logs it (without its
+  values).
 
 A statement compiles for the first dialect it meets and again only if another one comes (a
 process has one engine; tests make several).
@@ -108,6 +109,9 @@ class DirectStatement:
         if sync is not None:
             for listener in sync.dispatch.before_cursor_execute:
                 listener(sync, None, compiled.sql, values, None, False)
+            if sync.engine.echo:
+                # ``database.echo``: the SQL, as SQLAlchemy logs it (never the values).
+                sync.engine.logger.info("%s", compiled.sql)
         try:
             cursor = driver.cursor()
             try:

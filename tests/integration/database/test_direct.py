@@ -3,6 +3,7 @@ ones SQLAlchemy's own execution gives, on a real PostgreSQL."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -165,3 +166,20 @@ async def test_a_write_on_a_fresh_connection_is_committed_by_its_commit(
         await connection.commit()
     async with one_connection.connect() as connection:
         assert [r[0] for r in await _through_sqlalchemy(connection)] == [row["id"]]
+
+
+async def test_database_echo_logs_the_sql_without_its_values(
+    settings: Settings, one_connection: AsyncEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    # one_connection made the table; another engine, echoing, reads it.
+    echoing = create_engine(msgspec.structs.replace(settings.database, echo=True), "wingman-tests")
+    statement = DirectStatement(select(_PROBES.c.id).where(_PROBES.c.n == bindparam("n")))
+    try:
+        with caplog.at_level(logging.INFO, logger="sqlalchemy.engine"):
+            async with echoing.connect() as connection:
+                await statement.rows(connection, {"n": 424242})
+    finally:
+        await echoing.dispose()
+    logged = [record.getMessage() for record in caplog.records]
+    assert any(message.startswith("SELECT direct_probes.id") for message in logged), logged
+    assert not any("424242" in message for message in logged)

@@ -105,7 +105,7 @@ async def measure(services: Services, uses: int, rounds: int) -> dict[str, float
             await connection.commit()
         return [tuple(row) for row in rows]
 
-    sql = ""
+    sql = _MESSAGE_PAGE.sql(reads.dialect)
     values = {**params, "session_id": str(session_id), "user_id": str(user_id)}
 
     async def connection_psycopg() -> list[tuple[Any, ...]]:
@@ -129,8 +129,6 @@ async def measure(services: Services, uses: int, rounds: int) -> dict[str, float
         for name in ("session + direct", "connection + direct"):
             if await ways[name]() != expected:
                 raise SystemExit(f"{name} read other rows than SQLAlchemy")
-        async with reads.connect() as connection:
-            sql = _MESSAGE_PAGE.sql(connection.dialect)
         figures: dict[str, list[float]] = {name: [] for name in ways}
         for use in ways.values():
             await cpu_per_use(use, 200)

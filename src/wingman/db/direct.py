@@ -163,16 +163,14 @@ def _result_processor(type_: TypeEngine[Any], dialect: Dialect) -> Processor | N
     Called for every value of every row, these were about half a page's row building: ``GUID``
     passes through the ``uuid.UUID`` psycopg returns for a PostgreSQL ``uuid``, ``DateTimeUTC``
     the aware datetime it returns for ``timestamptz``; an :class:`EnumString`'s member comes
-    from its value by a dict lookup, where calling the enum class takes several calls.
+    straight from its table of members, without the decorator's wrapper around it.
     """
     if isinstance(type_, GUID) and dialect.name == "postgresql":
         return None
     if isinstance(type_, DateTimeUTC) and getattr(type_.impl, "timezone", False):
         return None
     if isinstance(type_, EnumString):
-        members: dict[str | None, Any] = {member.value: member for member in type_.enum_class}
-        members[None] = None
-        return members.__getitem__
+        return type_.members.__getitem__
     return cast(Processor | None, type_.dialect_impl(dialect).result_processor(dialect, None))
 
 

@@ -191,12 +191,16 @@ class EnumString(TypeDecorator[_E]):
         super().__init__(length)
         self.enum_class = enum_class
         self.length = length
+        # Stored text to member (NULL to None): one dict lookup per loaded value, where calling
+        # the enum class takes several calls. db/direct.py reads rows through it too.
+        self.members: dict[str | None, _E | None] = {m.value: m for m in enum_class}
+        self.members[None] = None
 
     def process_bind_param(self, value: _E | str | None, dialect: Dialect) -> str | None:
         return None if value is None else self.enum_class(value).value
 
     def process_result_value(self, value: str | None, dialect: Dialect) -> _E | None:
-        return None if value is None else self.enum_class(value)
+        return self.members[value]
 
 
 def one_of(column: str, enum_class: type[enum.StrEnum]) -> CheckConstraint:

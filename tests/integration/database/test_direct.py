@@ -48,10 +48,11 @@ _ALL = select(*_PROBES.c).order_by(_PROBES.c.n, _PROBES.c.id)
 
 @pytest.fixture
 async def one_connection(settings: Settings) -> AsyncIterator[AsyncEngine]:
-    """A pool of one connection: a temporary table lives on it for the whole test."""
+    """A pool of one connection, and the probe table, dropped after the test (a real table, not
+    a temporary one: some tests read it through a second engine)."""
     engine = create_engine(msgspec.structs.replace(settings.database, pool_size=1), "wingman-tests")
     async with engine.begin() as connection:
-        await connection.run_sync(_PROBES.create)  # a real table: dropped below
+        await connection.run_sync(_PROBES.create)
     try:
         yield engine
     finally:
